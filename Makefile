@@ -1,0 +1,36 @@
+# The two commands of the README: `make run` (the whole pipeline, end to end) and `make test`.
+PYTHON ?= python3
+export PYTHONPATH := $(CURDIR)/services:$(CURDIR)
+
+.PHONY: install run test lint typecheck protos protos-check kafka-up kafka-down perf
+
+install:
+	$(PYTHON) -m pip install -q -e ".[dev]"
+
+run: install kafka-up
+	$(PYTHON) -m simulators.run_pipeline
+
+test: install kafka-up protos-check lint typecheck
+	$(PYTHON) -m pytest
+
+lint:
+	$(PYTHON) -m ruff check services tests simulators perf
+	$(PYTHON) -m ruff format --check services tests simulators perf
+
+typecheck:
+	$(PYTHON) -m mypy
+
+protos:
+	scripts/gen_protos.sh
+
+protos-check:
+	scripts/gen_protos.sh --check
+
+kafka-up:
+	scripts/kafka.sh up
+
+kafka-down:
+	scripts/kafka.sh down
+
+perf: install kafka-up
+	$(PYTHON) -m perf.ingest_throughput

@@ -1,0 +1,3 @@
+"""suptech: supervisory-technology risk monitor for financial regulators."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""What the services share: configuration helpers, topic declarations, Kafka and gRPC set-up."""

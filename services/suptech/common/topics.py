@@ -1,0 +1,131 @@
+"""Every Kafka topic of suptech, declared once: the scripts, the tests and the Helm chart use this.
+
+Topic names can carry a prefix (``SUPTECH_TOPIC_PREFIX``) so that tests and several deployments
+share one broker without seeing each other's data.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+__all__ = [
+    "TopicSpec",
+    "TOPICS",
+    "DATA_ACCESS",
+    "IT_POSTURE",
+    "SANDBOX",
+    "HEARTBEAT",
+    "REGISTRY_SANDBOX",
+    "FINDINGS",
+    "FEEDBACK",
+    "DEAD_LETTER",
+    "TELEMETRY_TOPICS",
+    "topic_name",
+    "ensure_topics",
+]
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    retention_ms: int
+    compacted: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def configs(self) -> dict[str, str]:
+        cfg = {
+            "cleanup.policy": "compact" if self.compacted else "delete",
+            "retention.ms": str(-1 if self.compacted else self.retention_ms),
+        }
+        cfg.update(self.extra)
+        return cfg
+
+
+DATA_ACCESS = TopicSpec("telemetry.data_access.v1", 6, 14 * DAY_MS)
+IT_POSTURE = TopicSpec("telemetry.it_posture.v1", 3, 30 * DAY_MS)
+SANDBOX = TopicSpec("telemetry.sandbox.v1", 3, 30 * DAY_MS)
+HEARTBEAT = TopicSpec("telemetry.heartbeat.v1", 3, 3 * DAY_MS)
+REGISTRY_SANDBOX = TopicSpec(
+    "registry.sandbox.v1", 1, -1, compacted=True, extra={"min.cleanable.dirty.ratio": "0.1"}
+)
+FINDINGS = TopicSpec("findings.v1", 3, 90 * DAY_MS)
+FEEDBACK = TopicSpec("feedback.v1", 1, 365 * DAY_MS)
+DEAD_LETTER = TopicSpec("deadletter.v1", 1, 30 * DAY_MS)
+
+TELEMETRY_TOPICS: dict[str, TopicSpec] = {
+    "data_access": DATA_ACCESS,
+    "it_posture": IT_POSTURE,
+    "sandbox": SANDBOX,
+    "heartbeat": HEARTBEAT,
+}
+
+TOPICS: tuple[TopicSpec, ...] = (
+    DATA_ACCESS,
+    IT_POSTURE,
+    SANDBOX,
+    HEARTBEAT,
+    REGISTRY_SANDBOX,
+    FINDINGS,
+    FEEDBACK,
+    DEAD_LETTER,
+)
+
+
+def topic_name(spec: TopicSpec, prefix: str = "") -> str:
+    return f"{prefix}{spec.name}"
+
+
+def ensure_topics(
+    bootstrap: str, prefix: str = "", specs: tuple[TopicSpec, ...] = TOPICS, timeout_s: float = 30
+) -> list[str]:
+    """Create the topics that do not exist yet; return the names created. Idempotent."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=topic_name(s, prefix),
+                num_partitions=s.partitions,
+                replication_factor=1,
+                topic_configs=s.configs(),
+            )
+            for s in specs
+            if topic_name(s, prefix) not in existing
+        ]
+        if wanted:
+            try:
+                admin.create_topics(wanted, timeout_ms=int(timeout_s * 1000))
+            except TopicAlreadyExistsError:
+                pass
+            # Metadata propagates asynchronously: wait until every topic is listed.
+            deadline = time.monotonic() + timeout_s
+            names = {t.name for t in wanted}
+            while not names <= set(admin.list_topics()):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"topics not visible after {timeout_s}s: {sorted(names)}")
+                time.sleep(0.1)
+        return [t.name for t in wanted]
+    finally:
+        admin.close()
+
+
+def main() -> None:
+    """``python -m suptech.common.topics``: create every topic on KAFKA_ADDR."""
+    from suptech.common.config import env_str
+
+    bootstrap = env_str("KAFKA_ADDR", "127.0.0.1:19092")
+    prefix = env_str("SUPTECH_TOPIC_PREFIX", "")
+    created = ensure_topics(bootstrap, prefix)
+    print(f"topics: created {len(created)}: {', '.join(created) or '-'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Generated from protos/suptech/v1 by scripts/gen_protos.sh; do not edit."""

@@ -1,0 +1,57 @@
+"""Shared fixtures: the real Kafka broker (scripts/kafka.sh) and per-test topic namespaces."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from suptech.common.topics import ensure_topics
+
+REPO = Path(__file__).resolve().parents[1]
+KAFKA_SH = REPO / "scripts" / "kafka.sh"
+
+
+def kafka_up(port: int) -> str:
+    """Start (or find running) the project's broker on ``port``; return its bootstrap address."""
+    env = dict(os.environ, KAFKA_PORT=str(port), KAFKA_CONTROLLER_PORT=str(port + 1))
+    subprocess.run([str(KAFKA_SH), "up"], check=True, env=env, stdout=subprocess.DEVNULL)
+    return f"127.0.0.1:{port}"
+
+
+def kafka_down(port: int, wipe: bool = False) -> None:
+    env = dict(os.environ, KAFKA_PORT=str(port), KAFKA_CONTROLLER_PORT=str(port + 1))
+    subprocess.run(
+        [str(KAFKA_SH), "wipe" if wipe else "down"], check=True, env=env, stdout=subprocess.DEVNULL
+    )
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """The shared test broker. Tests isolate through topic prefixes, never by restarting it."""
+    return kafka_up(int(os.environ.get("KAFKA_PORT", "19092")))
+
+
+@pytest.fixture
+def topic_prefix(kafka_bootstrap: str) -> str:
+    """A fresh namespace of every suptech topic, created on the shared broker."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    ensure_topics(kafka_bootstrap, prefix)
+    return prefix
+
+
+@pytest.fixture
+def private_kafka() -> Iterator[Callable[[int], str]]:
+    """Start a broker of the test's own (for tests that stop or restart it); wiped afterwards."""
+    started: list[int] = []
+
+    def start(port: int) -> str:
+        started.append(port)
+        return kafka_up(port)
+
+    yield start
+    for port in set(started):
+        kafka_down(port, wipe=True)
