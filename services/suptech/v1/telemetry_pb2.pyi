@@ -237,7 +237,7 @@ class Heartbeat(_message.Message):
     def __init__(self, source_id: _Optional[str] = ..., interval_seconds: _Optional[int] = ..., sdk_version: _Optional[str] = ...) -> None: ...
 
 class TelemetryEnvelope(_message.Message):
-    __slots__ = ("event_id", "institution_id", "event_time", "classification", "data_access", "it_posture", "sandbox", "heartbeat", "received_time")
+    __slots__ = ("event_id", "institution_id", "event_time", "classification", "data_access", "it_posture", "sandbox", "heartbeat")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     INSTITUTION_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -246,7 +246,6 @@ class TelemetryEnvelope(_message.Message):
     IT_POSTURE_FIELD_NUMBER: _ClassVar[int]
     SANDBOX_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
-    RECEIVED_TIME_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     institution_id: str
     event_time: _timestamp_pb2.Timestamp
@@ -255,5 +254,16 @@ class TelemetryEnvelope(_message.Message):
     it_posture: ITPostureReport
     sandbox: SandboxMetricsReport
     heartbeat: Heartbeat
+    def __init__(self, event_id: _Optional[str] = ..., institution_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., classification: _Optional[_Union[Classification, _Mapping]] = ..., data_access: _Optional[_Union[DataAccessEvent, _Mapping]] = ..., it_posture: _Optional[_Union[ITPostureReport, _Mapping]] = ..., sandbox: _Optional[_Union[SandboxMetricsReport, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+
+class TelemetryBundle(_message.Message):
+    __slots__ = ("institution_id", "batch_id", "received_time", "events")
+    INSTITUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_TIME_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    institution_id: str
+    batch_id: str
     received_time: _timestamp_pb2.Timestamp
-    def __init__(self, event_id: _Optional[str] = ..., institution_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., classification: _Optional[_Union[Classification, _Mapping]] = ..., data_access: _Optional[_Union[DataAccessEvent, _Mapping]] = ..., it_posture: _Optional[_Union[ITPostureReport, _Mapping]] = ..., sandbox: _Optional[_Union[SandboxMetricsReport, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., received_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    events: _containers.RepeatedCompositeFieldContainer[TelemetryEnvelope]
+    def __init__(self, institution_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., received_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., events: _Optional[_Iterable[_Union[TelemetryEnvelope, _Mapping]]] = ...) -> None: ...
