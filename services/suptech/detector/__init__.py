@@ -1,0 +1,1 @@
+"""Detector service: faust agents around the plain-Python detection logic in ``logic``."""

@@ -1,0 +1,57 @@
+"""Settings of the detection engine; every duration is event time, in nanoseconds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MINUTE_NS = 60 * 1_000_000_000
+HOUR_NS = 60 * MINUTE_NS
+DAY_NS = 24 * HOUR_NS
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    # Events older than the watermark minus this still land in their own window.
+    allowed_lateness_ns: int = 5 * MINUTE_NS
+    # One finding per entity and detector per coalescing window.
+    coalesce_window_ns: int = 6 * HOUR_NS
+    # Observations an entity must have before its statistical detectors may alert.
+    warmup_events: int = 30
+    # Days of history an actor needs before its daily (slow drip) detector may alert.
+    warmup_days: int = 3
+    # Recent event ids remembered for idempotence.
+    dedup_capacity: int = 200_000
+    evidence_cap: int = 20
+    # Robust z-score above which a volume is anomalous (on log1p scale).
+    z_threshold: float = 6.0
+    # Share of an entity's own scores allowed above its threshold (false-alarm budget).
+    false_alarm_budget: float = 0.002
+    # Records in one outbound event that count as a bulk export whatever the baseline.
+    bulk_records_floor: int = 2_000
+    # Local hours counted as off-hours (UTC offset applied first).
+    utc_offset_hours: int = 8
+    off_hours_start: int = 0
+    off_hours_end: int = 6
+    # CUSUM slack and decision interval, in baseline standard deviations.
+    cusum_k: float = 0.5
+    cusum_h: float = 8.0
+    # Consecutive stable-shifted health observations after which a system re-baselines.
+    rebaseline_after: int = 24
+    # Controllability index drop that counts as a regression.
+    controllability_drop: float = 0.05
+    # Institutions whose core systems depend on one vendor before it is a systemic concentration.
+    vendor_concentration_min: int = 5
+    # Institutions hit within this window make a shared-vendor outage.
+    vendor_outage_window_ns: int = HOUR_NS
+    vendor_outage_min_institutions: int = 2
+    # A source is silent after this many missed heartbeat intervals.
+    silence_intervals: float = 3.0
+    default_heartbeat_interval_s: int = 300
+    # Sandbox surge: minimum complaints+incidents in a report to alert on a rate anomaly.
+    surge_min_count: int = 5
+    # Shared per institution+family HalfSpaceTrees (secondary model).
+    hst_trees: int = 10
+    hst_height: int = 8
+    hst_window: int = 250
+    hst_quantile: float = 0.999
+    seed: int = 7
