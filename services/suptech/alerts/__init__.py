@@ -1,0 +1,1 @@
+"""Alert service: turns findings into alerts and serves them to supervisors."""
