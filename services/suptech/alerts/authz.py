@@ -1,0 +1,351 @@
+"""Who may call the alert service, and what they may see.
+
+Regulator staff authenticate with a bearer token or a client certificate (mutual TLS); both are
+looked up in one tokens file (``ALERTS_TOKENS_FILE``)::
+
+    {
+      "s3cr3t-token": {"name": "li.wei", "role": "analyst", "jurisdictions": ["bank-sz-01"]},
+      "cert:console.regulator.example": {"name": "console", "role": "viewer",
+                                         "jurisdictions": ["*"]}
+    }
+
+Roles are ordered ``viewer < analyst < supervisor < admin``. An institution credential (role
+``institution``, or an entry naming an ``institution_id``) authenticates but may do nothing here:
+institutions must never read the regulator's alerts about them. ``jurisdictions`` scopes which
+institutions a principal sees; a partner regulator lists only the institutions shared with it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+import hashlib
+import hmac
+import inspect
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+__all__ = [
+    "ALERT_SERVICE",
+    "AuthError",
+    "AuthInterceptor",
+    "Permission",
+    "PermissionDeniedError",
+    "Principal",
+    "Role",
+    "TokenStore",
+    "TokensFileError",
+    "UnauthenticatedError",
+    "authenticate",
+    "authorize",
+    "can_see",
+    "current_principal",
+    "method_permission",
+]
+
+ALERT_SERVICE = "suptech.v1.AlertService"
+ALL_JURISDICTIONS = "*"
+CERT_PREFIX = "cert:"
+
+
+class Role(enum.IntEnum):
+    """Staff roles; a higher role holds every permission of the lower ones."""
+
+    INSTITUTION = 0
+    VIEWER = 1
+    ANALYST = 2
+    SUPERVISOR = 3
+    ADMIN = 4
+
+
+class Permission(enum.Enum):
+    READ = "read"
+    TRIAGE = "triage"
+    DECIDE = "decide"
+    ADMINISTER = "administer"
+
+
+# The least role holding each permission.
+_PERMISSION_ROLE: dict[Permission, Role] = {
+    Permission.READ: Role.VIEWER,
+    Permission.TRIAGE: Role.ANALYST,
+    Permission.DECIDE: Role.SUPERVISOR,
+    Permission.ADMINISTER: Role.ADMIN,
+}
+
+_METHOD_PERMISSION: dict[str, Permission] = {
+    "ListAlerts": Permission.READ,
+    "GetAlert": Permission.READ,
+    "StreamAlerts": Permission.READ,
+    "Acknowledge": Permission.TRIAGE,
+    "Assign": Permission.TRIAGE,
+    "Resolve": Permission.DECIDE,
+    "CreateSilence": Permission.DECIDE,
+    "ExpireSilence": Permission.DECIDE,
+}
+
+
+class AuthError(Exception):
+    """A refused call; ``code`` is the gRPC status the caller receives."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class UnauthenticatedError(AuthError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDeniedError(AuthError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class TokensFileError(ValueError):
+    """The tokens file is unreadable or malformed; the message names the entry at fault."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: Role
+    jurisdictions: frozenset[str]
+
+    @property
+    def sees_all(self) -> bool:
+        return ALL_JURISDICTIONS in self.jurisdictions
+
+
+current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "suptech_alerts_current_principal", default=None
+)
+"""The caller of the gRPC method being served, set by :class:`AuthInterceptor`."""
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+class TokenStore:
+    """Credentials by token and by certificate common name.
+
+    Tokens are kept only as SHA-256 digests and compared in constant time against every entry, so
+    neither a dict lookup's timing nor a memory dump gives a token away.
+    """
+
+    def __init__(self, entries: Mapping[str, Principal]) -> None:
+        self._tokens: list[tuple[bytes, Principal]] = []
+        self._certs: dict[str, Principal] = {}
+        for key, principal in entries.items():
+            if key.startswith(CERT_PREFIX):
+                self._certs[key[len(CERT_PREFIX) :]] = principal
+            else:
+                self._tokens.append((_digest(key), principal))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes, source: str = "tokens file") -> TokenStore:
+        try:
+            doc = json.loads(raw)
+        except ValueError as exc:
+            raise TokensFileError(f"{source}: not valid JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise TokensFileError(f"{source}: expected an object of token -> entry")
+        return cls({key: _parse_entry(source, key, value) for key, value in doc.items()})
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TokenStore:
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            raise TokensFileError(f"cannot read tokens file {path}: {exc}") from None
+        return cls.from_json(raw, str(path))
+
+    def by_token(self, token: str) -> Principal | None:
+        presented = _digest(token)
+        found: Principal | None = None
+        for digest, principal in self._tokens:
+            # No early exit: the time taken does not depend on which entry matched.
+            if hmac.compare_digest(digest, presented):
+                found = principal
+        return found
+
+    def by_certificate(self, common_name: str) -> Principal | None:
+        return self._certs.get(common_name)
+
+
+def _parse_entry(source: str, key: str, value: Any) -> Principal:
+    label = (
+        key
+        if key.startswith(CERT_PREFIX)
+        else f"token #{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+    )
+    where = f"{source}: entry {label}"
+    if not key:
+        raise TokensFileError(f"{source}: empty token")
+    if not isinstance(value, dict):
+        raise TokensFileError(f"{where}: expected an object")
+    name = value.get("name")
+    if not isinstance(name, str) or not name:
+        raise TokensFileError(f"{where}: 'name' must be a non-empty string")
+    if "institution_id" in value:
+        # A gateway credential copied here by mistake still identifies an institution.
+        return Principal(name, Role.INSTITUTION, frozenset())
+    role_name = value.get("role")
+    try:
+        role = Role[str(role_name).upper()]
+    except KeyError:
+        known = ", ".join(r.name.lower() for r in Role)
+        raise TokensFileError(f"{where}: unknown role {role_name!r} (one of {known})") from None
+    jurisdictions = value.get("jurisdictions", [])
+    if not isinstance(jurisdictions, list) or not all(
+        isinstance(j, str) and j for j in jurisdictions
+    ):
+        raise TokensFileError(f"{where}: 'jurisdictions' must be a list of institution ids or '*'")
+    if role is not Role.INSTITUTION and not jurisdictions:
+        raise TokensFileError(f"{where}: 'jurisdictions' is empty, the principal could see nothing")
+    return Principal(name, role, frozenset(jurisdictions))
+
+
+def _metadata_value(metadata: Iterable[tuple[str, str | bytes]] | None, key: str) -> str | None:
+    for k, v in metadata or ():
+        if k.lower() == key:
+            return v.decode(errors="replace") if isinstance(v, bytes) else v
+    return None
+
+
+def authenticate(
+    tokens: TokenStore,
+    invocation_metadata: Iterable[tuple[str, str | bytes]] | None,
+    auth_context: Mapping[str, Sequence[bytes]] | None,
+) -> Principal:
+    """Identify the caller from ``authorization: Bearer <token>`` or its TLS client certificate.
+
+    A presented token decides: a wrong token is refused even over a trusted certificate, so a
+    misconfigured client fails loudly instead of acting under another identity.
+    """
+    header = _metadata_value(invocation_metadata, "authorization")
+    if header is not None:
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise UnauthenticatedError("authorization header must be 'Bearer <token>'")
+        principal = tokens.by_token(token.strip())
+        if principal is None:
+            raise UnauthenticatedError("unknown token")
+        return principal
+    for cn in (auth_context or {}).get("x509_common_name", ()):
+        principal = tokens.by_certificate(cn.decode(errors="replace"))
+        if principal is not None:
+            return principal
+        raise UnauthenticatedError(f"client certificate {cn!r} is not registered")
+    raise UnauthenticatedError(
+        "no credentials: send 'authorization: Bearer <token>' or a certificate"
+    )
+
+
+def _short_method(method_name: str) -> str:
+    # Accepts "/suptech.v1.AlertService/Acknowledge" as well as "Acknowledge".
+    return method_name.rsplit("/", 1)[-1]
+
+
+def method_permission(method_name: str) -> Permission:
+    """The permission a method needs; a method not in the matrix needs the admin role."""
+    return _METHOD_PERMISSION.get(_short_method(method_name), Permission.ADMINISTER)
+
+
+def authorize(principal: Principal, method_name: str) -> None:
+    """Raise :class:`PermissionDeniedError` unless ``principal`` may call ``method_name``."""
+    if principal.role is Role.INSTITUTION:
+        raise PermissionDeniedError(f"{principal.name}: institution credentials have no access")
+    needed = _PERMISSION_ROLE[method_permission(method_name)]
+    if principal.role < needed:
+        raise PermissionDeniedError(
+            f"{principal.name} ({principal.role.name.lower()}) may not call "
+            f"{_short_method(method_name)}: needs {needed.name.lower()}"
+        )
+
+
+def can_see(principal: Principal, institution_id: str) -> bool:
+    """Whether the alerts of ``institution_id`` are within the principal's jurisdiction."""
+    if principal.role is Role.INSTITUTION:
+        return False
+    return principal.sees_all or institution_id in principal.jurisdictions
+
+
+Behavior = Callable[..., Any]
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Authenticates and authorizes every AlertService call; health and reflection stay open.
+
+    The principal is published in :data:`current_principal` for the servicer, which uses it for
+    jurisdiction scoping and for the audit trail.
+    """
+
+    def __init__(self, tokens: TokenStore, service: str = ALERT_SERVICE) -> None:
+        self._tokens = tokens
+        self._prefix = f"/{service}/"
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or not method.startswith(self._prefix):
+            return handler
+        return _wrap_handler(handler, self._tokens, method)
+
+
+def _check(tokens: TokenStore, method: str, context: grpc.aio.ServicerContext) -> Principal:
+    principal = authenticate(tokens, context.invocation_metadata(), context.auth_context())
+    authorize(principal, method)
+    return principal
+
+
+def _wrap_handler(
+    handler: grpc.RpcMethodHandler, tokens: TokenStore, method: str
+) -> grpc.RpcMethodHandler:
+    def unary_response(behavior: Behavior) -> Behavior:
+        async def wrapped(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                principal = _check(tokens, method, context)
+            except AuthError as exc:
+                await context.abort(exc.code, str(exc))
+            current_principal.set(principal)
+            return await behavior(request_or_iterator, context)
+
+        return wrapped
+
+    def stream_response(behavior: Behavior) -> Behavior:
+        if inspect.isasyncgenfunction(behavior):
+
+            async def wrapped_gen(
+                request_or_iterator: Any, context: grpc.aio.ServicerContext
+            ) -> AsyncIterator[Any]:
+                try:
+                    principal = _check(tokens, method, context)
+                except AuthError as exc:
+                    await context.abort(exc.code, str(exc))
+                current_principal.set(principal)
+                async for item in behavior(request_or_iterator, context):
+                    yield item
+
+            return wrapped_gen
+        # A streaming handler written with ``await context.write(...)`` instead of yield.
+        return unary_response(behavior)
+
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(unary_response(handler.unary_unary), **kwargs)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(stream_response(handler.unary_stream), **kwargs)
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(unary_response(handler.stream_unary), **kwargs)
+    return grpc.stream_stream_rpc_method_handler(stream_response(handler.stream_stream), **kwargs)

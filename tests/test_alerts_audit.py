@@ -1,0 +1,189 @@
+"""The audit log's hash chain on a real database: appends verify, any tampering is named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+from suptech.alerts import audit
+from suptech.alerts.database import make_engine
+from suptech.alerts.models import Base
+
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'alerts.db'}"
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    Base.metadata.create_all(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def write_chain(sessions: sessionmaker[Session], n: int) -> list[audit.AuditEntry]:
+    entries = []
+    for i in range(n):
+        with sessions.begin() as s:
+            entries.append(
+                audit.append(
+                    s,
+                    actor=f"user{i % 3}",
+                    role="analyst",
+                    action="acknowledge" if i % 2 else "assign",
+                    alert_id=f"a{i}" if i % 4 else None,
+                    details={"note": f"n{i}", "版本": i, "nested": {"b": [1, 2.5], "a": None}},
+                    ts=T0 + timedelta(seconds=i, microseconds=i),
+                )
+            )
+    return entries
+
+
+def test_chain_of_entries_verifies(sessions: sessionmaker[Session]) -> None:
+    entries = write_chain(sessions, 25)
+    assert [e.id for e in entries] == list(range(1, 26))
+    assert entries[0].prev_hash == audit.GENESIS_HASH
+    assert all(b.prev_hash == a.hash for a, b in zip(entries, entries[1:], strict=False))
+    with sessions() as s:
+        result = audit.verify(s)
+    assert result == audit.VerifyResult(True, 25, None, "", entries[-1].hash)
+
+
+def test_empty_log_verifies(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        assert audit.verify(s) == audit.VerifyResult(True, 0)
+
+
+def test_rolled_back_action_leaves_no_entry(sessions: sessionmaker[Session]) -> None:
+    write_chain(sessions, 2)
+    with sessions() as s, s.begin():
+        audit.append(s, actor="eve", role="admin", action="resolve", alert_id="x", details={})
+        s.rollback()
+    write_chain(sessions, 1)
+    with sessions() as s:
+        assert audit.verify(s).ok and audit.verify(s).checked == 3
+
+
+@pytest.mark.parametrize(
+    "column_sql",
+    [
+        'details = \'{"note": "forged"}\'',
+        "actor = 'mallory'",
+        "alert_id = 'a-other'",
+        "ts = '2024-01-01 00:00:00.000000'",
+    ],
+)
+def test_tampered_row_is_named(
+    engine: Engine, sessions: sessionmaker[Session], column_sql: str
+) -> None:
+    write_chain(sessions, 10)
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE audit_log SET {column_sql} WHERE id = 6"))
+    with sessions() as s:
+        result = audit.verify(s)
+    assert not result.ok
+    assert result.first_broken_id == 6
+    assert result.checked == 5
+    assert "does not match its hash" in result.reason
+
+
+def test_rehashed_forgery_is_caught_at_the_next_link(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    entries = write_chain(sessions, 5)
+    victim = entries[2]
+    forged = audit.entry_hash(
+        victim.prev_hash,
+        id=victim.id,
+        ts=victim.ts,
+        actor=victim.actor,
+        role="admin",
+        action=victim.action,
+        alert_id=victim.alert_id,
+        details=victim.details,
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE audit_log SET role = 'admin', hash = :h WHERE id = :i"),
+            {"h": forged, "i": victim.id},
+        )
+    with sessions() as s:
+        result = audit.verify(s)
+    assert (result.ok, result.first_broken_id) == (False, victim.id + 1)
+    assert f"entry {victim.id}" in result.reason
+
+
+@pytest.mark.parametrize("deleted", [1, 4, 7])
+def test_deleted_row_is_detected(
+    engine: Engine, sessions: sessionmaker[Session], deleted: int
+) -> None:
+    write_chain(sessions, 8)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE id = :i"), {"i": deleted})
+    with sessions() as s:
+        result = audit.verify(s)
+    assert not result.ok
+    assert result.first_broken_id == deleted + 1
+    assert f"entry {deleted} is missing" in result.reason
+
+
+def test_truncation_detected_against_noted_head(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    entries = write_chain(sessions, 6)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE id = 6"))
+    with sessions() as s:
+        assert audit.verify(s).ok  # the remaining chain is intact on its own...
+        result = audit.verify(s, expect_head=entries[-1].hash)
+    assert not result.ok and "removed" in result.reason  # ...but not the head noted before
+
+
+def test_bad_details_refused(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as s, pytest.raises(ValueError, match="plain JSON"):
+        audit.append(s, actor="a", role="viewer", action="x", alert_id=None, details={"t": T0})
+    with sessions.begin() as s, pytest.raises(ValueError, match="actor"):
+        audit.append(s, actor="", role="viewer", action="x", alert_id=None)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "suptech.alerts.audit", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_reports_ok_then_broken_link(
+    db_url: str, engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    entries = write_chain(sessions, 4)
+    ok = run_cli("verify", "--db", db_url)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith(f"OK: 4 entries, head {entries[-1].hash}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET action = 'delete' WHERE id = 3"))
+    broken = run_cli("verify", "--db", db_url)
+    assert broken.returncode == 1
+    assert "BROKEN: entry 3" in broken.stderr
+
+
+def test_cli_unreadable_database_is_an_error(tmp_path: Path) -> None:
+    result = run_cli("verify", "--db", f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
+    assert result.returncode == 2 and "cannot read the audit log" in result.stderr
