@@ -1,0 +1,18 @@
+"""The suptech institution SDK: stream telemetry to the regulator's ingest gateway.
+
+Depends on the contracts (``suptech.v1``), grpcio and protobuf only: ``pip install suptech``.
+"""
+
+from suptech.sdk.aio import AsyncTelemetryClient
+from suptech.sdk.client import ClientStats, Rejection, TelemetryClient, new_event_id
+from suptech.sdk.pseudonym import is_pseudonym, pseudonymise
+
+__all__ = [
+    "AsyncTelemetryClient",
+    "ClientStats",
+    "Rejection",
+    "TelemetryClient",
+    "is_pseudonym",
+    "new_event_id",
+    "pseudonymise",
+]
