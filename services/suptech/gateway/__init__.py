@@ -1,0 +1,1 @@
+"""The ingest gateway: institutions' telemetry in over gRPC, validated, out to Kafka."""

@@ -1,0 +1,110 @@
+"""Gateway configuration, read once from environment variables; every error names its variable."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from suptech.common.config import ConfigError, env_float, env_int, env_str
+
+__all__ = ["GatewayConfig", "load_config", "load_tokens"]
+
+# Shorter tokens are guessable; the generator (python -m suptech.gateway.tokens) makes 43 chars.
+MIN_TOKEN_CHARS = 16
+MAX_INSTITUTION_ID_CHARS = 128
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    kafka_addr: str = "127.0.0.1:19092"
+    topic_prefix: str = ""
+    # token -> institution_id
+    tokens: Mapping[str, str] = field(default_factory=dict)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    # When set, every caller must present a certificate signed by this CA (mutual TLS).
+    tls_client_ca: str | None = None
+    rate_limit_eps: float = 200_000.0
+    rate_limit_burst: float = 200_000.0
+    max_batch_events: int = 5000
+    max_skew_s: float = 300.0
+    # The SDK spools through long outages, so old events are still legitimate.
+    max_age_s: float = 30 * 24 * 3600.0
+    produce_timeout_s: float = 10.0
+    grace_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.tokens and not self.tls_client_ca:
+            raise ConfigError(
+                "no caller could authenticate: set GATEWAY_TOKENS_FILE or GATEWAY_TLS_CLIENT_CA"
+            )
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY must be set together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ConfigError("GATEWAY_TLS_CLIENT_CA needs GATEWAY_TLS_CERT and GATEWAY_TLS_KEY")
+        checks = (
+            ("GATEWAY_PORT", 0 <= self.port <= 65535),
+            ("GATEWAY_RATE_LIMIT_EPS", self.rate_limit_eps > 0),
+            ("GATEWAY_MAX_BATCH_EVENTS", self.max_batch_events > 0),
+            # A batch larger than the bucket could never pass.
+            ("GATEWAY_RATE_LIMIT_BURST", self.rate_limit_burst >= self.max_batch_events),
+            ("GATEWAY_MAX_SKEW_S", self.max_skew_s >= 0),
+            ("GATEWAY_MAX_AGE_S", self.max_age_s > 0),
+            ("GATEWAY_PRODUCE_TIMEOUT_S", self.produce_timeout_s >= 1),
+            ("GATEWAY_GRACE_S", self.grace_s >= 0),
+        )
+        for name, ok in checks:
+            if not ok:
+                raise ConfigError(f"environment variable {name} is out of range")
+
+
+def load_tokens(path: str) -> dict[str, str]:
+    """Read ``{"<token>": "<institution_id>", ...}``; raise :class:`ConfigError` when malformed."""
+    where = f"GATEWAY_TOKENS_FILE ({path})"
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{where}: not JSON: {e}") from None
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f'{where}: must be a non-empty object {{"<token>": "<institution_id>"}}')
+    tokens: dict[str, str] = {}
+    for token, institution in raw.items():
+        if not isinstance(institution, str) or not institution:
+            raise ConfigError(f"{where}: institution id for a token must be a non-empty string")
+        if len(institution) > MAX_INSTITUTION_ID_CHARS:
+            raise ConfigError(f"{where}: institution id {institution[:20]!r}... is too long")
+        if len(token) < MIN_TOKEN_CHARS:
+            # Never echo the token itself into logs.
+            raise ConfigError(
+                f"{where}: token of {institution!r} is shorter than {MIN_TOKEN_CHARS} chars"
+            )
+        tokens[token] = institution
+    return tokens
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    tokens_file = env_str("GATEWAY_TOKENS_FILE", "", environ)
+    eps = env_float("GATEWAY_RATE_LIMIT_EPS", 200_000.0, environ)
+    return GatewayConfig(
+        host=env_str("GATEWAY_HOST", "127.0.0.1", environ),
+        port=env_int("GATEWAY_PORT", 50051, environ),
+        kafka_addr=env_str("KAFKA_ADDR", "127.0.0.1:19092", environ),
+        topic_prefix=env_str("SUPTECH_TOPIC_PREFIX", "", environ),
+        tokens=load_tokens(tokens_file) if tokens_file else {},
+        tls_cert=env_str("GATEWAY_TLS_CERT", "", environ) or None,
+        tls_key=env_str("GATEWAY_TLS_KEY", "", environ) or None,
+        tls_client_ca=env_str("GATEWAY_TLS_CLIENT_CA", "", environ) or None,
+        rate_limit_eps=eps,
+        rate_limit_burst=env_float("GATEWAY_RATE_LIMIT_BURST", eps, environ),
+        max_batch_events=env_int("GATEWAY_MAX_BATCH_EVENTS", 5000, environ),
+        max_skew_s=env_float("GATEWAY_MAX_SKEW_S", 300.0, environ),
+        max_age_s=env_float("GATEWAY_MAX_AGE_S", 30 * 24 * 3600.0, environ),
+        produce_timeout_s=env_float("GATEWAY_PRODUCE_TIMEOUT_S", 10.0, environ),
+        grace_s=env_float("GATEWAY_GRACE_S", 10.0, environ),
+    )

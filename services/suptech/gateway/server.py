@@ -1,0 +1,172 @@
+"""The ingest gateway: authenticate, rate-limit, validate, write to Kafka, then acknowledge."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from suptech.common.grpc_server import GrpcServer, ServerTLS
+from suptech.gateway.auth import Authenticator
+from suptech.gateway.config import GatewayConfig
+from suptech.gateway.producer import ProduceError, TelemetryProducer
+from suptech.gateway.ratelimit import RateLimiter
+from suptech.gateway.validation import MAX_ID_CHARS, Limits, validate_batch
+from suptech.v1 import ingest_pb2, ingest_pb2_grpc
+
+__all__ = ["GatewayServer", "IngestServicer", "MutualTLS", "build_gateway", "SERVICE_NAME"]
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
+
+
+class MutualTLS(ServerTLS):
+    """Server TLS that requires a client certificate signed by the client CA, when one is set.
+
+    gRPC Python cannot ask for a certificate without requiring it: with ``require_client_auth``
+    off it never requests one, so a client CA means mandatory mutual TLS (tokens still work on
+    top of it, and must then name the same institution).
+    """
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.key_pem, self.cert_pem)],
+            root_certificates=self.client_ca_pem,
+            require_client_auth=self.client_ca_pem is not None,
+        )
+
+
+class IngestServicer:
+    """``suptech.v1.IngestService``: one ack per batch, sent after Kafka confirmed it."""
+
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        limiter: RateLimiter,
+        producer: TelemetryProducer,
+        limits: Limits,
+        max_batch_events: int,
+    ) -> None:
+        self._auth = authenticator
+        self._limiter = limiter
+        self._producer = producer
+        self._limits = limits
+        self._max_batch_events = max_batch_events
+        self._draining = False
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def begin_drain(self) -> None:
+        """Refuse new batches (UNAVAILABLE: the client resends elsewhere); finish running ones."""
+        self._draining = True
+
+    def check_kafka(self) -> bool:
+        """Blocking: whether Kafka answers and the telemetry topics exist."""
+        return self._producer.check()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def StreamTelemetry(  # noqa: N802 (the gRPC method name)
+        self, request_iterator: AsyncIterator[Any], context: Any
+    ) -> AsyncIterator[Any]:
+        institution = await self._auth.authenticate(context)
+        async for batch in request_iterator:
+            if self._draining:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "gateway is shutting down")
+            self._in_flight += 1
+            self._idle.clear()
+            try:
+                ack = await self._handle(institution, batch, context)
+            finally:
+                self._in_flight -= 1
+                if self._in_flight == 0:
+                    self._idle.set()
+            yield ack
+
+    async def _handle(self, institution: str, batch: Any, context: Any) -> Any:
+        batch_id = batch.batch_id
+        if not batch_id or len(batch_id) > MAX_ID_CHARS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"batch_id must be 1..{MAX_ID_CHARS} chars"
+            )
+        events = batch.events
+        n = len(events)
+        if n > self._max_batch_events:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"batch {batch_id} has {n} events, at most {self._max_batch_events}",
+            )
+        wait_s = self._limiter.take(institution, n)
+        if wait_s > 0:
+            context.set_trailing_metadata((("retry-after-ms", str(max(1, round(wait_s * 1000)))),))
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"rate limit of institution {institution} exceeded; retry after {wait_s:.3f}s",
+            )
+        verdict = validate_batch(events, institution, time.time(), self._limits)
+        try:
+            await self._producer.publish(institution, batch_id, verdict.accepted)
+        except ProduceError as e:
+            log.warning("batch %s of %s not written: %s", batch_id, institution, e)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"Kafka unavailable: {e}")
+        ack = ingest_pb2.BatchAck(batch_id=batch_id, accepted=verdict.accepted_count)
+        if verdict.rejections:
+            add = ack.rejections.add
+            for index, event_id, reason, detail in verdict.rejections:
+                add(index=index, event_id=event_id, reason=reason, detail=detail)
+        return ack
+
+
+class GatewayServer(GrpcServer):
+    """The shared server, whose stop first lets in-flight batches reach Kafka and their acks."""
+
+    def __init__(self, servicer: IngestServicer, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.servicer = servicer
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        await self._health.enter_graceful_shutdown()
+        self.servicer.begin_drain()
+        if not await self.servicer.wait_idle(grace_s):
+            log.warning("batches still in flight after %.0fs: their clients will resend", grace_s)
+        # Streams left are idle between batches: closing them loses nothing.
+        await super().stop(min(grace_s, 1.0))
+
+
+def build_gateway(config: GatewayConfig) -> tuple[GatewayServer, Callable[[], Awaitable[None]]]:
+    """The gateway's server (not started) and the cleanup that closes its Kafka producer."""
+    producer = TelemetryProducer(config.kafka_addr, config.topic_prefix, config.produce_timeout_s)
+    servicer = IngestServicer(
+        Authenticator(config.tokens),
+        RateLimiter(config.rate_limit_eps, config.rate_limit_burst),
+        producer,
+        Limits(max_skew_s=config.max_skew_s, max_age_s=config.max_age_s),
+        config.max_batch_events,
+    )
+    tls = None
+    if config.tls_cert and config.tls_key:
+        tls = MutualTLS.from_files(config.tls_cert, config.tls_key, config.tls_client_ca)
+    server = GatewayServer(
+        servicer,
+        host=config.host,
+        port=config.port,
+        registrations=[lambda s: ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, s)],
+        service_names=[SERVICE_NAME],
+        tls=tls,
+    )
+
+    async def cleanup() -> None:
+        await asyncio.to_thread(producer.close)
+
+    return server, cleanup
