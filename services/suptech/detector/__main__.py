@@ -1,0 +1,38 @@
+"""``python -m suptech.detector [worker]``: run one detector worker until SIGTERM."""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args not in ([], ["worker"]):
+        print("usage: python -m suptech.detector [worker]", file=sys.stderr)
+        return 2
+
+    import faust
+
+    from suptech.common.config import ConfigError
+    from suptech.common.logging_setup import setup_logging
+    from suptech.common.topics import ensure_topics
+    from suptech.detector.app import build_app
+    from suptech.detector.config import DetectorConfig
+
+    setup_logging("detector")
+    try:
+        config = DetectorConfig.from_env()
+    except ConfigError as exc:
+        print(f"detector: {exc}", file=sys.stderr)
+        return 2
+    ensure_topics(config.kafka_addr, config.topic_prefix)
+    detector = build_app(config)
+    worker = faust.Worker(detector.app, loglevel="INFO", redirect_stdouts=False)
+    worker.execute_from_commandline()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

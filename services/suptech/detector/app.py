@@ -1,0 +1,217 @@
+"""The faust app: one agent over the telemetry topics and the sandbox registry, one timer.
+
+Delivery is at-least-once and the engine state is exact across a crash:
+
+* findings and dead letters of a record are written (producer futures awaited) before the record
+  is acknowledged;
+* faust's own periodic commit is switched off; offsets are committed right after a checkpoint, so
+  the committed offsets never pass the offsets the last checkpoint covers;
+* after a restart, records below the checkpoint's offsets are skipped (already in the restored
+  engine), and the rest are processed again: the engine dedups by event_id, and finding ids are
+  deterministic, so a replay repeats ids and never invents new ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from suptech.common.topics import (
+    DEAD_LETTER,
+    FINDINGS,
+    REGISTRY_SANDBOX,
+    TELEMETRY_TOPICS,
+    topic_name,
+)
+from suptech.detector.checkpoint import CheckpointStore
+from suptech.detector.config import DetectorConfig
+from suptech.detector.logic import EngineConfig
+from suptech.detector.processing import DeadLetter, DetectorCore, Outcome
+from suptech.v1 import findings_pb2
+
+__all__ = ["Detector", "build_app"]
+
+log = logging.getLogger("suptech.detector")
+
+# Commits happen after checkpoints only; this keeps faust's timer and counter out of the way.
+_NEVER_S = 10 * 365 * 24 * 3600.0
+_NEVER_N = 2**62
+
+
+@dataclass
+class Detector:
+    """The faust app together with the state its agent drives."""
+
+    app: faust.App
+    core: DetectorCore
+    store: CheckpointStore
+    config: DetectorConfig
+    lock: asyncio.Lock
+    findings_topic: Any
+    dead_letter_topic: Any
+
+    async def publish(self, outcome: Outcome) -> None:
+        await self._publish(outcome.findings, outcome.dead_letters)
+
+    async def _publish(
+        self, findings: Iterable[findings_pb2.Finding], dead_letters: Iterable[DeadLetter]
+    ) -> None:
+        futures = []
+        for finding in findings:
+            futures.append(
+                await self.findings_topic.send(
+                    key=finding.institution_id.encode(),
+                    value=finding.SerializeToString(),
+                    force=True,
+                )
+            )
+        for dead in dead_letters:
+            log.warning(
+                "dead letter: %s (%s) from %s:%d@%d",
+                dead.reason,
+                dead.detail[:200],
+                dead.source_topic,
+                dead.source_partition,
+                dead.source_offset,
+            )
+            futures.append(
+                await self.dead_letter_topic.send(
+                    key=dead.key, value=dead.value, headers=dead.headers(), force=True
+                )
+            )
+        if futures:
+            # Delivered (acks=all) before the source record may be acknowledged.
+            await asyncio.gather(*futures)
+
+    async def checkpoint(self) -> None:
+        """Write a checkpoint, then commit offsets (which never pass the checkpoint's)."""
+        self.checkpoint_now()
+        await self.app.consumer.commit()
+
+    def checkpoint_now(self) -> None:
+        if self.core.failed:
+            return
+        checkpoint = self.core.checkpoint()
+        self.store.save(checkpoint)
+        log.info(
+            "checkpoint written: %d bytes, stats=%s",
+            len(checkpoint.engine_blob),
+            json.dumps(self.core.engine.stats(), sort_keys=True),
+        )
+
+    async def on_watermark(self) -> None:
+        async with self.lock:
+            if self.core.failed:
+                return
+            findings = self.core.advance()
+            try:
+                await self._publish(findings, ())
+            except Exception as exc:
+                await self._fail(exc)
+                return
+            log.info("detector progress %s", json.dumps(self.core.progress(), sort_keys=True))
+            if self.core.checkpoint_due():
+                await self.checkpoint()
+
+    async def on_record(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> None:
+        async with self.lock:
+            if self.core.failed:
+                return
+            outcome = self.core.handle(topic, partition, offset, key, value)
+            try:
+                await self.publish(outcome)
+            except Exception as exc:
+                await self._fail(exc)
+                return
+            if self.core.checkpoint_due():
+                await self.checkpoint()
+
+    async def _fail(self, exc: BaseException) -> None:
+        # The engine now holds a record whose outputs may be lost: it must never be checkpointed.
+        # Crashing lets the restart replay from the last checkpoint instead.
+        self.core.failed = True
+        log.error("cannot publish detector output (%r): stopping the worker", exc)
+        await self.app.crash(exc)
+
+
+def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None) -> Detector:
+    """The detector's faust app, its engine restored from the last checkpoint if there is one."""
+    prefix = config.topic_prefix
+    telemetry = sorted(topic_name(spec, prefix) for spec in TELEMETRY_TOPICS.values())
+    registry = topic_name(REGISTRY_SANDBOX, prefix)
+    app = faust.App(
+        config.app_id,
+        broker=f"kafka://{config.kafka_addr}",
+        key_serializer="raw",
+        value_serializer="raw",
+        datadir=str(config.state_dir / "faust"),
+        # Topics are declared once, in suptech.common.topics, and created before the worker.
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        web_enabled=config.web_enabled,
+        web_port=config.web_port,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=config.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, config.session_timeout_s / 5),
+        broker_rebalance_timeout=config.session_timeout_s,
+        broker_commit_interval=_NEVER_S,
+        broker_commit_every=_NEVER_N,
+        producer_acks=-1,
+    )
+    store = CheckpointStore(config.checkpoint_path)
+    core = DetectorCore.start(
+        store,
+        set(telemetry),
+        registry,
+        engine_config,
+        config.checkpoint_interval_s,
+        config.checkpoint_events,
+    )
+    detector = Detector(
+        app,
+        core,
+        store,
+        config,
+        asyncio.Lock(),
+        app.topic(topic_name(FINDINGS, prefix), key_type=bytes, value_type=bytes),
+        app.topic(topic_name(DEAD_LETTER, prefix), key_type=bytes, value_type=bytes),
+    )
+    source = app.topic(*telemetry, registry, key_type=bytes, value_type=bytes)
+
+    async def detect(stream: Any) -> None:
+        async for event in stream.events():
+            m = event.message
+            await detector.on_record(m.topic, m.partition, m.offset, m.key, m.value)
+
+    app.agent(source, name=f"{config.app_id}.detect")(detect)
+    app.timer(config.watermark_interval_s, name=f"{config.app_id}.watermark")(detector.on_watermark)
+
+    ready = asyncio.Event()
+
+    async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
+        assigned = args[0] if args else set()
+        if assigned and not ready.is_set():
+            ready.set()
+            log.info("detector ready: %d partitions assigned", len(assigned))
+
+    async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        # Partitions may move to another worker: hand over as much state as possible.
+        if args and args[0]:
+            detector.checkpoint_now()
+
+    async def on_shutdown(sender: Any, *args: Any, **kwargs: Any) -> None:
+        # Streams are drained and the final offset commit is still to come.
+        detector.checkpoint_now()
+
+    app.on_partitions_assigned.connect(on_assigned)
+    app.on_partitions_revoked.connect(on_revoked)
+    app.on_before_shutdown.connect(on_shutdown)
+    return detector

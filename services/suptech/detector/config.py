@@ -1,0 +1,76 @@
+"""Detector settings from environment variables; a bad value fails at start, naming it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from suptech.common.config import ConfigError, env_bool, env_float, env_int, env_str
+
+__all__ = ["DetectorConfig"]
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    # Kafka bootstrap address, host:port (KAFKA_ADDR).
+    kafka_addr: str = "127.0.0.1:19092"
+    # Prefix of every topic name (SUPTECH_TOPIC_PREFIX), so deployments can share a broker.
+    topic_prefix: str = ""
+    # faust app id = Kafka consumer group (DETECTOR_APP_ID).
+    app_id: str = "suptech-detector"
+    # Where the engine checkpoint is kept (DETECTOR_STATE_DIR); must survive a restart.
+    state_dir: Path = Path("var/detector")
+    # Checkpoint at least this often (DETECTOR_CHECKPOINT_INTERVAL_S) ...
+    checkpoint_interval_s: float = 30.0
+    # ... or after this many events (DETECTOR_CHECKPOINT_EVENTS), whichever comes first.
+    checkpoint_events: int = 200_000
+    # How often the event-time watermark is pushed into the engine (DETECTOR_WATERMARK_INTERVAL_S).
+    watermark_interval_s: float = 5.0
+    # faust's web server (statistics, health); off unless DETECTOR_WEB_ENABLED.
+    web_enabled: bool = False
+    web_port: int = 6066
+    # Kafka group session timeout (DETECTOR_SESSION_TIMEOUT_S): a killed worker's partitions
+    # are reassigned after this long.
+    session_timeout_s: float = 10.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DetectorConfig:
+        d = cls()
+        cfg = cls(
+            kafka_addr=env_str("KAFKA_ADDR", d.kafka_addr, environ),
+            topic_prefix=env_str("SUPTECH_TOPIC_PREFIX", "", environ),
+            app_id=env_str("DETECTOR_APP_ID", d.app_id, environ),
+            state_dir=Path(env_str("DETECTOR_STATE_DIR", str(d.state_dir), environ)),
+            checkpoint_interval_s=env_float(
+                "DETECTOR_CHECKPOINT_INTERVAL_S", d.checkpoint_interval_s, environ
+            ),
+            checkpoint_events=env_int("DETECTOR_CHECKPOINT_EVENTS", d.checkpoint_events, environ),
+            watermark_interval_s=env_float(
+                "DETECTOR_WATERMARK_INTERVAL_S", d.watermark_interval_s, environ
+            ),
+            web_enabled=env_bool("DETECTOR_WEB_ENABLED", d.web_enabled, environ),
+            web_port=env_int("DETECTOR_WEB_PORT", d.web_port, environ),
+            session_timeout_s=env_float("DETECTOR_SESSION_TIMEOUT_S", d.session_timeout_s, environ),
+        )
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if ":" not in self.kafka_addr:
+            raise ConfigError(f"KAFKA_ADDR must be host:port, got {self.kafka_addr!r}")
+        if self.checkpoint_interval_s <= 0:
+            raise ConfigError("DETECTOR_CHECKPOINT_INTERVAL_S must be positive")
+        if self.checkpoint_events <= 0:
+            raise ConfigError("DETECTOR_CHECKPOINT_EVENTS must be positive")
+        if self.watermark_interval_s <= 0:
+            raise ConfigError("DETECTOR_WATERMARK_INTERVAL_S must be positive")
+        if self.session_timeout_s < 6:
+            # Kafka's default group.min.session.timeout.ms is 6 s.
+            raise ConfigError("DETECTOR_SESSION_TIMEOUT_S must be at least 6")
+        if not 0 <= self.web_port < 65536:
+            raise ConfigError(f"DETECTOR_WEB_PORT out of range: {self.web_port}")
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.state_dir / f"{self.app_id}.checkpoint"

@@ -1,0 +1,285 @@
+"""What the detector does with one Kafka record, in plain Python (no faust): tests call it directly.
+
+The faust agent hands every record to :meth:`DetectorCore.handle` and publishes what comes back;
+offsets, the event-time watermark and checkpoints are tracked here so that they stay consistent
+with the engine state they describe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from google.protobuf.message import DecodeError
+
+from suptech.common.bundles import decode_bundle
+from suptech.detector.checkpoint import Checkpoint, CheckpointStore, Offsets
+from suptech.detector.logic import DetectionEngine, EngineConfig
+from suptech.v1 import findings_pb2, sandbox_pb2
+
+__all__ = ["DeadLetter", "Outcome", "DetectorCore", "REASON_HEADER"]
+
+log = logging.getLogger(__name__)
+
+# Header of a dead-letter record that says why it is there (a reason code, then detail).
+REASON_HEADER = "x-suptech-reason"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record (or one event of a bundle) the detector could not process."""
+
+    reason: str
+    detail: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    key: bytes | None
+    value: bytes
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            (REASON_HEADER, self.reason.encode()),
+            ("x-suptech-detail", self.detail[:500].encode()),
+            ("x-suptech-source-topic", self.source_topic.encode()),
+            ("x-suptech-source-partition", str(self.source_partition).encode()),
+            ("x-suptech-source-offset", str(self.source_offset).encode()),
+        ]
+
+
+@dataclass
+class Outcome:
+    findings: list[findings_pb2.Finding] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    events: int = 0
+    # The record was already in the restored engine state.
+    skipped: bool = False
+
+
+class DetectorCore:
+    """The engine plus what it has seen: source offsets, watermark, counters."""
+
+    def __init__(
+        self,
+        engine: DetectionEngine,
+        telemetry_topics: set[str],
+        registry_topic: str,
+        offsets: Offsets | None = None,
+        max_event_time_ns: int = 0,
+        checkpoint_interval_s: float = 30.0,
+        checkpoint_events: int = 200_000,
+    ) -> None:
+        self.engine = engine
+        self.telemetry_topics = set(telemetry_topics)
+        self.registry_topic = registry_topic
+        self.offsets: Offsets = dict(offsets or {})
+        self.max_event_time_ns = max_event_time_ns
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.checkpoint_events = checkpoint_events
+        self.records = 0
+        self.events = 0
+        self.findings = 0
+        self.dead_letters = 0
+        self.skipped_records = 0
+        self.failed = False
+        self._events_at_checkpoint = 0
+        self._checkpoint_at = time.monotonic()
+
+    @classmethod
+    def start(
+        cls,
+        store: CheckpointStore,
+        telemetry_topics: set[str],
+        registry_topic: str,
+        engine_config: EngineConfig | None = None,
+        checkpoint_interval_s: float = 30.0,
+        checkpoint_events: int = 200_000,
+    ) -> DetectorCore:
+        """Resume from the last checkpoint in ``store``, or start a fresh engine."""
+        checkpoint = store.load()
+        if checkpoint is None:
+            engine = DetectionEngine(engine_config)
+            offsets: Offsets = {}
+            max_event_time_ns = 0
+            log.info("no checkpoint at %s: starting a fresh engine", store.path)
+        else:
+            engine = DetectionEngine.restore(checkpoint.engine_blob, engine_config)
+            offsets = checkpoint.offsets
+            max_event_time_ns = checkpoint.max_event_time_ns
+            log.info(
+                "restored from checkpoint %s: offsets=%s stats=%s",
+                store.path,
+                {f"{t}:{p}": o for (t, p), o in sorted(offsets.items())},
+                engine.stats(),
+            )
+        return cls(
+            engine,
+            telemetry_topics,
+            registry_topic,
+            offsets,
+            max_event_time_ns,
+            checkpoint_interval_s,
+            checkpoint_events,
+        )
+
+    def handle(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> Outcome:
+        """Process one record; never raises for bad input (it becomes a dead letter)."""
+        tp = (topic, partition)
+        if offset < self.offsets.get(tp, 0):
+            # Replayed after a crash, and already in the restored state.
+            self.skipped_records += 1
+            return Outcome(skipped=True)
+        self.records += 1
+        if topic == self.registry_topic:
+            outcome = self._handle_registry(topic, partition, offset, key, value)
+        elif topic in self.telemetry_topics:
+            outcome = self._handle_telemetry(topic, partition, offset, key, value)
+        else:
+            outcome = Outcome(
+                dead_letters=[
+                    DeadLetter("unknown_topic", topic, topic, partition, offset, key, value or b"")
+                ]
+            )
+        self.offsets[tp] = offset + 1
+        self.findings += len(outcome.findings)
+        self.dead_letters += len(outcome.dead_letters)
+        return outcome
+
+    def _handle_registry(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> Outcome:
+        if value is None:
+            # A tombstone removes a test from the compacted registry; its findings stay valid.
+            return Outcome()
+        test = sandbox_pb2.SandboxTest()
+        try:
+            test.ParseFromString(value)
+        except DecodeError as exc:
+            return Outcome(
+                dead_letters=[
+                    DeadLetter(
+                        "undecodable_sandbox_test", str(exc), topic, partition, offset, key, value
+                    )
+                ]
+            )
+        if not test.test_id:
+            return Outcome(
+                dead_letters=[
+                    DeadLetter(
+                        "missing_test_id",
+                        "SandboxTest without test_id",
+                        topic,
+                        partition,
+                        offset,
+                        key,
+                        value,
+                    )
+                ]
+            )
+        try:
+            self.engine.upsert_sandbox_test(test)
+        except Exception as exc:  # one bad entry must not stop the registry
+            log.exception("engine rejected sandbox test %s", test.test_id)
+            return Outcome(
+                dead_letters=[
+                    DeadLetter("engine_error", repr(exc), topic, partition, offset, key, value)
+                ]
+            )
+        return Outcome()
+
+    def _handle_telemetry(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> Outcome:
+        if not value:
+            return Outcome(
+                dead_letters=[
+                    DeadLetter("empty_record", "no value", topic, partition, offset, key, b"")
+                ]
+            )
+        try:
+            bundle = decode_bundle(value)
+        except DecodeError as exc:
+            return Outcome(
+                dead_letters=[
+                    DeadLetter("undecodable_bundle", str(exc), topic, partition, offset, key, value)
+                ]
+            )
+        outcome = Outcome()
+        process = self.engine.process
+        findings = outcome.findings
+        max_t = self.max_event_time_ns
+        for env in bundle.events:
+            if not env.event_id:
+                outcome.dead_letters.append(
+                    DeadLetter(
+                        "missing_event_id",
+                        "event without event_id",
+                        topic,
+                        partition,
+                        offset,
+                        key,
+                        env.SerializeToString(),
+                    )
+                )
+                continue
+            try:
+                findings.extend(process(env))
+            except Exception as exc:  # one bad event must not stop a partition
+                log.exception("engine failed on event %s", env.event_id)
+                outcome.dead_letters.append(
+                    DeadLetter(
+                        "engine_error",
+                        repr(exc),
+                        topic,
+                        partition,
+                        offset,
+                        key,
+                        env.SerializeToString(),
+                    )
+                )
+                continue
+            t = env.event_time.seconds * 1_000_000_000 + env.event_time.nanos
+            if t > max_t:
+                max_t = t
+        self.max_event_time_ns = max_t
+        outcome.events = len(bundle.events)
+        self.events += outcome.events
+        return outcome
+
+    def advance(self) -> list[findings_pb2.Finding]:
+        """Move the engine's watermark to the latest event time seen (silence, coalesced flush)."""
+        if self.max_event_time_ns <= 0:
+            return []
+        findings = self.engine.advance(self.max_event_time_ns)
+        self.findings += len(findings)
+        return findings
+
+    def checkpoint_due(self) -> bool:
+        if self.failed:
+            return False
+        return (
+            self.events - self._events_at_checkpoint >= self.checkpoint_events
+            or time.monotonic() - self._checkpoint_at >= self.checkpoint_interval_s
+        )
+
+    def checkpoint(self) -> Checkpoint:
+        """State and the offsets it covers; call only when every output so far is published."""
+        self._events_at_checkpoint = self.events
+        self._checkpoint_at = time.monotonic()
+        return Checkpoint(
+            engine_blob=self.engine.snapshot(),
+            offsets=dict(self.offsets),
+            max_event_time_ns=self.max_event_time_ns,
+        )
+
+    def progress(self) -> dict[str, int]:
+        return {
+            "records": self.records,
+            "events": self.events,
+            "findings": self.findings,
+            "dead_letters": self.dead_letters,
+            "skipped_records": self.skipped_records,
+        }
