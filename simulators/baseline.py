@@ -1,0 +1,261 @@
+"""Normal behaviour of the fleet: data access per actor, posture per system, sandbox metrics per
+app and heartbeats, each a time-ordered stream with its own seeded random generator (so streams
+can be merged lazily in any order and still give the same events)."""
+
+from __future__ import annotations
+
+import random
+
+from suptech.v1 import telemetry_pb2 as tpb
+
+from simulators import events
+from simulators.clock import (
+    DAY_US,
+    HOUR_US,
+    MINUTE_US,
+    SECOND_US,
+    consumer_activity,
+    local_day_start,
+    office_activity,
+    poisson,
+)
+from simulators.events import Effects, PostureState, SandboxState, Stream
+from simulators.fleet import Actor, App, Institution, System
+
+__all__ = [
+    "POSTURE_INTERVAL_S",
+    "HEARTBEAT_INTERVAL_S",
+    "SANDBOX_INTERVAL_S",
+    "actor_stream",
+    "nightly_batch_stream",
+    "posture_stream",
+    "sandbox_stream",
+    "heartbeat_stream",
+    "normal_records",
+]
+
+POSTURE_INTERVAL_S = 300
+HEARTBEAT_INTERVAL_S = 300
+SANDBOX_INTERVAL_S = 3600
+
+E = tpb
+
+
+def _role_activity(role: int, t_us: int) -> float:
+    office = office_activity(t_us)
+    if role == E.ACTOR_ROLE_SERVICE:
+        return 0.35 + 0.65 * office  # machines work at night too, just less
+    if role == E.ACTOR_ROLE_PARTNER:
+        return 0.05 + 0.95 * office
+    return office
+
+
+def _lognorm_int(rng: random.Random, mu: float, sigma: float, floor: int = 1) -> int:
+    return max(floor, int(rng.lognormvariate(mu, sigma)))
+
+
+def normal_records(role: int, operation: int) -> float:
+    """Median records per event for a role and operation: the baseline incidents stand out from."""
+    if operation == E.OPERATION_EXPORT:
+        return 150.0 if role == E.ACTOR_ROLE_ADMIN else 50.0
+    return 3.0
+
+
+def _access(rng: random.Random, inst: Institution, actor: Actor, t: int) -> tpb.TelemetryEnvelope:
+    system = rng.choice(actor.systems)
+    role = actor.role
+    channel = E.CHANNEL_CONSOLE
+    dest_kind, dest, country = E.DESTINATION_KIND_INTERNAL, "", ""
+    c1, c2, c3 = rng.randint(1, 3), 0, 0
+    u = rng.random()
+    if role == E.ACTOR_ROLE_EMPLOYEE:
+        if u < 0.6:
+            op, records, c2 = E.OPERATION_QUERY, _lognorm_int(rng, 1.0, 0.7), rng.randint(2, 5)
+        elif u < 0.95:
+            op, records, c2 = E.OPERATION_READ, rng.randint(1, 3), rng.randint(3, 8)
+        else:
+            op, c2 = E.OPERATION_EXPORT, rng.randint(4, 8)
+            if rng.random() < 0.1:
+                records = _lognorm_int(rng, 3.0, 0.5)
+                dest_kind = E.DESTINATION_KIND_EXTERNAL
+                dest = inst.destinations["external:statutory-auditor"].pseudonym
+            else:
+                records = _lognorm_int(rng, 3.9, 0.6)
+    elif role == E.ACTOR_ROLE_ADMIN:
+        if u < 0.5:
+            op, records, c2 = E.OPERATION_QUERY, _lognorm_int(rng, 1.2, 0.8), rng.randint(1, 4)
+        elif u < 0.9:
+            op, records, c2 = E.OPERATION_READ, rng.randint(1, 5), rng.randint(1, 6)
+            if rng.random() < 0.05:
+                c3 = 1  # credential reset: authentication data, but it never leaves
+        else:
+            op, records, c2 = E.OPERATION_EXPORT, _lognorm_int(rng, 5.0, 0.6), rng.randint(2, 6)
+            channel = E.CHANNEL_BATCH
+    elif role == E.ACTOR_ROLE_SERVICE:
+        channel = E.CHANNEL_API
+        op = E.OPERATION_QUERY if u < 0.7 else E.OPERATION_READ
+        records, c1, c2 = _lognorm_int(rng, 1.2, 0.8), 2, 3
+        hk = inst.destinations.get("xborder:hk-settlement")
+        if hk is not None and rng.random() < 0.02:
+            op, records, c2 = E.OPERATION_TRANSFER, rng.randint(1, 5), 1
+            dest_kind, dest, country = hk.kind, hk.pseudonym, hk.country
+    else:  # partner
+        channel = E.CHANNEL_PARTNER
+        op, records, c2 = E.OPERATION_QUERY, _lognorm_int(rng, 1.3, 0.6), rng.randint(2, 4)
+        dest_kind, dest = E.DESTINATION_KIND_PARTNER, actor.partner_destination
+    bytes_out = records * (c1 + c2 + c3) * rng.randint(60, 120) + rng.randint(200, 800)
+    return events.data_access(
+        inst.institution_id,
+        t,
+        system_id=system,
+        actor_pseudonym=actor.pseudonym,
+        role=role,
+        channel=channel,
+        operation=op,
+        records=records,
+        c1=c1,
+        c2=c2,
+        c3=c3,
+        bytes_out=bytes_out,
+        destination_kind=dest_kind,
+        destination_pseudonym=dest,
+        destination_country=country,
+    )
+
+
+def actor_stream(
+    inst: Institution, actor: Actor, start: int, end: int, scale: float, seed: int
+) -> Stream:
+    rng = random.Random(f"actor:{seed}:{actor.raw_id}")
+    t_hour = start
+    while t_hour < end:
+        lam = actor.rate_per_hour * scale * _role_activity(actor.role, t_hour)
+        times = sorted(t_hour + rng.randrange(HOUR_US) for _ in range(poisson(rng, lam)))
+        for t in times:
+            if t < end:
+                yield t, _access(rng, inst, actor, t)
+        t_hour += HOUR_US
+
+
+def nightly_batch_stream(
+    inst: Institution, actor: Actor, start: int, end: int, scale: float, seed: int
+) -> Stream:
+    """From 01:00 local every night: the warehouse copy, a few large internal exports."""
+    rng = random.Random(f"batch:{seed}:{actor.raw_id}")
+    day = local_day_start(start)
+    while day < end:
+        t = day + HOUR_US + rng.randrange(10 * MINUTE_US)
+        for _ in range(max(2, round(20 * min(scale, 1.0)))):
+            if start <= t < end:
+                records = rng.randint(5_000, 20_000)
+                yield (
+                    t,
+                    events.data_access(
+                        inst.institution_id,
+                        t,
+                        system_id=actor.systems[0],
+                        actor_pseudonym=actor.pseudonym,
+                        role=actor.role,
+                        channel=E.CHANNEL_BATCH,
+                        operation=E.OPERATION_EXPORT,
+                        records=records,
+                        c1=3,
+                        c2=6,
+                        bytes_out=records * 9 * rng.randint(80, 110),
+                    ),
+                )
+            t += rng.randint(60, 180) * SECOND_US
+        day += DAY_US
+
+
+def _load(system: System, t: int) -> float:
+    if system.system_id.endswith(("-oa", "-crm", "-dw")):
+        return office_activity(t)
+    return 0.5 * office_activity(t) + 0.5 * consumer_activity(t)
+
+
+def posture_stream(
+    inst: Institution, system: System, start: int, end: int, seed: int, effects: Effects
+) -> Stream:
+    rng = random.Random(f"posture:{seed}:{system.system_id}")
+    mods = effects.posture.get(system.system_id, [])
+    step = POSTURE_INTERVAL_S * SECOND_US
+    t = start + system.offset_s * SECOND_US
+    while t < end:
+        load = _load(system, t)
+        state = PostureState(
+            availability=1.0,
+            incidents=0,
+            latency_ms=system.base_latency_ms * (0.7 + 0.6 * load) * rng.lognormvariate(0, 0.07),
+            error_rate=system.base_error_rate * (0.5 + load) * rng.lognormvariate(0, 0.2),
+            components=list(system.components),
+            vulns=system.unpatched_vulns,
+            migration=system.migration_status,
+        )
+        if rng.random() < 0.002:  # a blip nobody needs to be woken for
+            state.availability = rng.uniform(0.995, 0.9995)
+            state.error_rate *= 3
+        if rng.random() < 0.0003:
+            state.incidents = 1
+        for mod in mods:
+            mod(t, state)
+        yield (
+            t,
+            events.posture(
+                inst.institution_id, t, system.system_id, system.tier, state, POSTURE_INTERVAL_S
+            ),
+        )
+        t += step
+
+
+def app_users(app: App, start: int, t: int) -> float:
+    """Normal cumulative users at ``t``: compound daily growth, kept safely under the cap."""
+    days = (t - start) / DAY_US
+    return min(app.initial_users * (1 + app.daily_growth) ** days, app.user_cap * 0.9)
+
+
+def sandbox_stream(app: App, start: int, end: int, seed: int, effects: Effects) -> Stream:
+    rng = random.Random(f"sandbox:{seed}:{app.app_id}")
+    mods = effects.sandbox.get(app.app_id, [])
+    silent = effects.silent_from.get(app.app_id, end)
+    t = start + app.offset_s * SECOND_US
+    while t < min(end, silent):
+        users = int(app_users(app, start, t))
+        active = int(users * 0.08 * consumer_activity(t) * rng.lognormvariate(0, 0.1))
+        tx = poisson(rng, active * 0.3)
+        amount = int(tx * app.mean_amount_fen * rng.lognormvariate(0, 0.15))
+        biggest = min(
+            int(app.single_cap_fen * 0.6), int(app.mean_amount_fen * rng.lognormvariate(1.2, 0.4))
+        )
+        state = SandboxState(
+            active_users=active,
+            cumulative_users=users,
+            tx_count=tx,
+            amount_fen=amount,
+            max_amount_fen=biggest if tx else 0,
+            complaints=poisson(rng, users * 4e-6 * (0.3 + consumer_activity(t))),
+            incidents=0,
+            fund_loss_fen=0,
+            features=list(app.approved_features),
+        )
+        if len(state.features) > 2 and rng.random() < 0.1:
+            state.features.pop(rng.randrange(len(state.features)))  # a feature switched off
+        for mod in mods:
+            mod(t, state)
+        yield (
+            t,
+            events.sandbox_metrics(
+                app.institution_id, t, app.test_id, app.app_id, state, SANDBOX_INTERVAL_S
+            ),
+        )
+        t += SANDBOX_INTERVAL_S * SECOND_US
+
+
+def heartbeat_stream(
+    institution_id: str, source_id: str, offset_s: int, start: int, end: int, effects: Effects
+) -> Stream:
+    silent = effects.silent_from.get(source_id, end)
+    t = start + offset_s * SECOND_US
+    while t < min(end, silent):
+        yield t, events.heartbeat(institution_id, t, source_id, HEARTBEAT_INTERVAL_S)
+        t += HEARTBEAT_INTERVAL_S * SECOND_US
