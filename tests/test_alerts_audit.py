@@ -5,35 +5,40 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from suptech.alerts import audit
-from suptech.alerts.database import make_engine
-from suptech.alerts.models import Base
+from suptech.alerts.database import make_session_factory, open_database
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'alerts.db'}"
-
-
-@pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
-    eng = make_engine(db_url)
-    Base.metadata.create_all(eng)
+    eng, _ = open_database(db_url)
     yield eng
     eng.dispose()
 
 
+def drop_guards(engine: Engine) -> None:
+    """What a database owner bent on rewriting history would do first."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE audit_log DISABLE TRIGGER USER"))
+        else:
+            conn.execute(text("DROP TRIGGER audit_log_no_update"))
+            conn.execute(text("DROP TRIGGER audit_log_no_delete"))
+
+
 @pytest.fixture
 def sessions(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    return make_session_factory(engine)
 
 
 def write_chain(sessions: sessionmaker[Session], n: int) -> list[audit.AuditEntry]:
@@ -64,6 +69,32 @@ def test_chain_of_entries_verifies(sessions: sessionmaker[Session]) -> None:
     assert result == audit.VerifyResult(True, 25, None, "", entries[-1].hash)
 
 
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE audit_log SET actor = 'mallory'", "DELETE FROM audit_log WHERE id = 2"],
+)
+def test_database_refuses_update_and_delete(
+    engine: Engine, sessions: sessionmaker[Session], statement: str
+) -> None:
+    write_chain(sessions, 3)
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+        conn.execute(text(statement))
+    with sessions() as s:
+        assert audit.verify(s).checked == 3
+
+
+def test_concurrent_appenders_keep_one_chain(sessions: sessionmaker[Session]) -> None:
+    def worker(k: int) -> None:
+        for i in range(10):
+            with sessions.begin() as s:
+                audit.append(s, actor=f"w{k}", role="analyst", action=f"a{i}", alert_id=None)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(worker, range(4)))
+    with sessions() as s:
+        assert audit.verify(s) == audit.VerifyResult(True, 40, head_hash=audit.verify(s).head_hash)
+
+
 def test_empty_log_verifies(sessions: sessionmaker[Session]) -> None:
     with sessions() as s:
         assert audit.verify(s) == audit.VerifyResult(True, 0)
@@ -92,6 +123,7 @@ def test_tampered_row_is_named(
     engine: Engine, sessions: sessionmaker[Session], column_sql: str
 ) -> None:
     write_chain(sessions, 10)
+    drop_guards(engine)
     with engine.begin() as conn:
         conn.execute(text(f"UPDATE audit_log SET {column_sql} WHERE id = 6"))
     with sessions() as s:
@@ -107,6 +139,7 @@ def test_rehashed_forgery_is_caught_at_the_next_link(
 ) -> None:
     entries = write_chain(sessions, 5)
     victim = entries[2]
+    drop_guards(engine)
     forged = audit.entry_hash(
         victim.prev_hash,
         id=victim.id,
@@ -133,6 +166,7 @@ def test_deleted_row_is_detected(
     engine: Engine, sessions: sessionmaker[Session], deleted: int
 ) -> None:
     write_chain(sessions, 8)
+    drop_guards(engine)
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_log WHERE id = :i"), {"i": deleted})
     with sessions() as s:
@@ -146,6 +180,7 @@ def test_truncation_detected_against_noted_head(
     engine: Engine, sessions: sessionmaker[Session]
 ) -> None:
     entries = write_chain(sessions, 6)
+    drop_guards(engine)
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_log WHERE id = 6"))
     with sessions() as s:
@@ -174,6 +209,7 @@ def test_cli_reports_ok_then_broken_link(
     db_url: str, engine: Engine, sessions: sessionmaker[Session]
 ) -> None:
     entries = write_chain(sessions, 4)
+    drop_guards(engine)
     ok = run_cli("verify", "--db", db_url)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith(f"OK: 4 entries, head {entries[-1].hash}")

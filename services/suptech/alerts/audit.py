@@ -94,11 +94,16 @@ def _lock_chain(session: Session) -> None:
     """Serialise appenders until the caller's transaction ends.
 
     PostgreSQL: a transaction-scoped advisory lock, which unlike ``SELECT ... FOR UPDATE`` on the
-    last row also covers the empty table. SQLite allows one writer at a time, and the primary key
-    turns a racing second writer that read the same head into an error rather than a fork.
+    last row also covers the empty table. SQLite allows one writer at a time but Python's driver
+    opens the write transaction only at the first write, so two appenders could read the same head;
+    a write that matches no row takes the writer lock first (the primary key would turn such a race
+    into an error, never a fork, but the action would fail).
     """
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPEND_LOCK})
+    elif dialect == "sqlite":
+        session.execute(text("UPDATE audit_log SET id = id WHERE 0 = 1"))
 
 
 def append(
