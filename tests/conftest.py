@@ -55,3 +55,38 @@ def private_kafka() -> Iterator[Callable[[int], str]]:
     yield start
     for port in set(started):
         kafka_down(port, wipe=True)
+
+
+# --- PostgreSQL (scripts/postgres.sh) and SQLite databases for the alert store ---
+
+POSTGRES_SH = REPO / "scripts" / "postgres.sh"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """URL of the ``postgres`` maintenance database of the test server (started if needed)."""
+    out = subprocess.run([str(POSTGRES_SH), "up"], check=True, capture_output=True, text=True)
+    return out.stdout.strip().rsplit("/", 1)[0] + "/postgres"
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    import sqlalchemy
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    yield postgres_server.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database of each supported kind: store tests run on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'alerts.db'}"
+    return str(request.getfixturevalue("postgres_url"))

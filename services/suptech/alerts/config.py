@@ -1,0 +1,91 @@
+"""Configuration of the alert service, from environment variables (failing fast, by name)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from suptech.common.config import ConfigError, env_float, env_int, env_str
+
+__all__ = ["AlertsConfig", "load_config"]
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    port: int = 50053
+    host: str = "0.0.0.0"
+    db_url: str = "sqlite:///.state/alerts.db"
+    kafka_addr: str = "127.0.0.1:19092"
+    topic_prefix: str = ""
+    consumer_group: str = "suptech-alerts"
+    # JSON {token: {"name", "role", "jurisdictions"}}; empty means no authentication (dev only).
+    tokens_file: str = ""
+    # Findings of one group within this much event time join the same alert.
+    group_window_s: float = 6 * 3600
+    # An alert without a new finding for this long (event time) resolves itself.
+    auto_resolve_s: float = 24 * 3600
+    # Finding counts at which a growing alert goes up one grade each.
+    growth_thresholds: tuple[int, ...] = (10, 50, 200)
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret: str = ""
+    # Seconds to acknowledge, per grade (general, significant, major, critical).
+    deadline_general_s: float = 24 * 3600
+    deadline_significant_s: float = 4 * 3600
+    deadline_major_s: float = 3600
+    deadline_critical_s: float = 900
+    # Period of the escalation / auto-resolve ticker and of the outbox dispatchers.
+    tick_s: float = 5.0
+    outbox_poll_s: float = 0.2
+    # StreamAlerts polls the event log this often when idle.
+    stream_poll_s: float = 0.05
+
+    def deadline_s(self, grade: int) -> float:
+        """Seconds allowed to acknowledge an alert of ``grade`` (Grade enum value)."""
+        return {
+            1: self.deadline_general_s,
+            2: self.deadline_significant_s,
+            3: self.deadline_major_s,
+            4: self.deadline_critical_s,
+        }.get(grade, self.deadline_general_s)
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> AlertsConfig:
+    d = AlertsConfig()
+    thresholds_raw = env_str("ALERTS_GROWTH_THRESHOLDS", "10,50,200", environ)
+    try:
+        thresholds = tuple(sorted(int(x) for x in _csv(thresholds_raw)))
+    except ValueError:
+        raise ConfigError(
+            "environment variable ALERTS_GROWTH_THRESHOLDS must be integers, "
+            f"got {thresholds_raw!r}"
+        ) from None
+    cfg = AlertsConfig(
+        port=env_int("ALERTS_PORT", d.port, environ),
+        host=env_str("ALERTS_HOST", d.host, environ),
+        db_url=env_str("ALERTS_DB_URL", d.db_url, environ),
+        kafka_addr=env_str("KAFKA_ADDR", d.kafka_addr, environ),
+        topic_prefix=env_str("SUPTECH_TOPIC_PREFIX", "", environ),
+        consumer_group=env_str("ALERTS_CONSUMER_GROUP", d.consumer_group, environ),
+        tokens_file=env_str("ALERTS_TOKENS_FILE", "", environ),
+        group_window_s=env_float("ALERTS_GROUP_WINDOW_S", d.group_window_s, environ),
+        auto_resolve_s=env_float("ALERTS_AUTO_RESOLVE_S", d.auto_resolve_s, environ),
+        growth_thresholds=thresholds,
+        webhook_urls=_csv(env_str("ALERTS_WEBHOOK_URLS", "", environ)),
+        webhook_secret=env_str("ALERTS_WEBHOOK_SECRET", "", environ),
+        deadline_general_s=env_float("ALERTS_DEADLINE_GENERAL_S", d.deadline_general_s, environ),
+        deadline_significant_s=env_float(
+            "ALERTS_DEADLINE_SIGNIFICANT_S", d.deadline_significant_s, environ
+        ),
+        deadline_major_s=env_float("ALERTS_DEADLINE_MAJOR_S", d.deadline_major_s, environ),
+        deadline_critical_s=env_float("ALERTS_DEADLINE_CRITICAL_S", d.deadline_critical_s, environ),
+        tick_s=env_float("ALERTS_TICK_S", d.tick_s, environ),
+    )
+    if cfg.group_window_s <= 0 or cfg.auto_resolve_s <= 0:
+        raise ConfigError("ALERTS_GROUP_WINDOW_S and ALERTS_AUTO_RESOLVE_S must be positive")
+    if cfg.webhook_urls and not cfg.webhook_secret:
+        raise ConfigError("environment variable ALERTS_WEBHOOK_SECRET is required with webhooks")
+    return cfg
