@@ -41,6 +41,9 @@ class EngineConfig:
     controllability_drop: float = 0.05
     # Institutions whose core systems depend on one vendor before it is a systemic concentration.
     vendor_concentration_min: int = 5
+    vendor_concentration_share: float = 0.5
+    # Availability over a report interval below which a system is down.
+    outage_availability: float = 0.9
     # Institutions hit within this window make a shared-vendor outage.
     vendor_outage_window_ns: int = HOUR_NS
     vendor_outage_min_institutions: int = 2
@@ -54,4 +57,6 @@ class EngineConfig:
     hst_height: int = 8
     hst_window: int = 250
     hst_quantile: float = 0.999
+    hst_enabled: bool = True
+    hst_warmup: int = 1000
     seed: int = 7
