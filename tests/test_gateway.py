@@ -1,0 +1,424 @@
+"""The ingest gateway for real: a grpc.aio server in-process, the shared Kafka broker behind it."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from kafka import KafkaConsumer, TopicPartition
+from suptech.common.bundles import decode_bundle, topic_spec_for
+from suptech.common.topics import topic_name
+from suptech.gateway.config import GatewayConfig, load_config
+from suptech.gateway.server import SERVICE_NAME, build_gateway
+from suptech.v1 import ingest_pb2, ingest_pb2_grpc, telemetry_pb2
+
+from tests.test_gateway_validation import valid_event
+
+pytestmark = pytest.mark.integration
+
+R = ingest_pb2.RejectReason
+TOKEN_A = "token-bank-a-" + "a" * 30
+TOKEN_B = "token-bank-b-" + "b" * 30
+KINDS = ("data_access", "it_posture", "sandbox", "heartbeat")
+
+
+def now_event(kind: str, n: int, institution: str = "bank-a") -> telemetry_pb2.TelemetryEnvelope:
+    ev = valid_event(kind, n, institution=institution, event_time=time.time())
+    ev.event_id = f"{uuid.uuid4().hex}-{n}"
+    return ev
+
+
+def base_config(kafka: str, prefix: str, **overrides: Any) -> GatewayConfig:
+    config = GatewayConfig(
+        host="127.0.0.1",
+        port=0,
+        kafka_addr=kafka,
+        topic_prefix=prefix,
+        tokens={TOKEN_A: "bank-a", TOKEN_B: "bank-b"},
+        produce_timeout_s=5.0,
+        grace_s=2.0,
+    )
+    return replace(config, **overrides)
+
+
+class Running:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+
+    async def __aenter__(self) -> int:
+        self.server, self.cleanup = build_gateway(self.config)
+        await self.server.start()
+        return self.server.port
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.server.stop(1.0)
+        await self.cleanup()
+
+
+@pytest.fixture
+async def gateway(kafka_bootstrap: str, topic_prefix: str) -> AsyncIterator[int]:
+    async with Running(base_config(kafka_bootstrap, topic_prefix)) as port:
+        yield port
+
+
+def batch(events: Sequence[telemetry_pb2.TelemetryEnvelope], batch_id: str = "b-1") -> Any:
+    return ingest_pb2.TelemetryBatch(batch_id=batch_id, events=events)
+
+
+async def stream(
+    channel: grpc.aio.Channel, batches: Sequence[Any], token: str | None = TOKEN_A
+) -> list[Any]:
+    """Send ``batches`` on one stream; return the acks (raises grpc.aio.AioRpcError)."""
+    stub = ingest_pb2_grpc.IngestServiceStub(channel)
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    call = stub.StreamTelemetry(iter(batches), metadata=metadata, timeout=30)
+    return [ack async for ack in call]
+
+
+async def send(port: int, batches: Sequence[Any], token: str | None = TOKEN_A) -> list[Any]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        return await stream(channel, batches, token)
+
+
+def read_topics(kafka: str, prefix: str, expected_events: int) -> dict[str, list[Any]]:
+    """Every record on the telemetry topics of ``prefix``: topic -> [(key, bundle)]."""
+    consumer = KafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False, group_id=None)
+    try:
+        parts = []
+        for kind in KINDS:
+            name = topic_name(topic_spec_for(kind), prefix)
+            parts += [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
+        consumer.assign(parts)
+        consumer.seek_to_beginning()
+        found: dict[str, list[Any]] = {}
+        seen = 0
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=200).items():
+                for r in records:
+                    bundle = decode_bundle(r.value)
+                    found.setdefault(tp.topic, []).append((r.key, bundle))
+                    seen += len(bundle.events)
+            if seen >= expected_events:
+                # One more poll: anything beyond what was expected is a defect to report.
+                for tp, records in consumer.poll(timeout_ms=500).items():
+                    found[tp.topic] += [(r.key, decode_bundle(r.value)) for r in records]
+                break
+        return found
+    finally:
+        consumer.close()
+
+
+async def test_mixed_batch_acks_invalid_events_and_writes_exactly_the_valid_ones(
+    gateway: int, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    valid = [now_event(kind, i) for i, kind in enumerate(KINDS)]
+    valid.append(now_event("data_access", 7))
+    foreign = now_event("data_access", 8, institution="bank-b")
+    raw_actor = now_event("data_access", 9)
+    raw_actor.data_access.actor_pseudonym = "zhang.san@example.com"
+    future = now_event("heartbeat", 10)
+    future.event_time.seconds += 3600
+    duplicate = telemetry_pb2.TelemetryEnvelope()
+    duplicate.CopyFrom(valid[0])
+    no_payload = now_event("heartbeat", 11)
+    no_payload.ClearField("heartbeat")
+    events = [*valid[:2], foreign, raw_actor, *valid[2:], future, duplicate, no_payload]
+
+    acks = await send(gateway, [batch(events, "mixed-1")])
+
+    assert len(acks) == 1
+    ack = acks[0]
+    assert (ack.batch_id, ack.accepted) == ("mixed-1", len(valid))
+    assert [(r.index, r.event_id, R.Name(r.reason)) for r in ack.rejections] == [
+        (2, foreign.event_id, "REJECT_REASON_INSTITUTION_MISMATCH"),
+        (3, raw_actor.event_id, "REJECT_REASON_INVALID_FORMAT"),
+        (7, future.event_id, "REJECT_REASON_TIMESTAMP_SKEW"),
+        (8, duplicate.event_id, "REJECT_REASON_DUPLICATE_IN_BATCH"),
+        (9, no_payload.event_id, "REJECT_REASON_NO_PAYLOAD"),
+    ]
+    assert "actor_pseudonym" in ack.rejections[1].detail
+
+    found = read_topics(kafka_bootstrap, topic_prefix, len(valid))
+    expected: dict[str, list[bytes]] = {}
+    for ev in valid:
+        kind = ev.WhichOneof("payload")
+        expected.setdefault(topic_name(topic_spec_for(kind), topic_prefix), []).append(
+            ev.SerializeToString()
+        )
+    got = {
+        topic: [ev.SerializeToString() for _, bundle in records for ev in bundle.events]
+        for topic, records in found.items()
+    }
+    assert got == expected
+    for records in found.values():
+        assert len(records) == 1  # one record per batch and topic
+        key, bundle = records[0]
+        assert (key, bundle.institution_id, bundle.batch_id) == (b"bank-a", "bank-a", "mixed-1")
+
+
+async def test_acks_follow_batches_on_one_stream(gateway: int) -> None:
+    batches = [batch([now_event("heartbeat", i)], f"seq-{i}") for i in range(3)]
+    acks = await send(gateway, batches)
+    assert [(a.batch_id, a.accepted, len(a.rejections)) for a in acks] == [
+        ("seq-0", 1, 0),
+        ("seq-1", 1, 0),
+        ("seq-2", 1, 0),
+    ]
+
+
+@pytest.mark.parametrize(
+    "token", [None, "wrong-token-" + "x" * 30, TOKEN_A[:-1]], ids=["none", "wrong", "prefix"]
+)
+async def test_unauthenticated_caller_is_refused(gateway: int, token: str | None) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await send(gateway, [batch([now_event("heartbeat", 0)])], token=token)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_non_bearer_scheme_is_refused(gateway: int) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway}") as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        call = stub.StreamTelemetry(
+            iter([batch([now_event("heartbeat", 0)])]),
+            metadata=(("authorization", f"Basic {TOKEN_A}"),),
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            _ = [a async for a in call]
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_token_decides_the_institution(gateway: int) -> None:
+    # bank-b's token with bank-a's events: every event refused as another institution's.
+    acks = await send(gateway, [batch([now_event("heartbeat", 0)])], token=TOKEN_B)
+    assert acks[0].accepted == 0
+    assert R.Name(acks[0].rejections[0].reason) == "REJECT_REASON_INSTITUTION_MISMATCH"
+
+
+@pytest.mark.parametrize("batch_id", ["", "b" * 129])
+async def test_bad_batch_id_is_invalid_argument(gateway: int, batch_id: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await send(gateway, [batch([now_event("heartbeat", 0)], batch_id)])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "batch_id" in (err.value.details() or "")
+
+
+async def test_too_many_events_is_invalid_argument(kafka_bootstrap: str, topic_prefix: str) -> None:
+    config = base_config(kafka_bootstrap, topic_prefix, max_batch_events=5, rate_limit_burst=10.0)
+    async with Running(config) as port:
+        ok = await send(port, [batch([now_event("heartbeat", i) for i in range(5)])])
+        assert ok[0].accepted == 5
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await send(port, [batch([now_event("heartbeat", i) for i in range(6)])])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_message_over_8_mib_is_resource_exhausted(gateway: int) -> None:
+    ev = now_event("heartbeat", 0)
+    ev.heartbeat.sdk_version = "x" * (9 * 1024 * 1024)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await send(gateway, [batch([ev])])
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_rate_limit_is_resource_exhausted_with_retry_after(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    config = base_config(
+        kafka_bootstrap,
+        topic_prefix,
+        rate_limit_eps=1.0,
+        rate_limit_burst=10.0,
+        max_batch_events=10,
+    )
+    async with Running(config) as port:
+        first = await send(port, [batch([now_event("heartbeat", i) for i in range(10)])])
+        assert first[0].accepted == 10
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await send(port, [batch([now_event("heartbeat", i) for i in range(10)])])
+        # Another institution has its own bucket.
+        other = await send(port, [batch([now_event("heartbeat", 0, "bank-b")])], token=TOKEN_B)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    retry = dict(err.value.trailing_metadata() or ()).get("retry-after-ms")
+    assert retry is not None and int(retry) > 0
+    assert other[0].accepted == 1
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_kafka_unreachable_is_unavailable_and_no_ack(topic_prefix: str) -> None:
+    config = base_config(f"127.0.0.1:{closed_port()}", topic_prefix, produce_timeout_s=2.0)
+    async with Running(config) as port:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = ingest_pb2_grpc.IngestServiceStub(channel)
+            # The client deadline is far above the produce timeout: a hang shows up as
+            # DEADLINE_EXCEEDED, not as the UNAVAILABLE the client can act on.
+            call = stub.StreamTelemetry(
+                iter([batch([now_event("data_access", 0)])]),
+                metadata=(("authorization", f"Bearer {TOKEN_A}"),),
+                timeout=30,
+            )
+            acks = []
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                async for ack in call:
+                    acks.append(ack)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "Kafka" in (err.value.details() or "")
+    assert acks == []
+
+
+async def test_health_reports_serving(gateway: int) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for service in ("", SERVICE_NAME):
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+# ---- mutual TLS ---------------------------------------------------------------------------------
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _cert(
+    subject_cn: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+    *,
+    ca: bool = False,
+    san: x509.SubjectAlternativeName | None = None,
+) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)])
+    issuer_name, issuer_key = issuer if issuer else (name, key)
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if san is not None:
+        builder = builder.add_extension(san, critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _pem(obj: Any) -> bytes:
+    if isinstance(obj, x509.Certificate):
+        return obj.public_bytes(serialization.Encoding.PEM)
+    return bytes(
+        obj.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, Any]:
+    ca_key = _key()
+    ca = _cert("suptech test CA", ca_key, None, ca=True)
+    server_key = _key()
+    server = _cert(
+        "gateway",
+        server_key,
+        (ca.subject, ca_key),
+        san=x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        ),
+    )
+    client_key = _key()
+    client = _cert("bank-c", client_key, (ca.subject, ca_key))
+    files = {"ca": _pem(ca), "server": _pem(server), "server_key": _pem(server_key)}
+    for name, data in files.items():
+        (tmp_path / f"{name}.pem").write_bytes(data)
+    return {
+        "dir": tmp_path,
+        "ca": files["ca"],
+        "client": _pem(client),
+        "client_key": _pem(client_key),
+    }
+
+
+async def test_mtls_identity_comes_from_the_client_certificate(
+    kafka_bootstrap: str, topic_prefix: str, pki: dict[str, Any]
+) -> None:
+    d = pki["dir"]
+    config = base_config(
+        kafka_bootstrap,
+        topic_prefix,
+        tokens={},
+        tls_cert=str(d / "server.pem"),
+        tls_key=str(d / "server_key.pem"),
+        tls_client_ca=str(d / "ca.pem"),
+    )
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=pki["ca"], private_key=pki["client_key"], certificate_chain=pki["client"]
+    )
+    async with Running(config) as port:
+        async with grpc.aio.secure_channel(f"localhost:{port}", creds) as channel:
+            acks = await stream(
+                channel,
+                [batch([now_event("heartbeat", 0, "bank-c"), now_event("heartbeat", 1, "bank-a")])],
+                token=None,
+            )
+        # Without a client certificate the handshake itself is refused.
+        no_cert = grpc.ssl_channel_credentials(root_certificates=pki["ca"])
+        async with grpc.aio.secure_channel(f"localhost:{port}", no_cert) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stream(channel, [batch([now_event("heartbeat", 2, "bank-c")])], token=None)
+    assert acks[0].accepted == 1
+    assert [(r.index, R.Name(r.reason)) for r in acks[0].rejections] == [
+        (1, "REJECT_REASON_INSTITUTION_MISMATCH")
+    ]
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+# ---- configuration -------------------------------------------------------------------------------
+
+
+def test_config_fails_fast_naming_the_variable(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({TOKEN_A: "bank-a"}))
+    good = {"GATEWAY_TOKENS_FILE": str(tokens)}
+    assert load_config(good).tokens == {TOKEN_A: "bank-a"}
+    assert load_config(good).port == 50051
+    bad_cases = {
+        "GATEWAY_PORT": {**good, "GATEWAY_PORT": "fifty"},
+        "GATEWAY_TOKENS_FILE": {"GATEWAY_TOKENS_FILE": str(tmp_path / "missing.json")},
+        "GATEWAY_TLS_CLIENT_CA": {},  # nothing to authenticate with
+        "GATEWAY_RATE_LIMIT_BURST": {**good, "GATEWAY_RATE_LIMIT_EPS": "100"},
+    }
+    from suptech.common.config import ConfigError
+
+    for variable, env in bad_cases.items():
+        with pytest.raises(ConfigError, match=variable):
+            load_config(env)
+    (tmp_path / "short.json").write_text(json.dumps({"short": "bank-a"}))
+    with pytest.raises(ConfigError, match="GATEWAY_TOKENS_FILE"):
+        load_config({"GATEWAY_TOKENS_FILE": str(tmp_path / "short.json")})
