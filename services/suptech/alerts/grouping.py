@@ -28,6 +28,16 @@ MATCHER_NAMES = frozenset(
     {"institution_id", "family", "entity_kind", "entity_id", "detector_id", "grade"}
 )
 
+# Column widths of the store (models.py): longer values could never be stored.
+_MAX_LENGTHS = {
+    "finding_id": 256,
+    "institution_id": 128,
+    "entity_kind": 64,
+    "entity_id": 256,
+    "rule_id": 256,
+    "model_id": 256,
+}
+
 
 def detector_id(finding: findings_pb2.Finding) -> str:
     """The rule or model that made the finding (exactly one is set)."""
@@ -50,6 +60,9 @@ def invalid_reason(finding: findings_pb2.Finding) -> str | None:
     """Why a decoded finding cannot become an alert, or None when it can."""
     if not finding.finding_id:
         return "finding_id is empty"
+    for name, limit in _MAX_LENGTHS.items():
+        if len(getattr(finding, name)) > limit:
+            return f"{name} is longer than {limit} characters"
     if finding.family not in findings_pb2.Family.values() or finding.family == 0:
         return f"family {finding.family} is not a known family"
     if not finding.institution_id:

@@ -1,0 +1,164 @@
+"""Wiring of the alert service: database, gRPC server, findings consumer, outbox, ticker."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from suptech.alerts import authz, escalation
+from suptech.alerts.config import AlertsConfig
+from suptech.alerts.consumer import FindingsConsumer
+from suptech.alerts.database import open_database
+from suptech.alerts.outbox import FeedbackDispatcher
+from suptech.alerts.service import AlertServicer
+from suptech.alerts.store import AlertStore
+from suptech.common.grpc_server import GrpcServer
+from suptech.common.topics import DEAD_LETTER, FEEDBACK, FINDINGS, ensure_topics
+from suptech.v1 import alerts_pb2, alerts_pb2_grpc
+
+__all__ = ["AlertApp", "build_alert_service"]
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = alerts_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name
+
+
+class AlertApp:
+    """The running service; ``await start()`` then ``await stop()``."""
+
+    def __init__(
+        self, config: AlertsConfig, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.engine: Engine | None = None
+        self.sessions: sessionmaker[Session] | None = None
+        self.store: AlertStore | None = None
+        self.consumer: FindingsConsumer | None = None
+        self._server: GrpcServer | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        cfg = self.config
+        await asyncio.to_thread(
+            ensure_topics, cfg.kafka_addr, cfg.topic_prefix, (FINDINGS, FEEDBACK, DEAD_LETTER)
+        )
+        self.engine, sessions = await asyncio.to_thread(open_database, cfg.db_url)
+        self.sessions = sessions
+        self.store = AlertStore(sessions, cfg, clock=self._clock)
+        interceptors = []
+        if cfg.tokens_file:
+            interceptors.append(authz.AuthInterceptor(authz.TokenStore.from_file(cfg.tokens_file)))
+        else:
+            log.warning("ALERTS_TOKENS_FILE unset: every caller is an admin (development only)")
+        servicer = AlertServicer(self.store, stream_poll_s=cfg.stream_poll_s)
+        self._server = GrpcServer(
+            host=cfg.host,
+            port=cfg.port,
+            registrations=[
+                lambda s: alerts_pb2_grpc.add_AlertServiceServicer_to_server(servicer, s)
+            ],
+            service_names=[SERVICE_NAME],
+            interceptors=interceptors,
+        )
+        self.port = self._server.port
+        self.consumer = await asyncio.to_thread(
+            FindingsConsumer,
+            self.store,
+            bootstrap=cfg.kafka_addr,
+            topic_prefix=cfg.topic_prefix,
+            group_id=cfg.consumer_group,
+        )
+        feedback = await asyncio.to_thread(
+            FeedbackDispatcher,
+            sessions,
+            bootstrap=cfg.kafka_addr,
+            topic_prefix=cfg.topic_prefix,
+            clock=self._clock,
+        )
+        webhooks = _webhook_dispatcher(sessions, cfg)
+        await self._server.start()
+        consumer = self.consumer
+        self._spawn("findings-consumer", lambda: _run_consumer(consumer, self._stop))
+        self._spawn("outbox", lambda: self._run_outbox(feedback, webhooks))
+        self._spawn("ticker", self._run_ticker)
+        log.info("alerts listening on %d", self.port)
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        t = threading.Thread(target=target, name=f"alerts-{name}", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _run_outbox(self, feedback: FeedbackDispatcher, webhooks: Any) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    feedback.run_once()
+                    if webhooks is not None:
+                        webhooks.run_once()
+                except Exception:  # a dispatcher failure must not stop the others
+                    log.exception("outbox dispatch failed")
+                self._stop.wait(self.config.outbox_poll_s)
+        finally:
+            feedback.close()
+
+    def tick(self) -> None:
+        """One round of housekeeping: auto-resolve, expire silences, escalate overdue alerts."""
+        assert self.store is not None and self.sessions is not None
+        self.store.auto_resolve()
+        self.store.expire_silences()
+        esc = escalation.EscalationConfig.from_alerts_config(self.config)
+        with self.sessions() as s, s.begin():
+            escalation.escalate_due(s, self._clock(), esc)
+
+    def _run_ticker(self) -> None:
+        while not self._stop.wait(self.config.tick_s):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("housekeeping tick failed")
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(grace_s=2.0)
+        self._stop.set()
+        for t in self._threads:
+            await asyncio.to_thread(t.join, 30)
+        if self.engine is not None:
+            self.engine.dispose()
+
+
+def _run_consumer(consumer: FindingsConsumer, stop: threading.Event) -> None:
+    try:
+        consumer.run(stop)
+    except Exception:
+        log.exception("findings consumer stopped")
+    finally:
+        consumer.close()
+
+
+def _webhook_dispatcher(sessions: sessionmaker[Session], cfg: AlertsConfig) -> Any:
+    """The webhook dispatcher when receivers are configured.
+
+    Imported by name because ``webhooks.py`` is written in parallel with this module.
+    """
+    if not cfg.webhook_urls:
+        return None
+    module = importlib.import_module("suptech.alerts.webhooks")
+    return module.WebhookDispatcher(sessions, list(cfg.webhook_urls), cfg.webhook_secret)
+
+
+def build_alert_service(
+    config: AlertsConfig, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> AlertApp:
+    return AlertApp(config, clock)

@@ -1,0 +1,245 @@
+"""The gRPC AlertService: supervisors list, read, follow and triage alerts.
+
+Authentication and authorization happen in :class:`suptech.alerts.authz.AuthInterceptor`, which
+publishes the caller in ``current_principal``; here the principal scopes what is visible and names
+who acted in the audit log. Store calls are blocking and run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+
+from suptech.alerts import authz
+from suptech.alerts.store import (
+    ALL,
+    AlertFilter,
+    AlertStore,
+    InvalidRequestError,
+    InvalidTransitionError,
+    NotFoundError,
+    Scope,
+    StoreError,
+    VersionConflictError,
+)
+from suptech.v1 import alerts_pb2, alerts_pb2_grpc, findings_pb2
+
+__all__ = ["AlertServicer", "DEV_PRINCIPAL", "STATUS_OF"]
+
+T = TypeVar("T")
+
+# Without a tokens file (local development only) every caller acts as this principal.
+DEV_PRINCIPAL = authz.Principal("dev", authz.Role.ADMIN, frozenset({"*"}))
+
+STATUS_OF: dict[type[StoreError], grpc.StatusCode] = {
+    NotFoundError: grpc.StatusCode.NOT_FOUND,
+    VersionConflictError: grpc.StatusCode.ABORTED,
+    InvalidTransitionError: grpc.StatusCode.FAILED_PRECONDITION,
+    InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
+}
+
+
+def _principal() -> authz.Principal:
+    return authz.current_principal.get() or DEV_PRINCIPAL
+
+
+def _scope(p: authz.Principal) -> Scope:
+    return ALL if p.sees_all else Scope(frozenset(p.jurisdictions))
+
+
+def _role(p: authz.Principal) -> str:
+    return p.role.name.lower()
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, msg: str) -> NoReturn:
+    await context.abort(code, msg)
+    raise AssertionError("abort returned")
+
+
+class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
+    def __init__(self, store: AlertStore, *, stream_poll_s: float = 0.05) -> None:
+        self._store = store
+        self._poll_s = stream_poll_s
+
+    async def _call(
+        self, context: grpc.aio.ServicerContext, fn: Callable[..., T], *args: Any, **kw: Any
+    ) -> T:
+        try:
+            return await asyncio.to_thread(fn, *args, **kw)
+        except StoreError as exc:
+            await _abort(context, STATUS_OF[type(exc)], str(exc))
+
+    async def ListAlerts(
+        self, request: alerts_pb2.ListAlertsRequest, context: grpc.aio.ServicerContext
+    ) -> alerts_pb2.ListAlertsResponse:
+        if request.family not in findings_pb2.Family.values():
+            await _abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, f"unknown family {request.family}"
+            )
+        if request.min_grade not in findings_pb2.Grade.values():
+            await _abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, f"unknown grade {request.min_grade}"
+            )
+        if request.state not in alerts_pb2.AlertState.values():
+            await _abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, f"unknown state {request.state}"
+            )
+        since = request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None
+        until = request.until.ToDatetime(tzinfo=UTC) if request.HasField("until") else None
+        if since is not None and until is not None and since >= until:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "since must be before until")
+        flt = AlertFilter(
+            family=request.family,
+            min_grade=request.min_grade,
+            institution_id=request.institution_id,
+            state=request.state,
+            since=since,
+            until=until,
+        )
+        alerts, token = await self._call(
+            context,
+            self._store.list_alerts,
+            flt,
+            request.page_size,
+            request.page_token,
+            _scope(_principal()),
+        )
+        return alerts_pb2.ListAlertsResponse(alerts=alerts, next_page_token=token)
+
+    async def GetAlert(
+        self, request: alerts_pb2.GetAlertRequest, context: grpc.aio.ServicerContext
+    ) -> alerts_pb2.GetAlertResponse:
+        await _require_id(context, request.alert_id)
+        alert = await self._call(
+            context, self._store.get_alert, request.alert_id, _scope(_principal())
+        )
+        return alerts_pb2.GetAlertResponse(alert=alert)
+
+    async def StreamAlerts(
+        self, request: alerts_pb2.StreamAlertsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[alerts_pb2.AlertEvent]:
+        raw = request.cursor.strip()
+        if raw == "":
+            cursor = await asyncio.to_thread(self._store.head_cursor)
+        elif raw.isdigit() and len(raw) <= 19:
+            cursor = int(raw)
+        else:
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"cursor {request.cursor[:40]!r} is not one StreamAlerts sent ('' or '0' to start)",
+            )
+        scope = _scope(_principal())
+        while True:
+            events, reached = await asyncio.to_thread(self._store.events_after, cursor, 500, scope)
+            for event_id, kind, snapshot in events:
+                yield alerts_pb2.AlertEvent(
+                    cursor=str(event_id),
+                    kind=kind,  # type: ignore[arg-type]
+                    alert=alerts_pb2.Alert.FromString(snapshot),
+                )
+            if reached == cursor:
+                await asyncio.sleep(self._poll_s)
+            cursor = reached
+
+    async def Acknowledge(
+        self, request: alerts_pb2.AcknowledgeRequest, context: grpc.aio.ServicerContext
+    ) -> alerts_pb2.AlertResponse:
+        await _require_id(context, request.alert_id)
+        p = _principal()
+        alert = await self._call(
+            context,
+            self._store.acknowledge,
+            request.alert_id,
+            request.expected_version,
+            actor=p.name,
+            role=_role(p),
+            note=request.note,
+            scope=_scope(p),
+        )
+        return alerts_pb2.AlertResponse(alert=alert)
+
+    async def Assign(
+        self, request: alerts_pb2.AssignRequest, context: grpc.aio.ServicerContext
+    ) -> alerts_pb2.AlertResponse:
+        await _require_id(context, request.alert_id)
+        p = _principal()
+        alert = await self._call(
+            context,
+            self._store.assign,
+            request.alert_id,
+            request.expected_version,
+            actor=p.name,
+            role=_role(p),
+            assignee=request.assignee,
+            scope=_scope(p),
+        )
+        return alerts_pb2.AlertResponse(alert=alert)
+
+    async def Resolve(
+        self, request: alerts_pb2.ResolveRequest, context: grpc.aio.ServicerContext
+    ) -> alerts_pb2.AlertResponse:
+        await _require_id(context, request.alert_id)
+        p = _principal()
+        alert = await self._call(
+            context,
+            self._store.resolve,
+            request.alert_id,
+            request.expected_version,
+            actor=p.name,
+            role=_role(p),
+            verdict=request.verdict,
+            note=request.note,
+            scope=_scope(p),
+        )
+        return alerts_pb2.AlertResponse(alert=alert)
+
+    async def CreateSilence(
+        self, request: alerts_pb2.CreateSilenceRequest, context: grpc.aio.ServicerContext
+    ) -> alerts_pb2.CreateSilenceResponse:
+        p = _principal()
+        if not request.HasField("ends_at"):
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "ends_at is required")
+        if not p.sees_all:
+            # A silence is global: a principal scoped to some institutions could mute others'.
+            for m in request.matchers:
+                if m.name == "institution_id" and m.value in p.jurisdictions:
+                    break
+            else:
+                await _abort(
+                    context,
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "a scoped principal must match an institution_id within its jurisdiction",
+                )
+        silence = await self._call(
+            context,
+            self._store.create_silence,
+            [(m.name, m.value) for m in request.matchers],
+            request.ends_at.ToDatetime(tzinfo=UTC),
+            comment=request.comment,
+            actor=p.name,
+            role=_role(p),
+        )
+        return alerts_pb2.CreateSilenceResponse(silence=silence)
+
+    async def ExpireSilence(
+        self, request: alerts_pb2.ExpireSilenceRequest, context: grpc.aio.ServicerContext
+    ) -> alerts_pb2.ExpireSilenceResponse:
+        if not request.silence_id:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "silence_id is required")
+        p = _principal()
+        silence = await self._call(
+            context, self._store.expire_silence, request.silence_id, actor=p.name, role=_role(p)
+        )
+        return alerts_pb2.ExpireSilenceResponse(silence=silence)
+
+
+async def _require_id(context: grpc.aio.ServicerContext, alert_id: str) -> None:
+    if not alert_id:
+        await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "alert_id is required")
+    if len(alert_id) > 64:
+        await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "alert_id is too long")
