@@ -1,0 +1,63 @@
+"""OpenTelemetry, set up once per process, and trace context on Kafka records in one place.
+
+The gateway writes the W3C ``traceparent`` of the ingest call into the headers of each record it
+produces (:func:`inject_headers`); consumers continue that trace (:func:`extract_context`), so a
+finding can be followed back to the batch that carried its evidence. Metric names carry the
+``suptech.`` prefix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.propagate import extract, inject
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+__all__ = ["setup_telemetry", "inject_headers", "extract_context", "METRIC_PREFIX"]
+
+METRIC_PREFIX = "suptech."
+
+KafkaHeaders = list[tuple[str, bytes]]
+
+
+def setup_telemetry(service: str) -> tuple[trace.Tracer, metrics.Meter]:
+    """Install tracer and meter providers for ``service`` (once per process) and return both.
+
+    Spans and metrics go to the console when ``SUPTECH_OTEL_CONSOLE=1``; otherwise they are
+    recorded with no exporter, so instrumentation costs little until an SRE turns it on.
+    """
+    resource = Resource.create({"service.name": f"suptech-{service}"})
+    console = os.environ.get("SUPTECH_OTEL_CONSOLE", "") == "1"
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        tracer_provider = TracerProvider(resource=resource)
+        if console:
+            tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        trace.set_tracer_provider(tracer_provider)
+    if not isinstance(metrics.get_meter_provider(), MeterProvider):
+        readers = [PeriodicExportingMetricReader(ConsoleMetricExporter())] if console else []
+        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+    return trace.get_tracer(f"suptech.{service}"), metrics.get_meter(f"suptech.{service}")
+
+
+def inject_headers(headers: KafkaHeaders | None = None) -> KafkaHeaders:
+    """Return Kafka headers carrying the current trace context (exactly one ``traceparent``)."""
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    out = [(k, v) for k, v in (headers or []) if k not in carrier]
+    out.extend((k, v.encode()) for k, v in carrier.items())
+    return out
+
+
+def extract_context(
+    headers: Sequence[tuple[str, bytes]] | Iterable[tuple[str, bytes]] | None,
+) -> otel_context.Context:
+    """The trace context a producer wrote into a record's headers (empty context when none)."""
+    carrier = {k: v.decode("latin-1") for k, v in (headers or []) if isinstance(v, bytes)}
+    return extract(carrier)
