@@ -547,3 +547,12 @@ def test_arbitrary_envelopes_never_raise_and_each_is_accepted_or_refused(
             assert ev.WhichOneof("payload") == kind
             assert ev.institution_id == INST
             assert check(ev) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(envelopes())
+def test_fast_path_and_diagnosis_agree(ev: telemetry_pb2.TelemetryEnvelope) -> None:
+    # The hot path accepts in one expression; the slow path must refuse exactly what it refuses.
+    from suptech.gateway.validation import _data_access, _diagnose_data_access
+
+    assert (_data_access(ev.data_access) is None) == (_diagnose_data_access(ev.data_access) is None)
