@@ -67,7 +67,7 @@ up() {
     -f "$repo/k8s/kind-values.yaml" \
     --set "image.repository=${image%:*}" --set "image.tag=${image##*:}" \
     --set-json "secrets.gatewayTokens={\"$gw_token\":\"bank-001\"}" \
-    --set-json "secrets.alertsTokens={\"$al_token\":\"supervisor-1\"}" \
+    --set-json "secrets.alertsTokens={\"$al_token\":{\"name\":\"supervisor-1\",\"role\":\"supervisor\",\"jurisdictions\":[\"*\"]}}" \
     --set "secrets.webhookSecret=$(cat "$state/webhook-secret")" \
     --wait --timeout 10m
   kubectl --context "kind-$cluster" -n "$namespace" get pods 2>/dev/null || true

@@ -1,0 +1,266 @@
+"""The Helm chart, rendered and checked offline: what an SRE installing it on kind would hit.
+
+Values are checked against values.schema.json with jsonschema; each ci/*-values.yaml set is linted
+and rendered by a real helm binary and every manifest is validated strictly against the Kubernetes
+1.31 schemas. The helm tests skip, saying so, when no helm binary exists (``scripts/helm.sh ensure``
+builds one from the Go module proxy).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from suptech.common.topics import TOPICS
+
+from scripts import render_chart as rc
+
+CHART = rc.CHART
+SCHEMA = json.loads((CHART / "values.schema.json").read_text())
+DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
+CI_FILES = rc.ci_values_files()
+APP_IMAGE = "suptech"
+
+
+def merged(overrides: dict[str, Any], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Helm's merge of a values file over the defaults: maps merge, null deletes a key."""
+    out = copy.deepcopy(DEFAULTS if base is None else base)
+    for key, value in overrides.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(value, out[key])
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def schema_errors(values: dict[str, Any]) -> list[str]:
+    return [e.message for e in jsonschema.Draft7Validator(SCHEMA).iter_errors(values)]
+
+
+# --- values.schema.json -------------------------------------------------------------------
+
+
+def test_schema_is_draft07_and_accepts_the_default_values() -> None:
+    jsonschema.Draft7Validator.check_schema(SCHEMA)
+    assert SCHEMA["$schema"] == "http://json-schema.org/draft-07/schema#"
+    assert schema_errors(DEFAULTS) == []
+
+
+def test_ci_value_sets_exist_and_satisfy_the_schema() -> None:
+    names = {f.name for f in CI_FILES}
+    assert {"default-values.yaml", "minimal-values.yaml", "production-values.yaml"} <= names
+    for f in CI_FILES:
+        assert schema_errors(merged(yaml.safe_load(f.read_text()))) == [], f.name
+
+
+BAD_VALUES: dict[str, dict[str, Any]] = {
+    "negative replicas": {"components": {"gateway": {"replicas": -1}}},
+    "replicas as text": {"components": {"gateway": {"replicas": "two"}}},
+    "empty image repository": {"image": {"repository": ""}},
+    "port out of range": {"components": {"alerts": {"port": 70000}}},
+    "misspelt component key": {"components": {"gateway": {"replica": 2}}},
+    "unknown workload kind": {"components": {"detector": {"workload": "DaemonSet"}}},
+    "no memory limit": {"components": {"gateway": {"resources": {"limits": {"memory": None}}}}},
+    "guessable gateway token": {"secrets": {"gatewayTokens": {"short": "bank-001"}}},
+    "unknown supervisor role": {
+        "secrets": {"alertsTokens": {"token-0123456789": {"name": "x", "role": "god"}}}
+    },
+    "external Kafka without address": {"kafka": {"enabled": False}},
+    "bad Kafka cluster id": {"kafka": {"clusterId": "not-22-chars"}},
+    "existing secret without name": {"secrets": {"create": False}},
+    "env value as a list": {"components": {"gateway": {"env": {"GATEWAY_PORT": [1]}}}},
+    "lower-case env name": {"components": {"gateway": {"env": {"gateway_port": "1"}}}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VALUES))
+def test_schema_rejects_bad_values(case: str) -> None:
+    assert schema_errors(merged(BAD_VALUES[case])), f"{case} was accepted"
+
+
+def test_schema_rejects_values_without_an_image() -> None:
+    values = copy.deepcopy(DEFAULTS)
+    del values["image"]
+    assert any("'image' is a required property" in e for e in schema_errors(values))
+    values = copy.deepcopy(DEFAULTS)
+    del values["image"]["tag"]
+    assert any("'tag' is a required property" in e for e in schema_errors(values))
+
+
+# --- rendered by helm ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    path = rc.find_helm()
+    if path is None:
+        pytest.skip("no helm binary: run scripts/helm.sh ensure (builds helm with Go, about 4 min)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def rendered(helm: str) -> dict[str, list[dict[str, Any]]]:
+    return {f.name: rc.render(helm, [f]) for f in CI_FILES}
+
+
+def by_kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == kind}
+
+
+def container(manifest: dict[str, Any]) -> dict[str, Any]:
+    c: dict[str, Any] = manifest["spec"]["template"]["spec"]["containers"][0]
+    return c
+
+
+def env_of(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(manifest)["env"]}
+
+
+@pytest.mark.parametrize("values", [f.name for f in CI_FILES])
+def test_chart_lints_strictly(helm: str, values: str) -> None:
+    rc.lint(helm, [CHART / "ci" / values])
+
+
+@pytest.mark.parametrize("values", [f.name for f in CI_FILES])
+def test_every_manifest_validates_strictly_against_kubernetes_1_31(
+    rendered: dict[str, list[dict[str, Any]]], values: str
+) -> None:
+    manifests = rendered[values]
+    assert len(manifests) >= 8
+    problems = [p for m in manifests for p in rc.schema_errors(m)]
+    assert problems == []
+
+
+@pytest.mark.parametrize("values", [f.name for f in CI_FILES])
+def test_every_pod_is_hardened(rendered: dict[str, list[dict[str, Any]]], values: str) -> None:
+    manifests = rendered[values]
+    assert [p for m in manifests for p in rc.hardening_problems(m)] == []
+    assert [p for m in manifests for p in rc.grpc_probe_problems(m, APP_IMAGE)] == []
+
+
+@pytest.mark.parametrize("values", [f.name for f in CI_FILES])
+def test_topics_job_runs_the_code_that_declares_them(
+    rendered: dict[str, list[dict[str, Any]]], values: str
+) -> None:
+    manifests = rendered[values]
+    (job,) = by_kind(manifests, "Job").values()
+    assert container(job)["command"] == ["python", "-m", "suptech.common.topics"]
+    # Topic names live in services/suptech/common/topics.py only, never in the chart.
+    text = yaml.safe_dump_all(manifests)
+    assert not [t.name for t in TOPICS if t.name in text]
+
+
+def test_default_install_has_every_component_wired_to_the_bundled_kafka(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    m = rendered["default-values.yaml"]
+    deployments, sets = by_kind(m, "Deployment"), by_kind(m, "StatefulSet")
+    services = by_kind(m, "Service")
+    gateway, alerts = deployments["suptech-gateway"], deployments["suptech-alerts"]
+    detector, kafka = sets["suptech-detector"], sets["suptech-kafka"]
+
+    assert container(kafka)["image"] == "apache/kafka:3.9.1"
+    common = by_kind(m, "ConfigMap")["suptech-common"]["data"]
+    assert common["KAFKA_ADDR"] == "suptech-kafka:9092"
+    assert services["suptech-kafka"]["spec"]["ports"][0]["port"] == 9092
+
+    assert [c["command"] for c in map(container, (gateway, detector, alerts))] == [
+        ["python", "-m", "suptech.gateway"],
+        ["python", "-m", "suptech.detector"],
+        ["python", "-m", "suptech.alerts"],
+    ]
+    for workload in (gateway, detector, alerts):
+        env_from = container(workload)["envFrom"]
+        assert env_from == [{"configMapRef": {"name": "suptech-common"}}]
+
+    assert env_of(gateway)["GATEWAY_HOST"] == "0.0.0.0"
+    assert services["suptech-gateway"]["spec"]["ports"][0]["port"] == 50051
+    assert container(gateway)["readinessProbe"]["grpc"]["port"] == 50051
+    assert services["suptech-alerts"]["spec"]["ports"][0]["port"] == 50061
+    assert env_of(alerts)["ALERTS_PORT"] == "50061"
+
+    # The detector's state survives restarts: DETECTOR_STATE_DIR is on its own volume claim.
+    state_dir = env_of(detector)["DETECTOR_STATE_DIR"]
+    mounts = {v["mountPath"]: v["name"] for v in container(detector)["volumeMounts"]}
+    assert mounts[state_dir] == "state"
+    assert [t["metadata"]["name"] for t in detector["spec"]["volumeClaimTemplates"]] == ["state"]
+
+    # SQLite alert store on a kept PVC, one pod at a time.
+    assert env_of(alerts)["ALERTS_DB_URL"].startswith("sqlite:////var/lib/suptech/alerts/")
+    assert "suptech-alerts-state" in by_kind(m, "PersistentVolumeClaim")
+    assert alerts["spec"]["strategy"]["type"] == "Recreate"
+
+    # The tokens reach the pods as files, from the chart's Secret.
+    secret = by_kind(m, "Secret")["suptech-secrets"]["stringData"]
+    assert json.loads(secret["gateway-tokens.json"]) == {"dev-token-0123456789abcdef": "bank-001"}
+    assert env_of(gateway)["GATEWAY_TOKENS_FILE"] == "/etc/suptech/gateway/tokens.json"
+    assert env_of(alerts)["ALERTS_WEBHOOK_SECRET"] == {
+        "secretKeyRef": {"name": "suptech-secrets", "key": "webhook-secret"}
+    }
+    assert {"suptech-gateway", "suptech-detector", "suptech-alerts", "suptech-kafka"} <= set(
+        by_kind(m, "NetworkPolicy")
+    )
+    assert set(by_kind(m, "PodDisruptionBudget")) == {"suptech-gateway"}
+
+
+def test_minimal_install_uses_the_external_broker_and_nothing_it_turned_off(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    m = rendered["minimal-values.yaml"]
+    names = {(x["kind"], x["metadata"]["name"]) for x in m}
+    assert not [n for n in names if "kafka" in n[1] or "alerts" in n[1]]
+    assert not by_kind(m, "NetworkPolicy")
+    common = by_kind(m, "ConfigMap")["suptech-common"]["data"]
+    assert common == {
+        "KAFKA_ADDR": "kafka.messaging.svc:9092",
+        "SUPTECH_TOPIC_PREFIX": "staging.",
+        "SUPTECH_LOG_LEVEL": "INFO",
+    }
+    detector = by_kind(m, "StatefulSet")["suptech-detector"]
+    assert "volumeClaimTemplates" not in detector["spec"]
+    volumes = {v["name"]: v for v in detector["spec"]["template"]["spec"]["volumes"]}
+    assert "emptyDir" in volumes["state"]
+
+
+def test_production_install_uses_postgres_mtls_and_an_existing_secret(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    m = rendered["production-values.yaml"]
+    assert not by_kind(m, "Secret"), "credentials come from a Secret made outside Helm"
+    alerts = by_kind(m, "Deployment")["suptech-alerts"]
+    assert alerts["spec"]["replicas"] == 2
+    assert env_of(alerts)["ALERTS_DB_URL"] == {
+        "secretKeyRef": {"name": "suptech-prod", "key": "alerts-db-url"}
+    }
+    assert "suptech-alerts-state" not in by_kind(m, "PersistentVolumeClaim")
+
+    gateway = by_kind(m, "Deployment")["suptech-gateway"]
+    env = env_of(gateway)
+    assert env["GATEWAY_TLS_CLIENT_CA"] == "/etc/suptech/gateway-tls/ca.crt"
+    mounts = {v["mountPath"] for v in container(gateway)["volumeMounts"]}
+    assert "/etc/suptech/gateway-tls" in mounts
+    # Kubelet gRPC probes speak no TLS: they go to the plaintext health port.
+    probe_port = container(gateway)["livenessProbe"]["grpc"]["port"]
+    assert probe_port == int(env["GATEWAY_HEALTH_PORT"]) != 50051
+    pdbs = by_kind(m, "PodDisruptionBudget")
+    assert pdbs["suptech-gateway"]["spec"]["minAvailable"] == 2
+    assert set(pdbs) == {"suptech-gateway", "suptech-detector", "suptech-alerts"}
+
+
+def test_helm_refuses_bad_values_with_a_reason(helm: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"components": {"gateway": {"replicas": -1}}}))
+    with pytest.raises(rc.RenderError, match="replicas"):
+        rc.render(helm, [bad])
+
+
+def test_helm_refuses_scaling_a_component_that_owns_a_readwriteonce_volume(helm: str) -> None:
+    with pytest.raises(rc.RenderError, match="cannot share one ReadWriteOnce volume"):
+        rc.render(helm, [CHART / "ci" / "default-values.yaml"], ["components.alerts.replicas=2"])
