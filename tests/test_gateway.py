@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import json
+import os
+import re
+import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -22,6 +28,7 @@ from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kafka import KafkaConsumer, TopicPartition
 from suptech.common.bundles import decode_bundle, topic_spec_for
+from suptech.common.config import ConfigError
 from suptech.common.topics import topic_name
 from suptech.gateway.config import GatewayConfig, load_config
 from suptech.gateway.server import SERVICE_NAME, build_gateway
@@ -414,11 +421,74 @@ def test_config_fails_fast_naming_the_variable(tmp_path: Path) -> None:
         "GATEWAY_TLS_CLIENT_CA": {},  # nothing to authenticate with
         "GATEWAY_RATE_LIMIT_BURST": {**good, "GATEWAY_RATE_LIMIT_EPS": "100"},
     }
-    from suptech.common.config import ConfigError
-
     for variable, env in bad_cases.items():
         with pytest.raises(ConfigError, match=variable):
             load_config(env)
     (tmp_path / "short.json").write_text(json.dumps({"short": "bank-a"}))
     with pytest.raises(ConfigError, match="GATEWAY_TOKENS_FILE"):
         load_config({"GATEWAY_TOKENS_FILE": str(tmp_path / "short.json")})
+
+
+# ---- the entry point ---------------------------------------------------------------------------
+
+
+async def test_entry_point_serves_then_stops_cleanly_on_sigterm(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({TOKEN_A: "bank-a"}))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(["services", "."]),
+        GATEWAY_PORT="0",
+        GATEWAY_TOKENS_FILE=str(tokens),
+        KAFKA_ADDR=kafka_bootstrap,
+        SUPTECH_TOPIC_PREFIX=topic_prefix,
+        GATEWAY_GRACE_S="3",
+    )
+    repo = Path(__file__).resolve().parents[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "suptech.gateway",
+        cwd=repo,
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    try:
+        port = None
+        while port is None:
+            line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+            assert line, "gateway exited before listening"
+            match = re.search(r"gateway listening on (\d+)", line)
+            port = int(match.group(1)) if match else None
+        acks = await send(port, [batch([now_event("sandbox", 0)], "entry-1")])
+        assert (acks[0].batch_id, acks[0].accepted) == ("entry-1", 1)
+        proc.send_signal(signal.SIGTERM)
+        rest = (await asyncio.wait_for(proc.stderr.read(), 30)).decode()
+        assert await proc.wait() == 0
+        assert "gateway stopped" in rest
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def test_entry_point_config_error_names_the_variable(tmp_path: Path) -> None:
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(["services", "."]),
+        GATEWAY_TOKENS_FILE=str(tmp_path / "nope.json"),
+    )
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "suptech.gateway"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "GATEWAY_TOKENS_FILE" in result.stderr
