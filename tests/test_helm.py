@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -264,3 +266,61 @@ def test_helm_refuses_bad_values_with_a_reason(helm: str, tmp_path: Path) -> Non
 def test_helm_refuses_scaling_a_component_that_owns_a_readwriteonce_volume(helm: str) -> None:
     with pytest.raises(rc.RenderError, match="cannot share one ReadWriteOnce volume"):
         rc.render(helm, [CHART / "ci" / "default-values.yaml"], ["components.alerts.replicas=2"])
+
+
+def test_kind_values_expose_the_ports_kind_config_maps_to_the_host(helm: str) -> None:
+    repo = CHART.parent.parent
+    kind_values = repo / "k8s" / "kind-values.yaml"
+    manifests = rc.render(helm, [CHART / "ci" / "default-values.yaml", kind_values])
+    assert [p for m in manifests for p in rc.schema_errors(m)] == []
+    node_ports = {
+        s["metadata"]["name"]: s["spec"]["ports"][0].get("nodePort")
+        for s in by_kind(manifests, "Service").values()
+    }
+    kind_config = yaml.safe_load((repo / "k8s" / "kind-config.yaml").read_text())
+    mapped = {
+        p["containerPort"]: p["hostPort"] for p in kind_config["nodes"][0]["extraPortMappings"]
+    }
+    assert mapped[node_ports["suptech-gateway"]] == 50051
+    assert mapped[node_ports["suptech-alerts"]] == 50061
+    # kind loads the locally built image into the node; pulling it would fail.
+    for m in manifests:
+        for c in rc.containers(m):
+            if c["image"].startswith(APP_IMAGE + ":"):
+                assert c["imagePullPolicy"] == "Never"
+
+
+def test_image_runs_as_a_numeric_non_root_user_and_installs_the_server_extra() -> None:
+    dockerfile = (CHART.parent.parent / "deploy" / "Dockerfile").read_text()
+    froms = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("FROM ")]
+    assert froms and all(f == "python:3.11-slim" for f in froms)
+    assert '".[server]"' in dockerfile
+    (user,) = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")]
+    uid = user.split(":")[0]
+    # runAsNonRoot can only be verified by the kubelet for a numeric user.
+    assert uid.isdigit() and int(uid) != 0
+    # The chart's pod securityContext runs as this uid (templates/_helpers.tpl).
+    assert int(uid) == 10001
+
+
+def test_kind_script_explains_what_is_missing_instead_of_failing_midway(tmp_path: Path) -> None:
+    repo = CHART.parent.parent
+    # A PATH with only bash and dirname (no docker, kind, helm or go): the script must stop
+    # before it touches anything.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname"):
+        found = shutil.which(tool)
+        assert found is not None
+        (bin_dir / tool).symlink_to(found)
+    proc = subprocess.run(
+        [str(bin_dir / "bash"), str(repo / "scripts" / "kind.sh"), "up"],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "docker is not installed" in proc.stderr
+    assert "kind is not installed" in proc.stderr
+    assert "helm is not installed: scripts/helm.sh ensure" in proc.stderr
