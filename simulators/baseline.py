@@ -44,7 +44,7 @@ E = tpb
 def _role_activity(role: int, t_us: int) -> float:
     office = office_activity(t_us)
     if role == E.ACTOR_ROLE_SERVICE:
-        return 0.35 + 0.65 * office  # machines work at night too, just less
+        return 0.15 + 0.85 * office  # machines work at night too, just less
     if role == E.ACTOR_ROLE_PARTNER:
         return 0.05 + 0.95 * office
     return office
