@@ -165,21 +165,24 @@ class AutonomyFamily:
                 s.inventory = inventory
                 s.vendors = frozenset(c.vendor for c in comps)
                 if core:
-                    self._concentration(inst_id, s.vendors, t, eid, emit)
+                    # Concentration risk is dependence on what the institutions cannot control.
+                    foreign = frozenset(c.vendor for c in comps if not c.independently_controllable)
+                    self._concentration(inst_id, foreign, t, eid, emit)
 
         # Health against the system's own hour-of-day/weekday rhythm; larger is worse for all.
         x = {
             "t": t / 1e9,
             "unavailability_pct": (1.0 - rep.availability) * 100.0,
-            "log_latency": math.log1p(max(rep.latency_ms_p95, 0.0)),
+            "log_latency_x5": 5.0 * math.log1p(max(rep.latency_ms_p95, 0.0)),
             "error_pct": rep.error_rate * 100.0,
             "incidents": float(rep.incidents),
         }
         score = s.health.score_one(x)
         thr = max(cfg.z_threshold, s.q)
         hit = False
+        outage = False
         if rep.availability < cfg.outage_availability and rep.interval_seconds > 0:
-            hit = True
+            hit = outage = True
             emit(
                 Candidate(
                     FAMILY,
@@ -198,7 +201,11 @@ class AutonomyFamily:
                     [("availability", rep.availability, 1.0, 1.0)],
                 )
             )
-        elif s.n >= cfg.warmup_events and score > thr:
+        s.n += 1
+        s.health.learn_one(x)
+        persistent = s.health.shifted_run >= cfg.health_persist
+        # A lone bad report is noise; a run of them is a degradation.
+        if not hit and s.n >= cfg.health_warmup and score > thr and persistent:
             hit = True
             contrib = s.health.contributions(x)
             emit(
@@ -221,11 +228,11 @@ class AutonomyFamily:
                     [(k, o, b, max(o - b, 0.0)) for k, (o, b) in contrib.items()],
                 )
             )
-        s.n += 1
-        s.health.learn_one(x)
         if not hit and s.n > cfg.warmup_events:
             s.q = update_quantile(s.q, score, cfg.false_alarm_budget, 0.05)
-        if hit:
+        if outage:
+            # Only hard outages count towards a shared-vendor outage: health wobbles at two
+            # institutions sharing a popular vendor are a coincidence, not a systemic event.
             self._vendor_outage(inst_id, s.vendors, t, eid, emit)
 
     def _concentration(

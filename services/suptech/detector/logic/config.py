@@ -19,6 +19,17 @@ class EngineConfig:
     warmup_events: int = 30
     # Days of history an actor needs before its daily (slow drip) detector may alert.
     warmup_days: int = 3
+    # Data-moving events (exports, transfers, outbound) an actor needs before its own baseline.
+    warmup_moves: int = 10
+    # Health reports a system needs (about two days at 15 minutes) before its rhythm is known.
+    health_warmup: int = 200
+    # Smallest deviation of each health feature (availability and errors in points, latency as
+    # five times its log, incidents as a count).
+    health_floor: float = 0.3
+    # Consecutive off-baseline health reports before a health anomaly is reported.
+    health_persist: int = 3
+    # Off-hours moves smaller than this are routine (a forgotten script), not exfiltration.
+    off_hours_min_records: int = 200
     # Recent event ids remembered for idempotence.
     dedup_capacity: int = 200_000
     evidence_cap: int = 20
@@ -46,7 +57,7 @@ class EngineConfig:
     outage_availability: float = 0.9
     # Institutions hit within this window make a shared-vendor outage.
     vendor_outage_window_ns: int = HOUR_NS
-    vendor_outage_min_institutions: int = 2
+    vendor_outage_min_institutions: int = 3
     # A source is silent after this many missed heartbeat intervals.
     silence_intervals: float = 3.0
     default_heartbeat_interval_s: int = 300

@@ -55,10 +55,12 @@ def _dest_key(pseudonym: str, country: str) -> int:
 class _Actor:
     """Compact per-actor state: a few floats, a 24-slot hour histogram, the daily drip sum."""
 
-    __slots__ = ("vol", "q", "hours", "day", "day_out", "days", "drip", "frozen_until")
+    __slots__ = ("read", "move", "q", "hours", "day", "day_out", "days", "drip", "frozen_until")
 
     def __init__(self, cfg: EngineConfig) -> None:
-        self.vol = RobustZScore(alpha=0.02, clip=3.0, floor=0.5)
+        # Reading and moving data are different habits: one baseline each.
+        self.read = RobustZScore(alpha=0.02, clip=3.0, floor=0.5)
+        self.move: RobustZScore | None = None
         self.q = 0.0
         self.hours = array("H", bytes(48))
         self.day = -1
@@ -169,13 +171,22 @@ class LeakageFamily:
         if actor is None:
             actor = self.actors[(inst_id, actor_id)] = _Actor(cfg)
         frozen = t < actor.frozen_until
-        score = actor.vol.score_one(x)
+        moving = outbound or op in _MOVING_OPS
+        if moving:
+            if actor.move is None:
+                actor.move = RobustZScore(alpha=0.05, clip=3.0, floor=0.5)
+            vol = actor.move
+            warm = vol.n >= cfg.warmup_moves
+        else:
+            vol = actor.read
+            warm = vol.n >= cfg.warmup_events
+        score = vol.score_one(x)
         thr = max(cfg.z_threshold, actor.q)
         flagged = False
-        if actor.vol.n >= cfg.warmup_events and score > thr:
+        if warm and score > thr:
             flagged = True
             actor.frozen_until = t + cfg.coalesce_window_ns
-            contrib = actor.vol.contributions(x)
+            contrib = vol.contributions(x)
             emit(
                 Candidate(
                     FAMILY,
@@ -188,19 +199,19 @@ class LeakageFamily:
                     thr,
                     grade_for(score, thr),
                     f"{_op_name(op)} of {records} records ({bytes_out} bytes) from "
-                    f"{da.system_id}, about {math.expm1(actor.vol.baseline('records')):.0f} "
+                    f"{da.system_id}, about {math.expm1(vol.baseline('records')):.0f} "
                     f"normal for this actor",
                     t,
                     [eid],
                     [
-                        (k, math.expm1(x[k]), math.expm1(actor.vol.baseline(k)), v)
+                        (k, math.expm1(x[k]), math.expm1(vol.baseline(k)), v)
                         for k, v in contrib.items()
                     ],
                 )
             )
         elif not frozen:
-            actor.vol.learn_one(x)
-            if actor.vol.n > cfg.warmup_events:
+            vol.learn_one(x)
+            if warm:
                 actor.q = update_quantile(actor.q, score, cfg.false_alarm_budget, 0.05)
 
         # Off-hours: an actor who never works at night moving data at night.
@@ -212,7 +223,8 @@ class LeakageFamily:
             if (
                 total >= cfg.warmup_events
                 and night * 100 < total
-                and (outbound or op in _MOVING_OPS)
+                and moving
+                and records >= cfg.off_hours_min_records
             ):
                 flagged = True
                 actor.frozen_until = t + cfg.coalesce_window_ns
@@ -247,10 +259,10 @@ class LeakageFamily:
                 self._close_days(inst_id, actor_id, actor, day, t, eid, emit)
             actor.day = day
             actor.day_out = 0.0
-        if (outbound or op in _MOVING_OPS) and day == actor.day:
+        if moving and day == actor.day:
             actor.day_out += records
 
-        self._system(inst_id, da.system_id, x, t, eid, records, op, actor.vol.n, flagged, emit)
+        self._system(inst_id, da.system_id, x, t, eid, records, op, vol.n, flagged, emit)
         if outbound:
             self._hst(inst, inst_id, actor_id, x, c3, dk, local_hour, t, eid, flagged, emit)
 
@@ -306,8 +318,9 @@ class LeakageFamily:
         thr = max(cfg.z_threshold, sysm.q)
         if sysm.vol.n >= cfg.warmup_events and score > thr:
             sysm.frozen_until = t + cfg.coalesce_window_ns
-            # The actor's own model speaks for a warm actor; the system covers actors too new to.
-            if actor_n < cfg.warmup_events and not actor_flagged:
+            # The actor's own model speaks for an actor with a history; the system covers a
+            # first move.
+            if actor_n == 0 and not actor_flagged:
                 emit(
                     Candidate(
                         FAMILY,

@@ -82,6 +82,11 @@ class SeasonalBaseline(base.AnomalyDetector):
                 out[k] = (v - e[0]) / e[1]
         return slot, out
 
+    @property
+    def shifted_run(self) -> int:
+        """Consecutive recent observations that were too far from the baseline to learn."""
+        return len(self._shifted)
+
     def score_one(self, x: dict[Any, Any]) -> float:
         _, z = self._residuals(x)
         return max(z.values(), default=0.0)
