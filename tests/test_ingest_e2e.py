@@ -393,6 +393,8 @@ for i in range(1_000_000):
     assert all(re.fullmatch(r"crash-\d{8}", e) for e in got)
 
 
+# Slow: the private broker starts twice (a JVM cold start, 10-40 s on a loaded 2-core machine).
+@pytest.mark.slow
 def test_broker_stopped_and_restarted_mid_stream_loses_nothing(
     private_kafka: Callable[[int], str], tmp_path: Path
 ) -> None:

@@ -203,3 +203,26 @@ def test_sdk_imports_only_contracts_grpc_and_protobuf() -> None:
         env={"PYTHONPATH": str(REPO / "services"), "PATH": "/usr/bin:/bin"},
     )
     assert out.stdout.strip() == ""
+
+
+def test_bulk_event_ids_are_unique_uuid4() -> None:
+    import uuid
+
+    from suptech.sdk.client import new_event_ids
+
+    ids = new_event_ids(5000)
+    assert len(set(ids)) == 5000
+    for eid in ids[:200]:
+        parsed = uuid.UUID(hex=eid)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and parsed.hex == eid
+
+
+def test_envelope_template_matches_the_full_encoder() -> None:
+    from suptech.sdk.wire import envelope_template
+
+    inst = institution_field("b1")
+    head, tail = envelope_template(inst, 1_700_000_000_5, "sandbox", b"\x0a\x02t1")
+    eid = "0123456789abcdef0123456789abcdef"
+    assert head + eid.encode() + tail == encode_envelope(
+        eid, inst, 1_700_000_000_5, "sandbox", b"\x0a\x02t1"
+    )

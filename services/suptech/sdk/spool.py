@@ -174,13 +174,15 @@ class Spool:
                 seg = self._open_segment()
             room = max(1, self._segment_max_records - seg.count)
             chunk = items[pos : pos + room]
-            blob = b"".join(_frame(env) for env, _ in chunk)
+            pack = _HEADER.pack
+            crc = zlib.crc32
+            blob = b"".join([pack(len(env), crc(env)) + env for env, _ in chunk])
             assert seg.fd is not None
             os.write(seg.fd, blob)
             seg.written += len(blob)
-            for _, framed in chunk:
-                out.append(Record(seg, seg.count, framed, now))
-                seg.count += 1
+            first = seg.count
+            out.extend([Record(seg, first + i, f, now) for i, (_, f) in enumerate(chunk)])
+            seg.count += len(chunk)
             pos += len(chunk)
         return out
 

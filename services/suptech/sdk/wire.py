@@ -15,6 +15,8 @@ __all__ = [
     "encode_varint",
     "encode_envelope",
     "frame_batch_event",
+    "envelope_template",
+    "encode_timestamp",
     "encode_batch",
 ]
 
@@ -29,15 +31,23 @@ PAYLOAD_FIELDS: dict[str, int] = {
 _LEN = 2  # wire type of length-delimited fields
 
 
-def encode_varint(value: int) -> bytes:
-    if value < 0x80:
-        return bytes((value,))
+def _encode_varint_slow(value: int) -> bytes:
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+# Lengths of ids, payloads and envelopes are almost always below 16 KiB: look them up.
+_SMALL_VARINTS: tuple[bytes, ...] = tuple(_encode_varint_slow(i) for i in range(1 << 14))
+
+
+def encode_varint(value: int, _small: tuple[bytes, ...] = _SMALL_VARINTS) -> bytes:
+    if value < 16384:
+        return _small[value]
+    return _encode_varint_slow(value)
 
 
 def _tag(field: int) -> bytes:
@@ -91,6 +101,24 @@ def institution_field(institution_id: str) -> bytes:
     if not institution_id:
         return b""
     return _len_field(b"\x12", institution_id.encode("utf-8"))
+
+
+def envelope_template(
+    institution_field: bytes, event_time_ns: int, kind: str, payload: bytes
+) -> tuple[bytes, bytes]:
+    """For many events differing only in their 32-character event id: the bytes before and
+    after the id, so that ``head + event_id + tail`` is the serialised envelope."""
+    ts = encode_timestamp(event_time_ns)
+    tail = (
+        institution_field
+        + b"\x1a"
+        + encode_varint(len(ts))
+        + ts
+        + _PAYLOAD_TAGS[kind]
+        + encode_varint(len(payload))
+        + payload
+    )
+    return b"\x0a\x20", tail
 
 
 def frame_batch_event(envelope: bytes) -> bytes:
