@@ -29,11 +29,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kafka import KafkaConsumer, TopicPartition
 from suptech.common.bundles import decode_bundle, topic_spec_for
 from suptech.common.config import ConfigError
-from suptech.common.topics import topic_name
+from suptech.common.topics import ensure_topics, topic_name
 from suptech.gateway.config import GatewayConfig, load_config
 from suptech.gateway.server import SERVICE_NAME, build_gateway
 from suptech.v1 import ingest_pb2, ingest_pb2_grpc, telemetry_pb2
 
+from tests.conftest import kafka_down
 from tests.test_gateway_validation import valid_event
 
 pytestmark = pytest.mark.integration
@@ -492,3 +493,49 @@ def test_entry_point_config_error_names_the_variable(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "GATEWAY_TOKENS_FILE" in result.stderr
+
+
+# ---- Kafka going away and coming back ----------------------------------------------------------
+
+
+def free_port_pair() -> int:
+    """A port whose successor is free too (the broker's controller listens on port + 1)."""
+    for _ in range(50):
+        port = closed_port()
+        if port < 65000:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port pair")
+
+
+@pytest.mark.slow
+async def test_gateway_recovers_after_broker_restart(private_kafka: Any) -> None:
+    port = free_port_pair()
+    bootstrap = await asyncio.to_thread(private_kafka, port)
+    config = base_config(bootstrap, "", produce_timeout_s=3.0)
+    async with Running(config) as gw:
+        # Creates the topics, as the entry point does at start.
+        await asyncio.to_thread(ensure_topics, bootstrap, "")
+        first = await send(gw, [batch([now_event("heartbeat", 0)], "before")])
+        assert first[0].accepted == 1
+        await asyncio.to_thread(kafka_down, port)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await send(gw, [batch([now_event("heartbeat", 1)], "during")])
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        await asyncio.to_thread(private_kafka, port)
+        # The same gateway, without a restart, writes again once the broker is back.
+        after = None
+        for _ in range(10):
+            try:
+                after = await send(gw, [batch([now_event("heartbeat", 2)], "after")])
+                break
+            except grpc.aio.AioRpcError as e:
+                assert e.code() == grpc.StatusCode.UNAVAILABLE
+        assert after is not None and after[0].accepted == 1
+    found = await asyncio.to_thread(read_topics, bootstrap, "", 2)
+    batches = [b.batch_id for records in found.values() for _, b in records]
+    assert sorted(batches) == ["after", "before"]
