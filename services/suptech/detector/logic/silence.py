@@ -60,7 +60,8 @@ class SilenceWatch:
             src.silent = False
         if interval_s:
             src.interval_s = interval_s
-        self.institution_seen(inst_id, t, event_id, max(interval_s, 0))
+        # Only the institution's own heartbeat says how often the institution as a whole speaks.
+        self.institution_seen(inst_id, t, event_id, interval_s if kind == "institution" else 0)
 
     def institution_seen(self, inst_id: str, t: int, event_id: str, interval_s: int = 0) -> None:
         inst = self.institutions.get(inst_id)
