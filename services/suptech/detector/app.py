@@ -17,8 +17,8 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import faust
 
@@ -55,6 +55,7 @@ class Detector:
     lock: asyncio.Lock
     findings_topic: Any
     dead_letter_topic: Any
+    _last_progress: dict[str, int] = field(default_factory=dict)
 
     async def publish(self, outcome: Outcome) -> None:
         await self._publish(outcome.findings, outcome.dead_letters)
@@ -115,7 +116,10 @@ class Detector:
             except Exception as exc:
                 await self._fail(exc)
                 return
-            log.info("detector progress %s", json.dumps(self.core.progress(), sort_keys=True))
+            progress = self.core.progress()
+            if progress != self._last_progress:
+                self._last_progress = progress
+                log.info("detector progress %s", json.dumps(progress, sort_keys=True))
             if self.core.checkpoint_due():
                 await self.checkpoint()
 
@@ -147,6 +151,7 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
     prefix = config.topic_prefix
     telemetry = sorted(topic_name(spec, prefix) for spec in TELEMETRY_TOPICS.values())
     registry = topic_name(REGISTRY_SANDBOX, prefix)
+    (config.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         config.app_id,
         broker=f"kafka://{config.kafka_addr}",
@@ -196,22 +201,22 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
 
     ready = asyncio.Event()
 
-    async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
+    async def on_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         assigned = args[0] if args else set()
         if assigned and not ready.is_set():
             ready.set()
             log.info("detector ready: %d partitions assigned", len(assigned))
 
-    async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+    async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         # Partitions may move to another worker: hand over as much state as possible.
         if args and args[0]:
             detector.checkpoint_now()
 
-    async def on_shutdown(sender: Any, *args: Any, **kwargs: Any) -> None:
+    async def on_shutdown(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         # Streams are drained and the final offset commit is still to come.
         detector.checkpoint_now()
 
-    app.on_partitions_assigned.connect(on_assigned)
-    app.on_partitions_revoked.connect(on_revoked)
-    app.on_before_shutdown.connect(on_shutdown)
+    app.on_partitions_assigned.connect(cast(Any, on_assigned))
+    app.on_partitions_revoked.connect(cast(Any, on_revoked))
+    app.on_before_shutdown.connect(cast(Any, on_shutdown))
     return detector

@@ -7,6 +7,7 @@ with the engine state they describe.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -84,6 +85,8 @@ class DetectorCore:
         self.skipped_records = 0
         self.failed = False
         self._events_at_checkpoint = 0
+        self._records_at_checkpoint = 0
+        self._dirty_advance = False
         self._checkpoint_at = time.monotonic()
 
     @classmethod
@@ -111,7 +114,7 @@ class DetectorCore:
                 "restored from checkpoint %s: offsets=%s stats=%s",
                 store.path,
                 {f"{t}:{p}": o for (t, p), o in sorted(offsets.items())},
-                engine.stats(),
+                json.dumps(engine.stats(), sort_keys=True),
             )
         return cls(
             engine,
@@ -254,11 +257,13 @@ class DetectorCore:
         if self.max_event_time_ns <= 0:
             return []
         findings = self.engine.advance(self.max_event_time_ns)
+        if findings:
+            self._dirty_advance = True
         self.findings += len(findings)
         return findings
 
     def checkpoint_due(self) -> bool:
-        if self.failed:
+        if self.failed or not (self.records > self._records_at_checkpoint or self._dirty_advance):
             return False
         return (
             self.events - self._events_at_checkpoint >= self.checkpoint_events
@@ -268,6 +273,8 @@ class DetectorCore:
     def checkpoint(self) -> Checkpoint:
         """State and the offsets it covers; call only when every output so far is published."""
         self._events_at_checkpoint = self.events
+        self._records_at_checkpoint = self.records
+        self._dirty_advance = False
         self._checkpoint_at = time.monotonic()
         return Checkpoint(
             engine_blob=self.engine.snapshot(),

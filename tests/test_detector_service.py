@@ -1,0 +1,364 @@
+"""The detector service end to end, against the real broker: a worker subprocess, real topics.
+
+Plain-function tests of the record handling and the checkpoint store come first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from suptech.common.bundles import encode_bundle
+from suptech.common.config import ConfigError
+from suptech.common.topics import (
+    DATA_ACCESS,
+    DEAD_LETTER,
+    FINDINGS,
+    REGISTRY_SANDBOX,
+    SANDBOX,
+    topic_name,
+)
+from suptech.detector.checkpoint import CheckpointStore
+from suptech.detector.config import DetectorConfig
+from suptech.detector.processing import REASON_HEADER, DetectorCore
+from suptech.v1 import findings_pb2, sandbox_pb2, telemetry_pb2
+
+REPO = Path(__file__).resolve().parents[1]
+T0_NS = 1_767_225_600 * 1_000_000_000  # 2026-01-01T00:00:00Z
+INST = "inst-bank-001"
+
+
+# ---- events -------------------------------------------------------------------------------
+
+
+def envelope(event_id: str, t_ns: int, inst: str = INST) -> telemetry_pb2.TelemetryEnvelope:
+    env = telemetry_pb2.TelemetryEnvelope(event_id=event_id, institution_id=inst)
+    env.event_time.FromNanoseconds(t_ns)
+    return env
+
+
+def routine_access(i: int, t_ns: int, inst: str = INST) -> telemetry_pb2.TelemetryEnvelope:
+    env = envelope(f"ev-{inst}-{i}", t_ns, inst)
+    da = env.data_access
+    da.system_id = "core-banking"
+    da.actor_pseudonym = f"actor{i % 5:02d}"
+    da.actor_role = telemetry_pb2.ACTOR_ROLE_EMPLOYEE
+    da.channel = telemetry_pb2.CHANNEL_CONSOLE
+    da.operation = telemetry_pb2.OPERATION_QUERY
+    da.records = 3 + i % 4
+    da.fields.c2 = 2
+    da.bytes_out = 2_000
+    da.destination_kind = telemetry_pb2.DESTINATION_KIND_INTERNAL
+    env.classification.data_class = telemetry_pb2.DATA_CLASS_C2
+    return env
+
+
+def c3_cross_border(event_id: str, t_ns: int, inst: str = INST) -> telemetry_pb2.TelemetryEnvelope:
+    """Authentication data exported abroad: a hard rule, whatever the baseline."""
+    env = envelope(event_id, t_ns, inst)
+    da = env.data_access
+    da.system_id = "card-auth"
+    da.actor_pseudonym = "actor-x"
+    da.actor_role = telemetry_pb2.ACTOR_ROLE_CONTRACTOR
+    da.channel = telemetry_pb2.CHANNEL_BATCH
+    da.operation = telemetry_pb2.OPERATION_EXPORT
+    da.records = 500
+    da.fields.c3 = 2
+    da.bytes_out = 4_000_000
+    da.destination_kind = telemetry_pb2.DESTINATION_KIND_CROSS_BORDER
+    da.destination_pseudonym = "dest-77"
+    da.destination_country = "SG"
+    env.classification.data_class = telemetry_pb2.DATA_CLASS_C3
+    return env
+
+
+def sandbox_test() -> sandbox_pb2.SandboxTest:
+    test = sandbox_pb2.SandboxTest(
+        test_id="sbx-1", institution_id=INST, app_id="app-pay", name="QR pay", user_cap=1_000
+    )
+    test.start_time.FromNanoseconds(T0_NS - 86_400 * 10**9)
+    test.end_time.FromNanoseconds(T0_NS + 365 * 86_400 * 10**9)
+    return test
+
+
+def sandbox_report(event_id: str, t_ns: int, users: int) -> telemetry_pb2.TelemetryEnvelope:
+    env = envelope(event_id, t_ns)
+    rep = env.sandbox
+    rep.test_id = "sbx-1"
+    rep.app_id = "app-pay"
+    rep.active_users = users // 2
+    rep.cumulative_users = users
+    rep.transaction_count = 10
+    rep.interval_seconds = 3600
+    return env
+
+
+def bundle(events: list[telemetry_pb2.TelemetryEnvelope], inst: str = INST) -> bytes:
+    return encode_bundle(inst, uuid.uuid4().hex, time.time_ns(), events)
+
+
+# ---- unit: record handling and checkpoints -------------------------------------------------
+
+
+def core_for(tmp_path: Path) -> DetectorCore:
+    return DetectorCore.start(
+        CheckpointStore(tmp_path / "cp"), {"telemetry.data_access.v1"}, "registry.sandbox.v1"
+    )
+
+
+def test_garbage_record_becomes_a_dead_letter_with_its_reason(tmp_path: Path) -> None:
+    core = core_for(tmp_path)
+    outcome = core.handle("telemetry.data_access.v1", 0, 7, b"k", b"\xff\xfe garbage")
+    assert outcome.findings == []
+    [dead] = outcome.dead_letters
+    assert dead.reason == "undecodable_bundle"
+    assert dead.value == b"\xff\xfe garbage"
+    headers = dict(dead.headers())
+    assert headers[REASON_HEADER] == b"undecodable_bundle"
+    assert headers["x-suptech-source-offset"] == b"7"
+    # The partition carries on past the poison record.
+    good = core.handle("telemetry.data_access.v1", 0, 8, b"k", bundle([routine_access(1, T0_NS)]))
+    assert good.dead_letters == [] and good.events == 1
+
+
+def test_event_without_id_is_dead_lettered_alone(tmp_path: Path) -> None:
+    core = core_for(tmp_path)
+    value = bundle([routine_access(1, T0_NS), envelope("", T0_NS)])
+    outcome = core.handle("telemetry.data_access.v1", 0, 0, b"k", value)
+    assert [d.reason for d in outcome.dead_letters] == ["missing_event_id"]
+    assert outcome.events == 2 and core.max_event_time_ns == T0_NS
+
+
+def test_restored_core_skips_records_its_checkpoint_covers(tmp_path: Path) -> None:
+    core = core_for(tmp_path)
+    for offset in range(3):
+        core.handle(
+            "telemetry.data_access.v1", 1, offset, b"k", bundle([routine_access(offset, T0_NS)])
+        )
+    CheckpointStore(tmp_path / "cp").save(core.checkpoint())
+    restored = core_for(tmp_path)
+    assert restored.offsets == {("telemetry.data_access.v1", 1): 3}
+    assert restored.engine.stats() == core.engine.stats()
+    assert restored.handle("telemetry.data_access.v1", 1, 2, b"k", b"x").skipped
+    assert not restored.handle("telemetry.data_access.v1", 1, 3, b"k", bundle([])).skipped
+
+
+def test_unreadable_checkpoint_starts_cold_instead_of_crash_looping(tmp_path: Path) -> None:
+    (tmp_path / "cp").write_bytes(b"not a pickle")
+    assert CheckpointStore(tmp_path / "cp").load() is None
+
+
+def test_config_fails_fast_naming_the_variable() -> None:
+    with pytest.raises(ConfigError, match="DETECTOR_CHECKPOINT_INTERVAL_S"):
+        DetectorConfig.from_env({"DETECTOR_CHECKPOINT_INTERVAL_S": "soon"})
+    with pytest.raises(ConfigError, match="KAFKA_ADDR"):
+        DetectorConfig.from_env({"KAFKA_ADDR": "nohost"})
+    cfg = DetectorConfig.from_env({"SUPTECH_TOPIC_PREFIX": "x.", "DETECTOR_STATE_DIR": "/s"})
+    assert cfg.topic_prefix == "x." and cfg.checkpoint_path.parent == Path("/s")
+
+
+# ---- integration: a real worker on the real broker -----------------------------------------
+
+
+class Worker:
+    """``python -m suptech.detector worker`` as a subprocess, its log in a file."""
+
+    def __init__(self, bootstrap: str, prefix: str, state_dir: Path, log: Path) -> None:
+        self.log = log
+        self.env = dict(
+            os.environ,
+            PYTHONPATH=f"{REPO / 'services'}{os.pathsep}{REPO}",
+            KAFKA_ADDR=bootstrap,
+            SUPTECH_TOPIC_PREFIX=prefix,
+            DETECTOR_APP_ID=f"det-{prefix.rstrip('.')}",
+            DETECTOR_STATE_DIR=str(state_dir),
+            DETECTOR_CHECKPOINT_INTERVAL_S="1",
+            DETECTOR_WATERMARK_INTERVAL_S="0.5",
+            DETECTOR_SESSION_TIMEOUT_S="6",
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_start = 0
+
+    def start(self) -> None:
+        self._log_start = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "suptech.detector", "worker"],
+                env=self.env,
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.wait_for(r"detector ready", 60)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")[self._log_start :]
+
+    def wait_for(self, pattern: str, timeout_s: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.text())
+            if match:
+                return match
+            assert self.proc is not None and self.proc.poll() is None, self.text()[-3000:]
+            time.sleep(0.2)
+        raise AssertionError(f"no {pattern!r} in worker log:\n{self.text()[-3000:]}")
+
+    def last_stats(self, label: str) -> dict[str, int]:
+        found = re.findall(label + r".*?stats=(\{.*\})", self.text())
+        assert found, f"no {label!r} line in worker log"
+        stats: dict[str, int] = json.loads(found[-1])
+        return stats
+
+    def kill(self, sig: int) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=60)
+
+
+@pytest.fixture
+def worker(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[Worker]:
+    w = Worker(kafka_bootstrap, topic_prefix, tmp_path / "state", tmp_path / "worker.log")
+    yield w
+    if w.proc is not None and w.proc.poll() is None:
+        w.kill(signal.SIGTERM)
+
+
+def produce(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    try:
+        for topic, key, value in records:
+            producer.send(topic, key=key, value=value)
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+
+
+def read_until(
+    bootstrap: str, topic: str, done: object, timeout_s: float = 60
+) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
+    """Every record of ``topic`` from the start, read until ``done(records)`` is true."""
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    records: list[tuple[bytes | None, bytes, dict[str, bytes]]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                for r in batch:
+                    records.append((r.key, r.value, {k: v for k, v in r.headers or []}))
+            if done(records):  # type: ignore[operator]
+                return records
+        raise AssertionError(f"timed out reading {topic}: {len(records)} records")
+    finally:
+        consumer.close()
+
+
+def findings_of(
+    records: list[tuple[bytes | None, bytes, dict[str, bytes]]],
+) -> list[findings_pb2.Finding]:
+    out = []
+    for _, value, _ in records:
+        f = findings_pb2.Finding()
+        f.ParseFromString(value)
+        out.append(f)
+    return out
+
+
+def rules(records: list[tuple[bytes | None, bytes, dict[str, bytes]]]) -> set[str]:
+    return {f.rule_id for f in findings_of(records)}
+
+
+@pytest.mark.integration
+def test_worker_turns_telemetry_into_findings_and_survives_a_poison_record(
+    kafka_bootstrap: str, topic_prefix: str, worker: Worker
+) -> None:
+    p = topic_prefix
+    da, sbx = topic_name(DATA_ACCESS, p), topic_name(SANDBOX, p)
+    key = INST.encode()
+    worker.start()
+    produce(
+        kafka_bootstrap,
+        [
+            (topic_name(REGISTRY_SANDBOX, p), b"sbx-1", sandbox_test().SerializeToString()),
+            (da, key, b"\x08\x96\x01 this is not a bundle \xff"),
+            (da, key, bundle([routine_access(i, T0_NS + i * 10**9) for i in range(50)])),
+            (da, key, bundle([c3_cross_border("ev-c3", T0_NS + 60 * 10**9)])),
+        ],
+    )
+    # The registry is read before the report that breaches it (produced afterwards).
+    time.sleep(1)
+    produce(kafka_bootstrap, [(sbx, key, bundle([sandbox_report("ev-sbx", T0_NS, 5_000)]))])
+
+    found = read_until(
+        kafka_bootstrap,
+        topic_name(FINDINGS, p),
+        lambda rs: {"leak.c3_outbound", "sandbox.user_cap"} <= rules(rs),
+    )
+    by_rule = {f.rule_id: f for f in findings_of(found)}
+    c3 = by_rule["leak.c3_outbound"]
+    assert c3.institution_id == INST and c3.family == findings_pb2.FAMILY_DATA_LEAKAGE
+    assert list(c3.evidence_event_ids) == ["ev-c3"]
+    assert by_rule["sandbox.user_cap"].family == findings_pb2.FAMILY_SANDBOX
+    assert {k for k, _, _ in found} == {key}
+
+    [(dkey, dvalue, headers)] = read_until(
+        kafka_bootstrap, topic_name(DEAD_LETTER, p), lambda rs: len(rs) >= 1
+    )
+    assert dvalue == b"\x08\x96\x01 this is not a bundle \xff" and dkey == key
+    assert headers[REASON_HEADER] == b"undecodable_bundle"
+    assert headers["x-suptech-source-topic"] == da.encode()
+
+    assert worker.kill(signal.SIGTERM) == 0
+    assert "checkpoint written" in worker.text()
+
+
+@pytest.mark.integration
+def test_worker_killed_mid_stream_resumes_from_its_checkpoint(
+    kafka_bootstrap: str, topic_prefix: str, worker: Worker
+) -> None:
+    da = topic_name(DATA_ACCESS, topic_prefix)
+    key = INST.encode()
+    worker.start()
+    first = [
+        bundle([routine_access(b * 100 + i, T0_NS + (b * 100 + i) * 10**9) for i in range(100)])
+        for b in range(10)
+    ]
+    produce(kafka_bootstrap, [(da, key, v) for v in first])
+    produce(
+        kafka_bootstrap, [(da, key, bundle([c3_cross_border("ev-c3-a", T0_NS + 2000 * 10**9)]))]
+    )
+    read_until(kafka_bootstrap, topic_name(FINDINGS, topic_prefix), lambda rs: len(rs) >= 1)
+    # Wait for a checkpoint that covers all of it, then kill without any chance to clean up.
+    worker.wait_for(r'checkpoint written.*"events_processed": 1001\b', 30)
+    learned = worker.last_stats("checkpoint written")
+    assert worker.kill(signal.SIGKILL) == -signal.SIGKILL
+
+    # Past the engine's coalescing window, so the same actor makes a new finding.
+    later = T0_NS + 8 * 3600 * 10**9
+    produce(kafka_bootstrap, [(da, key, bundle([c3_cross_border("ev-c3-b", later)]))])
+    worker.start()
+    assert worker.last_stats("restored from checkpoint") == learned
+    found = read_until(
+        kafka_bootstrap,
+        topic_name(FINDINGS, topic_prefix),
+        lambda rs: any("ev-c3-b" in f.evidence_event_ids for f in findings_of(rs)),
+    )
+    # The restarted engine learned the one new event on top of its baseline, nothing again.
+    worker.wait_for(r'checkpoint written.*"events_processed": 1002\b', 30)
+    assert learned["events_processed"] == 1001
+    ids = [f.finding_id for f in findings_of(found)]
+    assert len(ids) == len(set(ids))
+    assert sum("ev-c3-b" in f.evidence_event_ids for f in findings_of(found)) == 1
+    assert worker.kill(signal.SIGTERM) == 0
