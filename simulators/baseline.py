@@ -65,7 +65,8 @@ def _access(rng: random.Random, inst: Institution, actor: Actor, t: int) -> tpb.
     system = rng.choice(actor.systems)
     role = actor.role
     channel = E.CHANNEL_CONSOLE
-    dest_kind, dest, country = E.DESTINATION_KIND_INTERNAL, "", ""
+    dest_kind: int = E.DESTINATION_KIND_INTERNAL
+    dest, country = "", ""
     c1, c2, c3 = rng.randint(1, 3), 0, 0
     u = rng.random()
     if role == E.ACTOR_ROLE_EMPLOYEE:
@@ -211,7 +212,8 @@ def posture_stream(
 def app_users(app: App, start: int, t: int) -> float:
     """Normal cumulative users at ``t``: compound daily growth, kept safely under the cap."""
     days = (t - start) / DAY_US
-    return min(app.initial_users * (1 + app.daily_growth) ** days, app.user_cap * 0.9)
+    grown = float(app.initial_users * (1 + app.daily_growth) ** days)
+    return min(grown, app.user_cap * 0.9)
 
 
 def sandbox_stream(app: App, start: int, end: int, seed: int, effects: Effects) -> Stream:

@@ -146,7 +146,7 @@ def posture(
     rep.tier = tier  # type: ignore[assignment]
     for c in state.components:
         rep.components.add(
-            layer=c.layer,  # type: ignore[arg-type]
+            layer=c.layer,
             vendor=c.vendor,
             product=c.product,
             version=c.version,

@@ -299,7 +299,8 @@ def _build_system(
 ) -> System:
     suffix, name, tier, latency = spec
     # Core systems have migrated further towards controllable stacks than general ones.
-    share = {tpb.SYSTEM_TIER_CORE: 0.85, tpb.SYSTEM_TIER_IMPORTANT: 0.7}.get(tier, 0.55)
+    by_tier: dict[int, float] = {tpb.SYSTEM_TIER_CORE: 0.85, tpb.SYSTEM_TIER_IMPORTANT: 0.7}
+    share = by_tier.get(tier, 0.55)
     share = min(0.97, share * progress)
     components = []
     for layer in _LAYERS:
