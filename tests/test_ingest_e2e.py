@@ -19,7 +19,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from suptech.common.bundles import PAYLOAD_KINDS, decode_bundle, topic_spec_for
 from suptech.common.topics import ensure_topics, topic_name
-from suptech.sdk import TelemetryClient, pseudonymise
+from suptech.sdk import AsyncTelemetryClient, TelemetryClient, pseudonymise
 from suptech.v1 import telemetry_pb2
 
 from tests.conftest import kafka_down, kafka_up
@@ -44,7 +44,9 @@ class Gateway:
         return f"127.0.0.1:{self.port}"
 
 
-def start_gateway(kafka: str, prefix: str, workdir: Path, port: int = 0) -> Gateway:
+def start_gateway(
+    kafka: str, prefix: str, workdir: Path, port: int = 0, **extra_env: str
+) -> Gateway:
     tokens = workdir / "tokens.json"
     tokens.write_text(json.dumps({TOKEN: INSTITUTION}))
     log = workdir / f"gateway-{uuid.uuid4().hex[:6]}.log"
@@ -56,6 +58,7 @@ def start_gateway(kafka: str, prefix: str, workdir: Path, port: int = 0) -> Gate
         GATEWAY_TOKENS_FILE=str(tokens),
         GATEWAY_PRODUCE_TIMEOUT_S="3",
         GATEWAY_GRACE_S="1",
+        **extra_env,
     )
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -422,3 +425,40 @@ def test_broker_stopped_and_restarted_mid_stream_loses_nothing(
     assert "UNAVAILABLE" in stats.errors and stats.acknowledged == 2000
     events, _ = read_kafka(bootstrap, prefix, has_all(set(sent)))
     assert {e.event_id for e in events["heartbeat"]} == set(sent)
+
+
+def test_rate_limited_client_waits_as_told_and_delivers_everything(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    gw = start_gateway(
+        kafka_bootstrap,
+        topic_prefix,
+        tmp_path,
+        GATEWAY_RATE_LIMIT_EPS="400",
+        GATEWAY_RATE_LIMIT_BURST="100",
+        GATEWAY_MAX_BATCH_EVENTS="100",
+    )
+    try:
+        with client_for(gw.target, tmp_path / "spool") as client:
+            sent = [client.heartbeat(f"rl-{i}") for i in range(600)]
+            assert client.flush(timeout=60), client.stats()
+            stats = client.stats()
+    finally:
+        stop(gw.proc)
+    assert stats.errors.get("RESOURCE_EXHAUSTED", 0) >= 1
+    assert stats.acknowledged == 600 and stats.rejected == {}
+    events, _ = read_kafka(kafka_bootstrap, topic_prefix, has_all(set(sent)))
+    assert {e.event_id for e in events["heartbeat"]} == set(sent)
+
+
+async def test_async_client_delivers(
+    gateway: Gateway, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    async with AsyncTelemetryClient(
+        gateway.target, INSTITUTION, token=TOKEN, spool_dir=tmp_path / "s", pseudonym_key=KEY
+    ) as client:
+        eid = client.sandbox_metrics(test_id="SZ-1", app_id="app-9", complaints=3)
+        assert await client.flush(timeout=20)
+        assert client.stats().acknowledged == 1
+    events, _ = read_kafka(kafka_bootstrap, topic_prefix, has_all({eid}))
+    assert [(e.event_id, e.sandbox.complaints) for e in events["sandbox"]] == [(eid, 3)]
