@@ -1,0 +1,232 @@
+"""Detector worker throughput reading from Kafka, against river's HalfSpaceTrees as a yardstick.
+
+    python -m perf.detector_speed [--quick] [--kafka 127.0.0.1:19092]
+
+Pre-loads N data-access events (plus heartbeats), as TelemetryBundles of 500 events, into a fresh
+topic namespace on the shared broker, then starts one ``python -m suptech.detector worker`` and
+measures events/s from its first to its last progress line (the worker logs its processed counter
+every watermark tick). In the same run it times, in-process on the same events:
+``DetectionEngine.process`` alone (the detector without Kafka or faust), and river's
+``preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees()`` (defaults) scoring and learning each
+event's numeric features. Writes perf/results/detector_speed.json.
+
+Figures are for a 2-core machine shared with other work: compare ratios, not absolute values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaProducer
+from suptech.common.bundles import encode_bundle
+from suptech.common.topics import DATA_ACCESS, HEARTBEAT, ensure_topics, topic_name
+from suptech.detector.logic import DetectionEngine
+from suptech.v1 import telemetry_pb2
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "perf" / "results" / "detector_speed.json"
+T0_NS = 1_767_225_600 * 1_000_000_000
+BUNDLE = 500
+INSTITUTIONS = 20
+PROGRESS = re.compile(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\].*detector progress (\{.*\})")
+
+Bundle = tuple[str, str, list[telemetry_pb2.TelemetryEnvelope]]
+
+
+def make_bundles(n_events: int, seed: int = 11) -> list[Bundle]:
+    """(topic kind, institution, events): routine access by 40 actors per institution, in time
+    order per institution, with one heartbeat bundle per institution every 20 access bundles."""
+    rng = random.Random(seed)
+    clock = {f"BANK-{i:03d}": T0_NS for i in range(INSTITUTIONS)}
+    out: list[Bundle] = []
+    made = 0
+    k = 0
+    while made < n_events:
+        inst = f"BANK-{k % INSTITUTIONS:03d}"
+        events = []
+        for _ in range(min(BUNDLE, n_events - made)):
+            clock[inst] += rng.randint(1, 4) * 1_000_000_000
+            env = telemetry_pb2.TelemetryEnvelope(event_id=uuid.uuid4().hex, institution_id=inst)
+            env.event_time.FromNanoseconds(clock[inst])
+            da = env.data_access
+            da.system_id = f"sys-{rng.randint(0, 3)}"
+            da.actor_pseudonym = f"{inst}-actor-{rng.randint(0, 39):02d}"
+            da.actor_role = telemetry_pb2.ACTOR_ROLE_EMPLOYEE
+            da.channel = telemetry_pb2.CHANNEL_API
+            da.operation = rng.choice([telemetry_pb2.OPERATION_QUERY, telemetry_pb2.OPERATION_READ])
+            da.records = int(rng.lognormvariate(1.5, 0.6)) + 1
+            da.fields.c1 = rng.randint(0, 3)
+            da.fields.c2 = rng.randint(0, 4)
+            da.bytes_out = da.records * rng.randint(300, 900)
+            da.destination_kind = telemetry_pb2.DESTINATION_KIND_INTERNAL
+            env.classification.data_class = telemetry_pb2.DATA_CLASS_C2
+            events.append(env)
+        out.append(("data_access", inst, events))
+        made += len(events)
+        if k % 20 == 0:
+            hb = telemetry_pb2.TelemetryEnvelope(event_id=uuid.uuid4().hex, institution_id=inst)
+            hb.event_time.FromNanoseconds(clock[inst])
+            hb.heartbeat.source_id = inst
+            hb.heartbeat.interval_seconds = 300
+            out.append(("heartbeat", inst, [hb]))
+        k += 1
+    return out
+
+
+def features(env: telemetry_pb2.TelemetryEnvelope) -> dict[str, float]:
+    da = env.data_access
+    return {
+        "records": float(da.records),
+        "bytes_out": float(da.bytes_out),
+        "c1": float(da.fields.c1),
+        "c2": float(da.fields.c2),
+        "c3": float(da.fields.c3),
+        "hour": float((env.event_time.seconds // 3600) % 24),
+    }
+
+
+def river_rate(events: list[telemetry_pb2.TelemetryEnvelope]) -> float:
+    from river import anomaly, preprocessing
+
+    model = preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees()
+    xs = [features(e) for e in events if e.HasField("data_access")]
+    start = time.perf_counter()
+    for x in xs:
+        model.score_one(x)
+        model.learn_one(x)
+    return len(xs) / (time.perf_counter() - start)
+
+
+def engine_rate(events: list[telemetry_pb2.TelemetryEnvelope]) -> float:
+    engine = DetectionEngine()
+    start = time.perf_counter()
+    for env in events:
+        engine.process(env)
+    return len(events) / (time.perf_counter() - start)
+
+
+def stamp(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def worker_rate(
+    bootstrap: str, bundles: list[Bundle], n_events: int, timeout_s: float
+) -> dict[str, Any]:
+    prefix = f"perf{uuid.uuid4().hex[:8]}."
+    ensure_topics(bootstrap, prefix)
+    topics = {
+        "data_access": topic_name(DATA_ACCESS, prefix),
+        "heartbeat": topic_name(HEARTBEAT, prefix),
+    }
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=8 << 20)
+    try:
+        for kind, inst, events in bundles:
+            value = encode_bundle(inst, uuid.uuid4().hex, time.time_ns(), events)
+            producer.send(topics[kind], key=inst.encode(), value=value)
+        producer.flush(timeout=120)
+    finally:
+        producer.close()
+
+    with tempfile.TemporaryDirectory(prefix="detector-speed-") as tmp:
+        log_path = Path(tmp) / "worker.log"
+        env = dict(
+            os.environ,
+            PYTHONPATH=f"{REPO / 'services'}{os.pathsep}{REPO}",
+            KAFKA_ADDR=bootstrap,
+            SUPTECH_TOPIC_PREFIX=prefix,
+            DETECTOR_APP_ID=f"perf-detector-{prefix.rstrip('.')}",
+            DETECTOR_STATE_DIR=str(Path(tmp) / "state"),
+            DETECTOR_WATERMARK_INTERVAL_S="0.25",
+            DETECTOR_SESSION_TIMEOUT_S="6",
+        )
+        with open(log_path, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "suptech.detector", "worker"],
+                env=env,
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            points: list[tuple[float, int]] = []
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                time.sleep(0.5)
+                text = log_path.read_text(errors="replace")
+                points = [
+                    (stamp(m.group(1)), json.loads(m.group(2))["events"])
+                    for m in PROGRESS.finditer(text)
+                ]
+                if points and points[-1][1] >= n_events:
+                    break
+                if proc.poll() is not None:
+                    raise RuntimeError(f"worker exited:\n{text[-3000:]}")
+            else:
+                raise TimeoutError(f"worker did not finish in {timeout_s}s: {points[-1:]}")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    moving = [p for p in points if p[1] > 0]
+    (t0, e0), (t1, e1) = moving[0], moving[-1]
+    return {
+        "events": e1,
+        "measured_events": e1 - e0,
+        "seconds": round(t1 - t0, 3),
+        "events_per_s": round((e1 - e0) / (t1 - t0), 1) if t1 > t0 else None,
+        "topic_prefix": prefix,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="50k events instead of 400k")
+    parser.add_argument("--kafka", default=os.environ.get("KAFKA_ADDR", "127.0.0.1:19092"))
+    args = parser.parse_args(argv)
+    n = 50_000 if args.quick else 400_000
+
+    bundles = make_bundles(n)
+    events = [e for _, _, evs in bundles for e in evs]
+    worker = worker_rate(args.kafka, bundles, len(events), timeout_s=120 if args.quick else 600)
+    engine_alone = engine_rate(events)
+    river = river_rate(events)
+    result = {
+        "events": len(events),
+        "bundle_size": BUNDLE,
+        "worker": worker,
+        "engine_in_process_events_per_s": round(engine_alone, 1),
+        "river_minmax_hst_events_per_s": round(river, 1),
+        "worker_vs_river": round(worker["events_per_s"] / river, 3)
+        if worker["events_per_s"]
+        else None,
+        "goal_events_per_s": 20_000,
+        "quick": args.quick,
+        "cpus": os.cpu_count(),
+    }
+    print(f"detector worker (Kafka -> findings): {worker['events_per_s']} events/s")
+    print(
+        f"detection engine alone, in-process:  {result['engine_in_process_events_per_s']} events/s"
+    )
+    print(
+        f"river MinMaxScaler|HalfSpaceTrees:    {result['river_minmax_hst_events_per_s']} events/s"
+    )
+    print(f"worker / river: {result['worker_vs_river']}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {RESULTS.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
