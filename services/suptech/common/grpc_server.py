@@ -44,8 +44,9 @@ class ServerTLS:
         return grpc.ssl_server_credentials(
             [(self.key_pem, self.cert_pem)],
             root_certificates=self.client_ca_pem,
-            # Tokens may stand in for client certificates, so a certificate is asked, not required.
-            require_client_auth=False,
+            # grpc's Python API can only require a client certificate or not ask for one: with a
+            # client CA configured the port is mutual-TLS only; without it, callers use tokens.
+            require_client_auth=self.client_ca_pem is not None,
         )
 
 
