@@ -154,12 +154,14 @@ def sdk_only(n: int) -> dict[str, float]:
         client = TelemetryClient(
             "127.0.0.1:9", INSTITUTION, spool_dir=spool, pseudonym_key=KEY, retry_base_s=30
         )
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(n // 1000):
             client.send_many_encoded("data_access", block)
-        out["bulk_template_events_per_s"] = round(n // 1000 * 1000 / (time.perf_counter() - t0))
+        bulk = n // 1000 * 1000
+        out["bulk_template_events_per_s"] = round(bulk / (time.perf_counter() - t0))
+        out["bulk_template_cpu_us_per_event"] = round((time.process_time() - c0) * 1e6 / bulk, 2)
         m = max(n // 20, 500)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(m):
             client.data_access(
                 system_id="core",
@@ -173,6 +175,7 @@ def sdk_only(n: int) -> dict[str, float]:
                 destination_kind="internal",
             )
         out["builder_events_per_s"] = round(m / (time.perf_counter() - t0))
+        out["builder_cpu_us_per_event"] = round((time.process_time() - c0) * 1e6 / m, 2)
         client.close(timeout=0)
     return out
 

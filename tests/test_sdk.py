@@ -226,3 +226,42 @@ def test_envelope_template_matches_the_full_encoder() -> None:
     assert head + eid.encode() + tail == encode_envelope(
         eid, inst, 1_700_000_000_5, "sandbox", b"\x0a\x02t1"
     )
+
+
+def test_client_refuses_raw_ids_unknown_enums_and_naive_times_before_spooling(
+    tmp_path: Path,
+) -> None:
+    from datetime import datetime
+
+    from suptech.sdk import TelemetryClient
+
+    # Nothing listens on port 9: these checks happen before anything is spooled or sent.
+    client = TelemetryClient(
+        "127.0.0.1:9", "B1", spool_dir=tmp_path, pseudonym_key=b"k", retry_base_s=30
+    )
+    try:
+        with pytest.raises(ValueError, match="actor_id="):
+            client.send(telemetry_pb2.DataAccessEvent(system_id="s", actor_pseudonym="alice"))
+        with pytest.raises(ValueError, match="unknown operation"):
+            client.data_access(
+                system_id="s",
+                actor_id="alice",
+                operation="steal",
+                channel="api",
+                destination_kind="internal",
+            )
+        with pytest.raises(ValueError, match="timezone"):
+            client.heartbeat(event_time=datetime(2025, 1, 1))
+        with pytest.raises(TypeError):
+            client.send(ingest_pb2.BatchAck())
+        assert client.stats().spooled == 0
+        client.data_access(
+            system_id="s",
+            actor_id="alice",
+            operation="read",
+            channel="api",
+            destination_kind="internal",
+        )
+        assert client.stats().spooled == 1
+    finally:
+        client.close(timeout=0)

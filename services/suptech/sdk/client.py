@@ -8,6 +8,7 @@ return; one background thread owns the ``IngestService.StreamTelemetry`` stream.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 import random
@@ -107,6 +108,11 @@ def _enum(enum_type: Any, prefix: str, value: int | str) -> Any:
     """An enum value given as its number, its full name or its short name ("export")."""
     if isinstance(value, int):
         return value
+    return _enum_by_name(enum_type, prefix, value)
+
+
+@functools.lru_cache(maxsize=512)
+def _enum_by_name(enum_type: Any, prefix: str, value: str) -> int:
     name = value.upper()
     if not name.startswith(prefix):
         name = prefix + name
