@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import http.server
 import json
+import queue
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -12,6 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
+from suptech.alerts import audit, webhooks
 from suptech.alerts.app import AlertApp, build_alert_service
 from suptech.alerts.config import AlertsConfig
 from suptech.alerts.consumer import FindingsConsumer
@@ -339,8 +344,6 @@ async def test_triage_resolve_publishes_feedback_and_refuses_bad_transitions(
     assert feedback[0].actor == "chief"
 
     # Every human action is in the audit chain, which verifies.
-    from suptech.alerts import audit
-
     assert app.sessions is not None
     with app.sessions() as s:
         assert audit.verify(s).ok
@@ -487,3 +490,57 @@ async def test_end_to_end_on_postgres(
     finally:
         await service.stop()
     assert isinstance(service.store, AlertStore)
+
+
+async def test_new_alert_sends_a_signed_webhook_and_silenced_ones_do_not(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, tokens_file: str
+) -> None:
+
+    received: queue.Queue[tuple[str | None, bytes]] = queue.Queue()
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.put((self.headers.get(webhooks.SIGNATURE_HEADER), body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    cfg = dataclasses.replace(
+        make_config(kafka_bootstrap, topic_prefix, f"sqlite:///{tmp_path / 'w.db'}", tokens_file),
+        webhook_urls=(f"http://127.0.0.1:{httpd.server_port}/hook",),
+        webhook_secret="hook-secret",
+    )
+    service = build_alert_service(cfg)
+    await service.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+            stub = alerts_pb2_grpc.AlertServiceStub(channel)
+            await stub.CreateSilence(
+                alerts_pb2.CreateSilenceRequest(
+                    matchers=[alerts_pb2.Matcher(name="institution_id", value="bank-quiet")],
+                    ends_at=_ts(1),  # type: ignore[arg-type]
+                ),
+                metadata=ADMIN,
+            )
+            produce(
+                kafka_bootstrap,
+                topic_prefix,
+                [finding(1, institution="bank-quiet").SerializeToString()],
+            )
+            await wait_for_alerts(stub, 1, 1)
+            produce(kafka_bootstrap, topic_prefix, [finding(1).SerializeToString()])
+            await wait_for_alerts(stub, 2, 2)
+            signature, body = await asyncio.to_thread(received.get, True, 20)
+    finally:
+        await service.stop()
+        httpd.shutdown()
+    webhooks.verify_signature(b"hook-secret", signature, body)
+    doc = json.loads(body)
+    assert doc["event"] == "ALERT_EVENT_KIND_CREATED"
+    assert doc["alert"]["institutionId"] == "bank-a"
+    assert received.empty(), "the silenced alert must not notify"

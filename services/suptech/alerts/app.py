@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +18,7 @@ from suptech.alerts.database import open_database
 from suptech.alerts.outbox import FeedbackDispatcher
 from suptech.alerts.service import AlertServicer
 from suptech.alerts.store import AlertStore
+from suptech.alerts.webhooks import WebhookDispatcher
 from suptech.common.grpc_server import GrpcServer
 from suptech.common.topics import DEAD_LETTER, FEEDBACK, FINDINGS, ensure_topics
 from suptech.v1 import alerts_pb2, alerts_pb2_grpc
@@ -86,7 +85,11 @@ class AlertApp:
             topic_prefix=cfg.topic_prefix,
             clock=self._clock,
         )
-        webhooks = _webhook_dispatcher(sessions, cfg)
+        webhooks = (
+            WebhookDispatcher(sessions, cfg.webhook_urls, cfg.webhook_secret, clock=self._clock)
+            if cfg.webhook_urls
+            else None
+        )
         await self._server.start()
         consumer = self.consumer
         self._spawn("findings-consumer", lambda: _run_consumer(consumer, self._stop))
@@ -99,7 +102,7 @@ class AlertApp:
         t.start()
         self._threads.append(t)
 
-    def _run_outbox(self, feedback: FeedbackDispatcher, webhooks: Any) -> None:
+    def _run_outbox(self, feedback: FeedbackDispatcher, webhooks: WebhookDispatcher | None) -> None:
         try:
             while not self._stop.is_set():
                 try:
@@ -145,17 +148,6 @@ def _run_consumer(consumer: FindingsConsumer, stop: threading.Event) -> None:
         log.exception("findings consumer stopped")
     finally:
         consumer.close()
-
-
-def _webhook_dispatcher(sessions: sessionmaker[Session], cfg: AlertsConfig) -> Any:
-    """The webhook dispatcher when receivers are configured.
-
-    Imported by name because ``webhooks.py`` is written in parallel with this module.
-    """
-    if not cfg.webhook_urls:
-        return None
-    module = importlib.import_module("suptech.alerts.webhooks")
-    return module.WebhookDispatcher(sessions, list(cfg.webhook_urls), cfg.webhook_secret)
 
 
 def build_alert_service(
