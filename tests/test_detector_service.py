@@ -287,19 +287,20 @@ def test_worker_turns_telemetry_into_findings_and_survives_a_poison_record(
     p = topic_prefix
     da, sbx = topic_name(DATA_ACCESS, p), topic_name(SANDBOX, p)
     key = INST.encode()
+    # The register exists before the worker starts, which reads it whole before any report.
+    registry = topic_name(REGISTRY_SANDBOX, p)
+    produce(kafka_bootstrap, [(registry, b"sbx-1", sandbox_test().SerializeToString())])
     worker.start()
+    assert "sandbox register preloaded: 1 tests" in worker.text()
     produce(
         kafka_bootstrap,
         [
-            (topic_name(REGISTRY_SANDBOX, p), b"sbx-1", sandbox_test().SerializeToString()),
+            (sbx, key, bundle([sandbox_report("ev-sbx", T0_NS, 5_000)])),
             (da, key, b"\x08\x96\x01 this is not a bundle \xff"),
             (da, key, bundle([routine_access(i, T0_NS + i * 10**9) for i in range(50)])),
             (da, key, bundle([c3_cross_border("ev-c3", T0_NS + 60 * 10**9)])),
         ],
     )
-    # The registry is read before the report that breaches it (produced afterwards).
-    time.sleep(1)
-    produce(kafka_bootstrap, [(sbx, key, bundle([sandbox_report("ev-sbx", T0_NS, 5_000)]))])
 
     found = read_until(
         kafka_bootstrap,
@@ -311,6 +312,7 @@ def test_worker_turns_telemetry_into_findings_and_survives_a_poison_record(
     assert c3.institution_id == INST and c3.family == findings_pb2.FAMILY_DATA_LEAKAGE
     assert list(c3.evidence_event_ids) == ["ev-c3"]
     assert by_rule["sandbox.user_cap"].family == findings_pb2.FAMILY_SANDBOX
+    assert "sandbox.unregistered_test" not in by_rule
     assert {k for k, _, _ in found} == {key}
 
     [(dkey, dvalue, headers)] = read_until(

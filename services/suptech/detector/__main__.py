@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     from suptech.common.config import ConfigError
     from suptech.common.logging_setup import setup_logging
     from suptech.common.topics import ensure_topics
-    from suptech.detector.app import build_app
+    from suptech.detector.app import build_app, preload_registry
     from suptech.detector.config import DetectorConfig
 
     setup_logging("detector")
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ensure_topics(config.kafka_addr, config.topic_prefix)
     detector = build_app(config)
+    preload_registry(detector)
     worker = faust.Worker(detector.app, loglevel="INFO", redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -144,6 +145,36 @@ class Detector:
         self.core.failed = True
         log.error("cannot publish detector output (%r): stopping the worker", exc)
         await self.app.crash(exc)
+
+
+def read_registry(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[bytes]:
+    """Every value on the (compacted) registry topic, from its beginning to its current end."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = {tp: o for tp, o in consumer.end_offsets(tps).items() if o > 0}
+        values: list[bytes] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < o for tp, o in end.items()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"cannot read {topic} to its end in {timeout_s}s")
+            for records in consumer.poll(timeout_ms=500).values():
+                values.extend(r.value for r in records if r.value is not None)
+        return values
+    finally:
+        consumer.close()
+
+
+def preload_registry(detector: Detector) -> None:
+    """Load the whole sandbox register before any report is judged against it."""
+    config = detector.config
+    values = read_registry(config.kafka_addr, topic_name(REGISTRY_SANDBOX, config.topic_prefix))
+    log.info("sandbox register preloaded: %d tests", detector.core.preload_registry(values))
 
 
 def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None) -> Detector:

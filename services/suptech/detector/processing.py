@@ -193,6 +193,24 @@ class DetectorCore:
             )
         return Outcome()
 
+    def preload_registry(self, values: list[bytes]) -> int:
+        """Load sandbox tests read ahead of the stream; return how many were loaded.
+
+        The agent reads the registry again (idempotent upserts, and bad entries dead-lettered
+        there); this only makes sure the register is complete before the first report is judged.
+        """
+        loaded = 0
+        for value in values:
+            test = sandbox_pb2.SandboxTest()
+            try:
+                test.ParseFromString(value)
+            except DecodeError:
+                continue
+            if test.test_id:
+                self.engine.upsert_sandbox_test(test)
+                loaded += 1
+        return loaded
+
     def _handle_telemetry(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
     ) -> Outcome:
