@@ -462,3 +462,96 @@ async def test_async_client_delivers(
         assert client.stats().acknowledged == 1
     events, _ = read_kafka(kafka_bootstrap, topic_prefix, has_all({eid}))
     assert [(e.event_id, e.sandbox.complaints) for e in events["sandbox"]] == [(eid, 3)]
+
+
+def _tls_material(workdir: Path) -> dict[str, bytes]:
+    """A CA, a gateway certificate for 127.0.0.1 and a client certificate naming INSTITUTION."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def issue(
+        cn: str, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None, **ext: object
+    ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        issuer_name, issuer_key = issuer or (name, key)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), True)
+        )
+        if "san" in ext:
+            builder = builder.add_extension(ext["san"], critical=False)  # type: ignore[arg-type]
+        return builder.sign(issuer_key, hashes.SHA256()), key
+
+    def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    ca, ca_key = issue("sdk test CA", None)
+    server, server_key = issue(
+        "gateway",
+        (ca.subject, ca_key),
+        san=x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+    )
+    client, client_key = issue(INSTITUTION, (ca.subject, ca_key))
+    out = {
+        "ca": ca.public_bytes(serialization.Encoding.PEM),
+        "server": server.public_bytes(serialization.Encoding.PEM),
+        "server_key": pem_key(server_key),
+        "client": client.public_bytes(serialization.Encoding.PEM),
+        "client_key": pem_key(client_key),
+    }
+    for name, data in out.items():
+        (workdir / f"{name}.pem").write_bytes(data)
+    return out
+
+
+def test_mutual_tls_client_certificate_authenticates_the_institution(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    pki = _tls_material(tmp_path)
+    gw = start_gateway(
+        kafka_bootstrap,
+        topic_prefix,
+        tmp_path,
+        GATEWAY_TLS_CERT=str(tmp_path / "server.pem"),
+        GATEWAY_TLS_KEY=str(tmp_path / "server_key.pem"),
+        GATEWAY_TLS_CLIENT_CA=str(tmp_path / "ca.pem"),
+    )
+    try:
+        # Without a client certificate the handshake is refused: nothing is acknowledged.
+        no_cert = client_for(gw.target, tmp_path / "s1", token=None, root_certificates=pki["ca"])
+        no_cert.heartbeat()
+        assert not no_cert.flush(timeout=2)
+        assert no_cert.stats().acknowledged == 0 and no_cert.stats().spooled == 1
+        no_cert.close(timeout=0)
+        with client_for(
+            gw.target,
+            tmp_path / "s2",
+            token=None,
+            root_certificates=pki["ca"],
+            client_certificate=pki["client"],
+            client_key=pki["client_key"],
+        ) as client:
+            eid = client.heartbeat()
+            assert client.flush(timeout=20), client.stats()
+    finally:
+        stop(gw.proc)
+    events, _ = read_kafka(kafka_bootstrap, topic_prefix, has_all({eid}))
+    assert [(e.event_id, e.institution_id) for e in events["heartbeat"]] == [(eid, INSTITUTION)]
