@@ -277,29 +277,34 @@ class AutonomyFamily:
         self, inst_id: str, vendors: frozenset[str], t: int, eid: str, emit: Emit
     ) -> None:
         cfg = self.cfg
+        qualifying: list[tuple[int, str, list[str]]] = []
         for v in vendors:
             hits = self.vendor_hits.setdefault(v, {})
             hits[inst_id] = t
-            recent = sorted(i for i, ht in hits.items() if t - ht <= cfg.vendor_outage_window_ns)
             for i in [i for i, ht in hits.items() if t - ht > cfg.vendor_outage_window_ns]:
                 del hits[i]
-            if len(recent) >= cfg.vendor_outage_min_institutions:
-                emit(
-                    Candidate(
-                        FAMILY,
-                        SYSTEMIC_INSTITUTION,
-                        "vendor",
-                        v,
-                        "it.vendor_outage",
-                        True,
-                        float(len(recent)),
-                        float(cfg.vendor_outage_min_institutions),
-                        findings_pb2.GRADE_CRITICAL,
-                        f"Systems of {len(recent)} institutions depending on vendor {v} failed "
-                        f"within {cfg.vendor_outage_window_ns // 60_000_000_000} minutes",
-                        t,
-                        [eid],
-                        [("institutions", float(len(recent)), 0.0, 1.0)],
-                        related=recent,
-                    )
+            if len(hits) >= cfg.vendor_outage_min_institutions:
+                footprint = sum(1 for s in self.systems.values() if v in s.vendors)
+                qualifying.append((footprint, v, sorted(hits)))
+        # Every vendor the failed systems share qualifies; the one with the smallest footprint
+        # is the most specific explanation (an OS used everywhere did not fail only here).
+        for _, v, recent in sorted(qualifying)[:1]:
+            emit(
+                Candidate(
+                    FAMILY,
+                    SYSTEMIC_INSTITUTION,
+                    "vendor",
+                    v,
+                    "it.vendor_outage",
+                    True,
+                    float(len(recent)),
+                    float(cfg.vendor_outage_min_institutions),
+                    findings_pb2.GRADE_CRITICAL,
+                    f"Systems of {len(recent)} institutions depending on vendor {v} failed "
+                    f"within {cfg.vendor_outage_window_ns // 60_000_000_000} minutes",
+                    t,
+                    [eid],
+                    [("institutions", float(len(recent)), 0.0, 1.0)],
+                    related=recent,
                 )
+            )
