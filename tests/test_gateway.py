@@ -539,3 +539,19 @@ async def test_gateway_recovers_after_broker_restart(private_kafka: Any) -> None
     found = await asyncio.to_thread(read_topics, bootstrap, "", 2)
     batches = [b.batch_id for records in found.values() for _, b in records]
     assert sorted(batches) == ["after", "before"]
+
+
+async def test_whole_batch_error_ends_stream_after_acking_earlier_batches(gateway: int) -> None:
+    batches = [batch([now_event("heartbeat", i)], f"ok-{i}") for i in range(3)]
+    batches.append(batch([now_event("heartbeat", 9)], ""))
+    acks: list[Any] = []
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway}") as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        call = stub.StreamTelemetry(
+            iter(batches), metadata=(("authorization", f"Bearer {TOKEN_A}"),), timeout=30
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            async for ack in call:
+                acks.append(ack)
+    assert [a.batch_id for a in acks] == ["ok-0", "ok-1", "ok-2"]
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

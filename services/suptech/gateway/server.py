@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -39,6 +40,23 @@ class MutualTLS(ServerTLS):
             root_certificates=self.client_ca_pem,
             require_client_auth=self.client_ca_pem is not None,
         )
+
+
+# Batches of one stream written to Kafka at the same time; the SDK keeps 4 in flight by default.
+PIPELINE_DEPTH = 8
+
+
+@dataclass(eq=False)
+class _Started:
+    ack: Any
+    written: asyncio.Future[None]
+
+
+@dataclass
+class _Refusal:
+    code: Any
+    message: str
+    trailing: tuple[tuple[str, str], ...] = ()
 
 
 class IngestServicer:
@@ -80,52 +98,105 @@ class IngestServicer:
     async def StreamTelemetry(  # noqa: N802 (the gRPC method name)
         self, request_iterator: AsyncIterator[Any], context: Any
     ) -> AsyncIterator[Any]:
+        """Batches of one stream are validated and written concurrently (up to PIPELINE_DEPTH),
+        acknowledged in the order they came: an SDK keeping several batches in flight is not held
+        to one Kafka round trip per batch."""
         institution = await self._auth.authenticate(context)
-        async for batch in request_iterator:
-            if self._draining:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "gateway is shutting down")
-            self._in_flight += 1
-            self._idle.clear()
-            try:
-                ack = await self._handle(institution, batch, context)
-            finally:
-                self._in_flight -= 1
-                if self._in_flight == 0:
-                    self._idle.set()
-            yield ack
+        # Unbounded queue, bounded pipeline: the reader never blocks on put, so it can always end.
+        queue: asyncio.Queue[_Started | _Refusal | None] = asyncio.Queue()
+        slots = asyncio.Semaphore(PIPELINE_DEPTH)
+        live: set[_Started] = set()
 
-    async def _handle(self, institution: str, batch: Any, context: Any) -> Any:
+        async def read() -> None:
+            try:
+                async for batch in request_iterator:
+                    refusal = self._refuse(institution, batch)
+                    if refusal is not None:
+                        queue.put_nowait(refusal)
+                        return
+                    await slots.acquire()
+                    started = self._start(institution, batch)
+                    live.add(started)
+                    queue.put_nowait(started)
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError:
+                pass  # the client went away; nothing to answer
+            except Exception:
+                log.exception("batch of %s could not be handled", institution)
+                queue.put_nowait(_Refusal(grpc.StatusCode.INTERNAL, "gateway error"))
+            finally:
+                queue.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, _Refusal):
+                    if item.trailing:
+                        context.set_trailing_metadata(item.trailing)
+                    await context.abort(item.code, item.message)
+                    return
+                try:
+                    await item.written
+                except ProduceError as e:
+                    log.warning("batch %s of %s not written: %s", item.ack.batch_id, institution, e)
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, f"Kafka unavailable: {e}")
+                finally:
+                    live.discard(item)
+                    slots.release()
+                    self._done()
+                yield item.ack
+        finally:
+            reader.cancel()
+            # Batches started but never acknowledged: the client resends them.
+            for item in live:
+                item.written.cancel()
+                self._done()
+
+    def _refuse(self, institution: str, batch: Any) -> _Refusal | None:
+        """Whole-batch errors, which end the stream."""
+        if self._draining:
+            return _Refusal(grpc.StatusCode.UNAVAILABLE, "gateway is shutting down")
         batch_id = batch.batch_id
         if not batch_id or len(batch_id) > MAX_ID_CHARS:
-            await context.abort(
+            return _Refusal(
                 grpc.StatusCode.INVALID_ARGUMENT, f"batch_id must be 1..{MAX_ID_CHARS} chars"
             )
-        events = batch.events
-        n = len(events)
+        n = len(batch.events)
         if n > self._max_batch_events:
-            await context.abort(
+            return _Refusal(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"batch {batch_id} has {n} events, at most {self._max_batch_events}",
             )
         wait_s = self._limiter.take(institution, n)
         if wait_s > 0:
-            context.set_trailing_metadata((("retry-after-ms", str(max(1, round(wait_s * 1000)))),))
-            await context.abort(
+            return _Refusal(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"rate limit of institution {institution} exceeded; retry after {wait_s:.3f}s",
+                (("retry-after-ms", str(max(1, round(wait_s * 1000)))),),
             )
-        verdict = validate_batch(events, institution, time.time(), self._limits)
-        try:
-            await self._producer.publish(institution, batch_id, verdict.accepted)
-        except ProduceError as e:
-            log.warning("batch %s of %s not written: %s", batch_id, institution, e)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"Kafka unavailable: {e}")
+        return None
+
+    def _start(self, institution: str, batch: Any) -> _Started:
+        """Validate ``batch`` and start writing its accepted events."""
+        batch_id = batch.batch_id
+        verdict = validate_batch(batch.events, institution, time.time(), self._limits)
         ack = ingest_pb2.BatchAck(batch_id=batch_id, accepted=verdict.accepted_count)
         if verdict.rejections:
             add = ack.rejections.add
             for index, event_id, reason, detail in verdict.rejections:
                 add(index=index, event_id=event_id, reason=reason, detail=detail)
-        return ack
+        self._in_flight += 1
+        self._idle.clear()
+        written = asyncio.ensure_future(
+            self._producer.publish(institution, batch_id, verdict.accepted)
+        )
+        return _Started(ack, written)
+
+    def _done(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
 
 
 class GatewayServer(GrpcServer):
