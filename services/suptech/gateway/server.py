@@ -19,27 +19,11 @@ from suptech.gateway.ratelimit import RateLimiter
 from suptech.gateway.validation import MAX_ID_CHARS, Limits, validate_batch
 from suptech.v1 import ingest_pb2, ingest_pb2_grpc
 
-__all__ = ["GatewayServer", "IngestServicer", "MutualTLS", "build_gateway", "SERVICE_NAME"]
+__all__ = ["GatewayServer", "IngestServicer", "build_gateway", "SERVICE_NAME"]
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
-
-
-class MutualTLS(ServerTLS):
-    """Server TLS that requires a client certificate signed by the client CA, when one is set.
-
-    gRPC Python cannot ask for a certificate without requiring it: with ``require_client_auth``
-    off it never requests one, so a client CA means mandatory mutual TLS (tokens still work on
-    top of it, and must then name the same institution).
-    """
-
-    def credentials(self) -> grpc.ServerCredentials:
-        return grpc.ssl_server_credentials(
-            [(self.key_pem, self.cert_pem)],
-            root_certificates=self.client_ca_pem,
-            require_client_auth=self.client_ca_pem is not None,
-        )
 
 
 # Batches of one stream written to Kafka at the same time; the SDK keeps 4 in flight by default.
@@ -227,7 +211,7 @@ def build_gateway(config: GatewayConfig) -> tuple[GatewayServer, Callable[[], Aw
     )
     tls = None
     if config.tls_cert and config.tls_key:
-        tls = MutualTLS.from_files(config.tls_cert, config.tls_key, config.tls_client_ca)
+        tls = ServerTLS.from_files(config.tls_cert, config.tls_key, config.tls_client_ca)
     server = GatewayServer(
         servicer,
         host=config.host,
