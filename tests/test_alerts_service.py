@@ -544,3 +544,56 @@ async def test_new_alert_sends_a_signed_webhook_and_silenced_ones_do_not(
     assert doc["event"] == "ALERT_EVENT_KIND_CREATED"
     assert doc["alert"]["institutionId"] == "bank-a"
     assert received.empty(), "the silenced alert must not notify"
+
+
+async def test_feed_client_prints_one_line_per_alert(
+    app: AlertApp, stub: alerts_pb2_grpc.AlertServiceStub, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    import io
+
+    from suptech.alerts import feed
+
+    produce(kafka_bootstrap, topic_prefix, [finding(1, grade=4).SerializeToString()])
+    await wait_for_alerts(stub, 1, 1)
+    out = io.StringIO()
+    cursor = await asyncio.to_thread(
+        feed.follow, f"127.0.0.1:{app.port}", "tok-viewer", "0", out, 1
+    )
+    line = out.getvalue().strip()
+    assert cursor == "1"
+    assert "CRITICAL" in line and "data_leakage" in line and "bank-a actor:actor-1" in line
+    assert line.endswith("bulk export #1")
+
+
+async def test_housekeeping_tick_escalates_and_auto_resolves(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, tokens_file: str
+) -> None:
+    now = [datetime.now(UTC)]
+    cfg = make_config(kafka_bootstrap, topic_prefix, f"sqlite:///{tmp_path / 't.db'}", tokens_file)
+    service = build_alert_service(cfg, clock=lambda: now[0])
+    await service.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+            stub = alerts_pb2_grpc.AlertServiceStub(channel)
+            f = finding(1, grade=findings_pb2.GRADE_CRITICAL)
+            f.event_time.FromDatetime(now[0])
+            produce(kafka_bootstrap, topic_prefix, [f.SerializeToString()])
+            (alert,) = await wait_for_alerts(stub, 1, 1)
+            now[0] += timedelta(seconds=cfg.deadline_critical_s + 1)
+            await asyncio.to_thread(service.tick)
+            got = (
+                await stub.GetAlert(
+                    alerts_pb2.GetAlertRequest(alert_id=alert.alert_id), metadata=ADMIN
+                )
+            ).alert
+            assert got.escalation_level == 1 and got.state == alerts_pb2.ALERT_STATE_OPEN
+            now[0] += timedelta(seconds=cfg.auto_resolve_s)
+            await asyncio.to_thread(service.tick)
+            got = (
+                await stub.GetAlert(
+                    alerts_pb2.GetAlertRequest(alert_id=alert.alert_id), metadata=ADMIN
+                )
+            ).alert
+            assert got.state == alerts_pb2.ALERT_STATE_RESOLVED and got.auto_resolved
+    finally:
+        await service.stop()

@@ -826,7 +826,13 @@ class AlertStore:
             rows = list(
                 s.scalars(
                     select(AlertRow)
-                    .where(AlertRow.state != RESOLVED, AlertRow.last_seen <= cutoff)
+                    .where(
+                        AlertRow.state != RESOLVED,
+                        AlertRow.last_seen <= cutoff,
+                        # A late or replayed alert lives the quiet period too, whatever its
+                        # findings' event time.
+                        AlertRow.created_time <= cutoff,
+                    )
                     .order_by(AlertRow.alert_id)
                     .limit(500)
                 )
