@@ -17,10 +17,11 @@ def identity_from_auth_context(auth_context: Mapping[str, Sequence[bytes]]) -> s
     gRPC fills these keys only when the TLS handshake verified the certificate against the
     configured client CA, so their presence is the proof.
     """
+    # An absent CN is reported as one empty value, so empty values are skipped, not final.
     for key in ("x509_common_name", "x509_subject_alternative_name"):
-        values = auth_context.get(key)
-        if values:
-            return values[0].decode("utf-8", "replace") or None
+        for value in auth_context.get(key) or ():
+            if value:
+                return value.decode("utf-8", "replace")
     return None
 
 
