@@ -6,11 +6,13 @@ Depends on the contracts (``suptech.v1``), grpcio and protobuf only: ``pip insta
 from suptech.sdk.aio import AsyncTelemetryClient
 from suptech.sdk.client import ClientStats, Rejection, TelemetryClient, new_event_id
 from suptech.sdk.pseudonym import is_pseudonym, pseudonymise
+from suptech.sdk.spool import SpoolLockedError
 
 __all__ = [
     "AsyncTelemetryClient",
     "ClientStats",
     "Rejection",
+    "SpoolLockedError",
     "TelemetryClient",
     "is_pseudonym",
     "new_event_id",

@@ -133,7 +133,13 @@ class Rejection:
 
 @dataclass
 class ClientStats:
-    """Counters since the client started (``spooled`` and ``in_flight`` are current levels)."""
+    """Counters since the client started (``spooled`` and ``in_flight`` are current levels).
+
+    ``sent`` counts events put on the wire, resends included; ``acknowledged`` those the gateway
+    accepted (durably in Kafka); ``rejected`` those it refused, by reason; ``spooled`` those not
+    yet answered (on disk, in flight or waiting); ``retries`` the streams re-opened after a
+    failure; ``recovered`` the events found in the spool at start.
+    """
 
     sent: int = 0
     acknowledged: int = 0
