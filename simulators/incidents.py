@@ -91,6 +91,21 @@ class PlanContext:
     end: int
     effects: Effects
     used: set[str] = field(default_factory=set)
+    # Onset windows already taken, per family: two outages at the same minute would make it
+    # impossible to tell which finding belongs to which incident.
+    booked: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+
+    def slot(self, family: str, draw: Callable[[], int], onset_us: int = HOUR_US) -> int:
+        """A start time from ``draw`` whose onset overlaps no other incident of the family."""
+        taken = self.booked.setdefault(family, [])
+        margin = 30 * MINUTE_US
+        t0 = draw()
+        for _ in range(40):
+            if all(t0 + onset_us + margin <= a or b + margin <= t0 for a, b in taken):
+                break
+            t0 = draw()
+        taken.append((t0, t0 + min(onset_us, 3 * HOUR_US)))
+        return t0
 
     @property
     def days(self) -> int:
@@ -205,7 +220,9 @@ def _spaced(rng: random.Random, t0: int, n: int, gap_s: tuple[float, float], end
 def bulk_export_offhours(ctx: PlanContext, incident_id: str) -> GroundTruth:
     rng = ctx.rng("bulk_export_offhours")
     inst, actor = _pick_actor(ctx, rng, E.ACTOR_ROLE_EMPLOYEE, ("large_bank", "small_bank"))
-    t0 = ctx.at(ctx.day(rng), rng.randint(1, 3), rng.randint(0, 59))
+    t0 = ctx.slot(
+        "data_leakage", lambda: ctx.at(ctx.day(rng), rng.randint(1, 3), rng.randint(0, 59)), HOUR_US
+    )
     times = _spaced(rng, t0, 1500, (1.5, 2.5), ctx.end)
     ctx.effects.streams.append(
         _export_events(
@@ -280,7 +297,11 @@ def slow_drip_exfiltration(ctx: PlanContext, incident_id: str) -> GroundTruth:
 def partner_api_scraping(ctx: PlanContext, incident_id: str) -> GroundTruth:
     rng = ctx.rng("partner_api_scraping")
     inst, actor = _pick_actor(ctx, rng, E.ACTOR_ROLE_PARTNER)
-    t0 = ctx.at(ctx.day(rng, weekday=True), rng.randint(10, 13), rng.randint(0, 59))
+    t0 = ctx.slot(
+        "data_leakage",
+        lambda: ctx.at(ctx.day(rng, weekday=True), rng.randint(10, 13), rng.randint(0, 59)),
+        6 * HOUR_US,
+    )
     times = _spaced(rng, t0, 1200, (14.0, 22.0), ctx.end)
 
     def stream() -> Stream:
@@ -324,7 +345,11 @@ def partner_api_scraping(ctx: PlanContext, incident_id: str) -> GroundTruth:
 def cross_border_transfer(ctx: PlanContext, incident_id: str) -> GroundTruth:
     rng = ctx.rng("cross_border_transfer")
     inst, actor = _pick_actor(ctx, rng, E.ACTOR_ROLE_EMPLOYEE)
-    t0 = ctx.at(ctx.day(rng, weekday=True), rng.randint(10, 15), rng.randint(0, 59))
+    t0 = ctx.slot(
+        "data_leakage",
+        lambda: ctx.at(ctx.day(rng, weekday=True), rng.randint(10, 15), rng.randint(0, 59)),
+        2 * HOUR_US,
+    )
     times = _spaced(rng, t0, 40, (120.0, 240.0), ctx.end)
     country = rng.choice(["US", "SG", "GB"])
     ctx.effects.streams.append(
@@ -360,7 +385,7 @@ def cross_border_transfer(ctx: PlanContext, incident_id: str) -> GroundTruth:
 def c3_auth_data_exfil(ctx: PlanContext, incident_id: str) -> GroundTruth:
     rng = ctx.rng("c3_auth_data_exfil")
     inst, actor = _pick_actor(ctx, rng, E.ACTOR_ROLE_ADMIN)
-    t0 = ctx.at(ctx.day(rng), 20, rng.randint(0, 30))
+    t0 = ctx.slot("data_leakage", lambda: ctx.at(ctx.day(rng), 20, rng.randint(0, 30)), HOUR_US)
     times = _spaced(rng, t0, 30, (60.0, 180.0), ctx.end)
     ctx.effects.streams.append(
         _export_events(
@@ -428,7 +453,7 @@ def controllability_regression(ctx: PlanContext, incident_id: str) -> GroundTrut
         )
 
     inst, system = _pick_system(ctx, rng, ok)
-    t0 = ctx.at(ctx.day(rng), 23)
+    t0 = ctx.slot("it_autonomy", lambda: ctx.at(ctx.day(rng), 23, rng.randint(0, 30)))
     old = next(c for c in system.components if c.layer == E.LAYER_DATABASE)
     new = ComponentSpec(E.LAYER_DATABASE, "Oracle", "Oracle Database", "19c", False)
 
@@ -458,7 +483,7 @@ def new_uncontrollable_component(ctx: PlanContext, incident_id: str) -> GroundTr
         return s.tier == E.SYSTEM_TIER_CORE and "IBM" not in s.vendors()
 
     inst, system = _pick_system(ctx, rng, ok)
-    t0 = ctx.at(ctx.day(rng), 22, rng.randint(0, 59))
+    t0 = ctx.slot("it_autonomy", lambda: ctx.at(ctx.day(rng), 22, rng.randint(0, 59)), HOUR_US)
     added = ComponentSpec(E.LAYER_MIDDLEWARE, "IBM", "WebSphere MQ", "9.3", False)
 
     def mod(t: int, s: PostureState) -> None:
@@ -482,7 +507,11 @@ def new_uncontrollable_component(ctx: PlanContext, incident_id: str) -> GroundTr
 def outage_cascade(ctx: PlanContext, incident_id: str) -> GroundTruth:
     rng = ctx.rng("outage_cascade")
     inst, origin = _pick_system(ctx, rng, lambda s: s.tier == E.SYSTEM_TIER_CORE)
-    t0 = ctx.at(ctx.day(rng, weekday=True), rng.randint(10, 16), rng.randint(0, 59))
+    t0 = ctx.slot(
+        "it_autonomy",
+        lambda: ctx.at(ctx.day(rng, weekday=True), rng.randint(10, 16), rng.randint(0, 59)),
+        HOUR_US,
+    )
     t1 = ctx.clamp(t0 + 45 * MINUTE_US)
     ctx.effects.on_posture(origin.system_id, _outage_mod(t0, t1, 0.35, 0.3, 6.0))
     dependents = [s for s in inst.systems if s is not origin and s.tier != E.SYSTEM_TIER_GENERAL]
@@ -511,7 +540,11 @@ def shared_vendor_outage(ctx: PlanContext, incident_id: str) -> GroundTruth:
     vendor = max(sorted(reach), key=lambda v: len(reach[v]))
     if len(reach[vendor]) < 3:
         raise ValueError(f"no cloud vendor shared by 3 institutions in this fleet: {reach}")
-    t0 = ctx.at(ctx.day(rng, weekday=True), rng.randint(10, 16), rng.randint(0, 59))
+    t0 = ctx.slot(
+        "it_autonomy",
+        lambda: ctx.at(ctx.day(rng, weekday=True), rng.randint(10, 16), rng.randint(0, 59)),
+        HOUR_US,
+    )
     t1 = ctx.clamp(t0 + HOUR_US)
     systems = [s for s in ctx.fleet.systems() if vendor in s.vendors()]
     for s in systems:
@@ -538,7 +571,7 @@ def shared_vendor_outage(ctx: PlanContext, incident_id: str) -> GroundTruth:
 def latency_regime_shift(ctx: PlanContext, incident_id: str) -> GroundTruth:
     rng = ctx.rng("latency_regime_shift")
     inst, system = _pick_system(ctx, rng, lambda s: s.tier != E.SYSTEM_TIER_GENERAL)
-    t0 = ctx.at(ctx.day(rng), 3, rng.randint(0, 59))
+    t0 = ctx.slot("it_autonomy", lambda: ctx.at(ctx.day(rng), 3, rng.randint(0, 59)), HOUR_US)
 
     def mod(t: int, s: PostureState) -> None:
         if t >= t0:
@@ -589,7 +622,7 @@ def _sandbox_truth(
 def user_cap_breach(ctx: PlanContext, incident_id: str) -> GroundTruth:
     rng = ctx.rng("user_cap_breach")
     app = _pick_app(ctx, rng)
-    t0 = ctx.at(ctx.day(rng), rng.randint(10, 14))
+    t0 = ctx.slot("sandbox", lambda: ctx.at(ctx.day(rng), rng.randint(10, 14)), HOUR_US)
 
     def mod(t: int, s: SandboxState) -> None:
         if t >= t0:
@@ -614,7 +647,7 @@ def user_cap_breach(ctx: PlanContext, incident_id: str) -> GroundTruth:
 def amount_cap_breach(ctx: PlanContext, incident_id: str) -> GroundTruth:
     rng = ctx.rng("amount_cap_breach")
     app = _pick_app(ctx, rng)
-    t0 = ctx.at(ctx.day(rng), rng.randint(11, 15))
+    t0 = ctx.slot("sandbox", lambda: ctx.at(ctx.day(rng), rng.randint(11, 15)), 3 * HOUR_US)
     t1 = ctx.clamp(t0 + 3 * HOUR_US)
 
     def mod(t: int, s: SandboxState) -> None:
@@ -639,7 +672,7 @@ def amount_cap_breach(ctx: PlanContext, incident_id: str) -> GroundTruth:
 def complaint_surge(ctx: PlanContext, incident_id: str) -> GroundTruth:
     rng = ctx.rng("complaint_surge")
     app = _pick_app(ctx, rng)
-    t0 = ctx.at(ctx.day(rng), rng.randint(9, 12))
+    t0 = ctx.slot("sandbox", lambda: ctx.at(ctx.day(rng), rng.randint(9, 12)), 3 * HOUR_US)
     t1 = ctx.clamp(t0 + 12 * HOUR_US)
 
     def mod(t: int, s: SandboxState) -> None:
@@ -661,7 +694,7 @@ def complaint_surge(ctx: PlanContext, incident_id: str) -> GroundTruth:
 def scope_creep(ctx: PlanContext, incident_id: str) -> GroundTruth:
     rng = ctx.rng("scope_creep")
     app = _pick_app(ctx, rng)
-    t0 = ctx.at(ctx.day(rng), rng.randint(9, 17))
+    t0 = ctx.slot("sandbox", lambda: ctx.at(ctx.day(rng), rng.randint(9, 17)), HOUR_US)
     feature = "cross_border_remittance"  # in no app's approved list
 
     def mod(t: int, s: SandboxState) -> None:
@@ -683,7 +716,7 @@ def scope_creep(ctx: PlanContext, incident_id: str) -> GroundTruth:
 def fund_loss(ctx: PlanContext, incident_id: str) -> GroundTruth:
     rng = ctx.rng("fund_loss")
     app = _pick_app(ctx, rng)
-    t0 = ctx.at(ctx.day(rng), rng.randint(9, 20))
+    t0 = ctx.slot("sandbox", lambda: ctx.at(ctx.day(rng), rng.randint(9, 20)), HOUR_US)
     t1 = ctx.clamp(t0 + HOUR_US)
     loss = rng.randint(500_000, 5_000_000)
 
@@ -708,7 +741,9 @@ def fund_loss(ctx: PlanContext, incident_id: str) -> GroundTruth:
 def silent_app(ctx: PlanContext, incident_id: str) -> GroundTruth:
     rng = ctx.rng("silent_app")
     app = _pick_app(ctx, rng)
-    t0 = ctx.at(ctx.day(rng), rng.randint(10, 16), rng.randint(0, 59))
+    t0 = ctx.slot(
+        "sandbox", lambda: ctx.at(ctx.day(rng), rng.randint(10, 16), rng.randint(0, 59)), HOUR_US
+    )
     ctx.effects.silent_from[app.app_id] = t0
     return _sandbox_truth(
         ctx,

@@ -39,9 +39,13 @@ def _inside(t: int, gt: GroundTruth) -> bool:
 
 
 def _vendor_outage(scenario: Scenario, t: int, system_id: str) -> bool:
-    """Whether the shared-vendor outage, which may hit any system on that vendor, covers ``t``."""
-    gt = _truth(scenario, "shared_vendor_outage")
-    return _inside(t, gt) and system_id in gt.extra["affected_systems"]
+    """Whether an outage that spreads beyond its own entity (shared vendor, cascade) covers
+    ``system_id`` at ``t``: a system may be hit by another incident than the one under test."""
+    for kind in ("shared_vendor_outage", "outage_cascade"):
+        gt = _truth(scenario, kind)
+        if _inside(t, gt) and system_id in gt.extra["affected_systems"]:
+            return True
+    return False
 
 
 def _access_of(timed: Timed, actor: str) -> Timed:
