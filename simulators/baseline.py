@@ -128,9 +128,14 @@ def actor_stream(
     inst: Institution, actor: Actor, start: int, end: int, scale: float, seed: int
 ) -> Stream:
     rng = random.Random(f"actor:{seed}:{actor.raw_id}")
+    people = actor.role in (E.ACTOR_ROLE_EMPLOYEE, E.ACTOR_ROLE_ADMIN)
     t_hour = start
     while t_hour < end:
         lam = actor.rate_per_hour * scale * _role_activity(actor.role, t_hour)
+        day = local_day_start(t_hour)
+        # People take days off (a baseline must tolerate a silent day); machines do not.
+        if people and random.Random(f"leave:{seed}:{actor.raw_id}:{day}").random() < 0.08:
+            lam = 0.0
         times = sorted(t_hour + rng.randrange(HOUR_US) for _ in range(poisson(rng, lam)))
         for t in times:
             if t < end:
@@ -181,6 +186,7 @@ def posture_stream(
     rng = random.Random(f"posture:{seed}:{system.system_id}")
     mods = effects.posture.get(system.system_id, [])
     step = POSTURE_INTERVAL_S * SECOND_US
+    vulns = _vuln_windows(random.Random(f"vulns:{seed}:{system.system_id}"), start, end)
     t = start + system.offset_s * SECOND_US
     while t < end:
         load = _load(system, t)
@@ -190,7 +196,7 @@ def posture_stream(
             latency_ms=system.base_latency_ms * (0.7 + 0.6 * load) * rng.lognormvariate(0, 0.07),
             error_rate=system.base_error_rate * (0.5 + load) * rng.lognormvariate(0, 0.2),
             components=list(system.components),
-            vulns=system.unpatched_vulns,
+            vulns=system.unpatched_vulns + sum(1 for a, b in vulns if a <= t < b),
             migration=system.migration_status,
         )
         if rng.random() < 0.002:  # a blip nobody needs to be woken for
@@ -198,6 +204,8 @@ def posture_stream(
             state.error_rate *= 3
         if rng.random() < 0.0003:
             state.incidents = 1
+        if rng.random() < 0.003:  # one slow report (GC pause, a big query): noise, not an outage
+            state.latency_ms *= rng.uniform(2.0, 3.0)
         for mod in mods:
             mod(t, state)
         yield (
@@ -207,6 +215,18 @@ def posture_stream(
             ),
         )
         t += step
+
+
+def _vuln_windows(rng: random.Random, start: int, end: int) -> list[tuple[int, int]]:
+    """Critical vulnerabilities published now and then, patched one to four days later."""
+    out = []
+    day = start
+    while day < end:
+        if rng.random() < 0.1:
+            found = day + rng.randrange(DAY_US)
+            out.append((found, found + rng.randint(1, 4) * DAY_US))
+        day += DAY_US
+    return out
 
 
 def app_users(app: App, start: int, t: int) -> float:
@@ -254,10 +274,20 @@ def sandbox_stream(app: App, start: int, end: int, seed: int, effects: Effects) 
 
 
 def heartbeat_stream(
-    institution_id: str, source_id: str, offset_s: int, start: int, end: int, effects: Effects
+    institution_id: str,
+    source_id: str,
+    offset_s: int,
+    start: int,
+    end: int,
+    seed: int,
+    effects: Effects,
 ) -> Stream:
     silent = effects.silent_from.get(source_id, end)
+    rng = random.Random(f"heartbeat:{seed}:{source_id}")
     t = start + offset_s * SECOND_US
     while t < min(end, silent):
-        yield t, events.heartbeat(institution_id, t, source_id, HEARTBEAT_INTERVAL_S)
+        # Timers drift by a few seconds; receivers must allow for it.
+        beat = t + rng.randrange(3 * SECOND_US)
+        if beat < min(end, silent):
+            yield beat, events.heartbeat(institution_id, beat, source_id, HEARTBEAT_INTERVAL_S)
         t += HEARTBEAT_INTERVAL_S * SECOND_US

@@ -83,6 +83,7 @@ class Scenario:
                     inst.offset_s,
                     start,
                     end,
+                    seed,
                     self.effects,
                 )
             )
@@ -95,6 +96,7 @@ class Scenario:
                         app.offset_s % 300,
                         start,
                         end,
+                        seed,
                         self.effects,
                     )
                 )

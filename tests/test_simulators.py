@@ -66,13 +66,21 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_differs(tmp_path:
     write(generate(seed=5, days=1, scale=0.05, incidents="all"), b)
     for name in ("telemetry.jsonl", "ground_truth.jsonl", "sandbox_registry.jsonl", "fleet.json"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    # Another seed: another fleet (vendors, rates, apps) and other incident targets, not merely
+    # other event ids.
+    mine = generate(seed=5, days=1, scale=0.05, incidents="all")
     other = generate(seed=6, days=1, scale=0.05, incidents="all")
-    first = [e.SerializeToString() for e in itertools.islice(other.envelopes(), 2000)]
-    with open(a / "telemetry.jsonl", encoding="utf-8") as f:
-        mine = [json.loads(line)["eventId"] for line in itertools.islice(f, 2000)]
-    assert mine != [e.event_id for e in itertools.islice(other.envelopes(), 2000)]
-    assert len(set(first)) == len(first)
-    assert (a / "ground_truth.jsonl").read_text() != json.dumps(other.ground_truth_json())
+
+    def content(scen: Scenario) -> list[bytes]:
+        out = []
+        for env in itertools.islice(scen.envelopes(), 3000):
+            env.event_id = ""
+            out.append(env.SerializeToString())
+        return out
+
+    assert content(mine) != content(other)
+    assert [g.entity_id for g in mine.ground_truth] != [g.entity_id for g in other.ground_truth]
+    assert mine.registry != other.registry
 
 
 def test_files_have_the_documented_shape(tmp_path: Path) -> None:
