@@ -16,7 +16,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kafka import KafkaConsumer, KafkaProducer
 from suptech.common.bundles import encode_bundle
 from suptech.common.config import ConfigError
@@ -30,6 +32,7 @@ from suptech.common.topics import (
 )
 from suptech.detector.checkpoint import CheckpointStore
 from suptech.detector.config import DetectorConfig
+from suptech.detector.health import HealthPort
 from suptech.detector.processing import REASON_HEADER, DetectorCore
 from suptech.v1 import findings_pb2, sandbox_pb2, telemetry_pb2
 
@@ -163,8 +166,44 @@ def test_config_fails_fast_naming_the_variable() -> None:
         DetectorConfig.from_env({"DETECTOR_CHECKPOINT_INTERVAL_S": "soon"})
     with pytest.raises(ConfigError, match="KAFKA_ADDR"):
         DetectorConfig.from_env({"KAFKA_ADDR": "nohost"})
+    with pytest.raises(ConfigError, match="DETECTOR_HEALTH_PORT"):
+        DetectorConfig.from_env({"DETECTOR_HEALTH_PORT": "70000"})
     cfg = DetectorConfig.from_env({"SUPTECH_TOPIC_PREFIX": "x.", "DETECTOR_STATE_DIR": "/s"})
     assert cfg.topic_prefix == "x." and cfg.checkpoint_path.parent == Path("/s")
+    assert cfg.health_port == 50071
+
+
+# ---- health: what the Kubernetes probes ask ------------------------------------------------
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def health_status(port: int) -> int:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=5
+        )
+    return int(reply.status)
+
+
+async def test_health_port_serves_only_between_ready_and_shutdown() -> None:
+    health = HealthPort("127.0.0.1", 0)
+    port = await health.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            request = health_pb2.HealthCheckRequest(service="")
+            assert (await stub.Check(request, timeout=5)).status == NOT_SERVING
+            await health.mark_ready()
+            assert (await stub.Check(request, timeout=5)).status == SERVING
+            await health.begin_shutdown()
+            assert (await stub.Check(request, timeout=5)).status == NOT_SERVING
+            # A late assignment during shutdown must not flip it back.
+            await health.mark_ready()
+            assert (await stub.Check(request, timeout=5)).status == NOT_SERVING
+    finally:
+        await health.stop()
 
 
 # ---- integration: a real worker on the real broker -----------------------------------------
@@ -185,6 +224,7 @@ class Worker:
             DETECTOR_CHECKPOINT_INTERVAL_S="1",
             DETECTOR_WATERMARK_INTERVAL_S="0.5",
             DETECTOR_SESSION_TIMEOUT_S="6",
+            DETECTOR_HEALTH_PORT="0",
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_start = 0
@@ -200,6 +240,10 @@ class Worker:
                 stderr=subprocess.STDOUT,
             )
         self.wait_for(r"detector ready", 60)
+
+    @property
+    def health_port(self) -> int:
+        return int(self.wait_for(r"grpc.health.v1 on port (\d+)", 30).group(1))
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")[self._log_start :]
@@ -292,6 +336,8 @@ def test_worker_turns_telemetry_into_findings_and_survives_a_poison_record(
     produce(kafka_bootstrap, [(registry, b"sbx-1", sandbox_test().SerializeToString())])
     worker.start()
     assert "sandbox register preloaded: 1 tests" in worker.text()
+    # What the kubelet's gRPC probes see once the worker owns its partitions.
+    assert health_status(worker.health_port) == SERVING
     produce(
         kafka_bootstrap,
         [

@@ -13,12 +13,10 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m suptech.detector [worker]", file=sys.stderr)
         return 2
 
-    import faust
-
     from suptech.common.config import ConfigError
     from suptech.common.logging_setup import setup_logging
     from suptech.common.topics import ensure_topics
-    from suptech.detector.app import build_app, preload_registry
+    from suptech.detector.app import build_app, build_worker, preload_registry
     from suptech.detector.config import DetectorConfig
 
     setup_logging("detector")
@@ -30,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_topics(config.kafka_addr, config.topic_prefix)
     detector = build_app(config)
     preload_registry(detector)
-    worker = faust.Worker(detector.app, loglevel="INFO", redirect_stdouts=False)
+    worker = build_worker(detector)
     worker.execute_from_commandline()
     return 0
 

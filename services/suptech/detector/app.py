@@ -32,11 +32,12 @@ from suptech.common.topics import (
 )
 from suptech.detector.checkpoint import CheckpointStore
 from suptech.detector.config import DetectorConfig
+from suptech.detector.health import HealthPort
 from suptech.detector.logic import EngineConfig
 from suptech.detector.processing import DeadLetter, DetectorCore, Outcome
 from suptech.v1 import findings_pb2
 
-__all__ = ["Detector", "build_app"]
+__all__ = ["Detector", "build_app", "build_worker"]
 
 log = logging.getLogger("suptech.detector")
 
@@ -56,6 +57,7 @@ class Detector:
     lock: asyncio.Lock
     findings_topic: Any
     dead_letter_topic: Any
+    health: HealthPort
     _last_progress: dict[str, int] = field(default_factory=dict)
 
     async def publish(self, outcome: Outcome) -> None:
@@ -219,6 +221,7 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
         asyncio.Lock(),
         app.topic(topic_name(FINDINGS, prefix), key_type=bytes, value_type=bytes),
         app.topic(topic_name(DEAD_LETTER, prefix), key_type=bytes, value_type=bytes),
+        HealthPort(config.health_host, config.health_port),
     )
     source = app.topic(*telemetry, registry, key_type=bytes, value_type=bytes)
 
@@ -230,12 +233,20 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
     app.agent(source, name=f"{config.app_id}.detect")(detect)
     app.timer(config.watermark_interval_s, name=f"{config.app_id}.watermark")(detector.on_watermark)
 
+    async def start_health() -> None:
+        # On faust's loop, after the app has started; SERVING waits for the first assignment.
+        await detector.health.start()
+
+    app.task(start_health)
+
     ready = asyncio.Event()
 
     async def on_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         assigned = args[0] if args else set()
         if assigned and not ready.is_set():
             ready.set()
+            # The engine was restored from its checkpoint before the worker started.
+            await detector.health.mark_ready()
             log.info("detector ready: %d partitions assigned", len(assigned))
 
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
@@ -245,9 +256,24 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
 
     async def on_shutdown(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         # Streams are drained and the final offset commit is still to come.
+        await detector.health.begin_shutdown()
         detector.checkpoint_now()
+        await detector.health.stop()
 
     app.on_partitions_assigned.connect(cast(Any, on_assigned))
     app.on_partitions_revoked.connect(cast(Any, on_revoked))
     app.on_before_shutdown.connect(cast(Any, on_shutdown))
     return detector
+
+
+def build_worker(detector: Detector) -> faust.Worker:
+    """A faust worker whose health port turns NOT_SERVING as soon as a shutdown begins."""
+    health = detector.health
+
+    class DetectorWorker(faust.Worker):
+        async def on_stop(self) -> None:
+            # Before the consumer stops and the final checkpoint is written: probes see it now.
+            await health.begin_shutdown()
+            await super().on_stop()
+
+    return DetectorWorker(detector.app, loglevel="INFO", redirect_stdouts=False)

@@ -33,6 +33,10 @@ class DetectorConfig:
     # Kafka group session timeout (DETECTOR_SESSION_TIMEOUT_S): a killed worker's partitions
     # are reassigned after this long.
     session_timeout_s: float = 10.0
+    # grpc.health.v1 for Kubernetes probes (DETECTOR_HEALTH_PORT, 0 = ephemeral). All interfaces
+    # by default (DETECTOR_HEALTH_HOST): the kubelet probes the pod's IP, not loopback.
+    health_host: str = "0.0.0.0"
+    health_port: int = 50071
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DetectorConfig:
@@ -52,6 +56,8 @@ class DetectorConfig:
             web_enabled=env_bool("DETECTOR_WEB_ENABLED", d.web_enabled, environ),
             web_port=env_int("DETECTOR_WEB_PORT", d.web_port, environ),
             session_timeout_s=env_float("DETECTOR_SESSION_TIMEOUT_S", d.session_timeout_s, environ),
+            health_host=env_str("DETECTOR_HEALTH_HOST", d.health_host, environ),
+            health_port=env_int("DETECTOR_HEALTH_PORT", d.health_port, environ),
         )
         cfg.validate()
         return cfg
@@ -70,6 +76,8 @@ class DetectorConfig:
             raise ConfigError("DETECTOR_SESSION_TIMEOUT_S must be at least 6")
         if not 0 <= self.web_port < 65536:
             raise ConfigError(f"DETECTOR_WEB_PORT out of range: {self.web_port}")
+        if not 0 <= self.health_port < 65536:
+            raise ConfigError(f"DETECTOR_HEALTH_PORT out of range: {self.health_port}")
 
     @property
     def checkpoint_path(self) -> Path:
