@@ -53,8 +53,10 @@ def publish_registry(
 ) -> int:
     """Publish each test to ``<prefix>registry.sandbox.v1`` keyed by test_id; wait for acks."""
     from kafka import KafkaProducer
-    from suptech.common.topics import REGISTRY_SANDBOX, topic_name
+    from suptech.common.topics import REGISTRY_SANDBOX, ensure_topics, topic_name
 
+    # Auto-creation would make an ordinary (deleting) topic: the register must be compacted.
+    ensure_topics(bootstrap, prefix, specs=(REGISTRY_SANDBOX,), timeout_s=timeout_s)
     topic = topic_name(REGISTRY_SANDBOX, prefix)
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
