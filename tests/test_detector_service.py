@@ -6,8 +6,10 @@ Plain-function tests of the record handling and the checkpoint store come first.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,12 +27,19 @@ from suptech.common.config import ConfigError
 from suptech.common.topics import (
     DATA_ACCESS,
     DEAD_LETTER,
+    DETECTOR_CHECKPOINTS,
     FINDINGS,
     REGISTRY_SANDBOX,
     SANDBOX,
     topic_name,
 )
-from suptech.detector.checkpoint import CheckpointStore
+from suptech.detector.checkpoint import (
+    Checkpoint,
+    CheckpointStore,
+    KafkaCheckpointStore,
+    encode_checkpoint,
+    newest_checkpoint,
+)
 from suptech.detector.config import DetectorConfig
 from suptech.detector.health import HealthPort
 from suptech.detector.processing import REASON_HEADER, DetectorCore
@@ -173,6 +182,74 @@ def test_config_fails_fast_naming_the_variable() -> None:
     assert cfg.health_port == 50071
 
 
+def test_restore_takes_the_newer_of_local_file_and_kafka() -> None:
+    old = Checkpoint(b"old", written_unix_s=100.0)
+    new = Checkpoint(b"new", written_unix_s=200.0)
+    assert newest_checkpoint(old, new, "f", "k") == (new, "Kafka k")
+    assert newest_checkpoint(new, old, "f", "k") == (new, "local file f")
+    assert newest_checkpoint(None, old, "f", "k") == (old, "Kafka k")
+    assert newest_checkpoint(None, None, "f", "k") == (None, "none")
+
+
+@pytest.mark.integration
+def test_kafka_checkpoint_survives_a_torn_write(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    topic = topic_name(DETECTOR_CHECKPOINTS, topic_prefix)
+    # Small chunks so that the real 1 MiB splitting path is exercised on a small state.
+    store = KafkaCheckpointStore(kafka_bootstrap, topic, "det-a", chunk_bytes=4096)
+    other = KafkaCheckpointStore(kafka_bootstrap, topic, "det-b", chunk_bytes=4096)
+    try:
+        assert store.load() is None
+        core = core_for(tmp_path)
+        core.handle("telemetry.data_access.v1", 0, 0, b"k", bundle([routine_access(1, T0_NS)]))
+        first = core.checkpoint()
+        first.written_unix_s = 1.0
+        first_id = store.save(encode_checkpoint(first), first)
+        core.handle(
+            "telemetry.data_access.v1",
+            0,
+            1,
+            b"k",
+            bundle([routine_access(i, T0_NS + i * 10**9) for i in range(2, 300)]),
+        )
+        second = core.checkpoint()
+        second.written_unix_s = 2.0
+        data = encode_checkpoint(second)
+        assert len(data) > 3 * 4096
+        second_id = store.save(data, second)
+        other.save(encode_checkpoint(first), first)  # another app id on the same topic
+
+        loaded = store.load()
+        assert loaded is not None and loaded[1] == second_id
+        assert loaded[0].offsets == {("telemetry.data_access.v1", 0): 2}
+
+        # A worker killed between its chunks and its manifest: the torn write is never used.
+        store.send_chunks("torn", b"x" * 10_000)
+        loaded = store.load()
+        assert loaded is not None and loaded[1] == second_id
+
+        # A chunk that no longer hashes to its manifest: the previous good checkpoint is used.
+        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+        producer.send(
+            topic,
+            key=b"det-a/1",
+            value=b"garbage",
+            headers=[("x-suptech-checkpoint-id", second_id.encode())],
+        )
+        producer.flush()
+        producer.close()
+        with caplog.at_level(logging.WARNING, logger="suptech.detector.checkpoint"):
+            loaded = store.load()
+        assert loaded is not None and loaded[1] == first_id
+        assert loaded[0].offsets == {("telemetry.data_access.v1", 0): 1}
+        assert f"Kafka checkpoint {second_id} of det-a is torn (sha256 mismatch)" in caplog.text
+        assert f"using the previous good Kafka checkpoint {first_id}" in caplog.text
+    finally:
+        store.close()
+        other.close()
+
+
 # ---- health: what the Kubernetes probes ask ------------------------------------------------
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -214,6 +291,7 @@ class Worker:
 
     def __init__(self, bootstrap: str, prefix: str, state_dir: Path, log: Path) -> None:
         self.log = log
+        self.state_dir = state_dir
         self.env = dict(
             os.environ,
             PYTHONPATH=f"{REPO / 'services'}{os.pathsep}{REPO}",
@@ -388,16 +466,19 @@ def test_worker_killed_mid_stream_resumes_from_its_checkpoint(
         kafka_bootstrap, [(da, key, bundle([c3_cross_border("ev-c3-a", T0_NS + 2000 * 10**9)]))]
     )
     read_until(kafka_bootstrap, topic_name(FINDINGS, topic_prefix), lambda rs: len(rs) >= 1)
-    # Wait for a checkpoint that covers all of it, then kill without any chance to clean up.
+    # Wait for a checkpoint that covers all of it, then kill without any chance to clean up,
+    # and lose the disk too: the state must come back from the Kafka checkpoint topic.
     worker.wait_for(r'checkpoint written.*"events_processed": 1001\b', 30)
     learned = worker.last_stats("checkpoint written")
     assert worker.kill(signal.SIGKILL) == -signal.SIGKILL
+    shutil.rmtree(worker.state_dir)
 
     # Past the engine's coalescing window, so the same actor makes a new finding.
     later = T0_NS + 8 * 3600 * 10**9
     produce(kafka_bootstrap, [(da, key, bundle([c3_cross_border("ev-c3-b", later)]))])
     worker.start()
     assert worker.last_stats("restored from checkpoint") == learned
+    assert re.search(r"restored from checkpoint \(Kafka .*detector\.checkpoints\.v1", worker.text())
     found = read_until(
         kafka_bootstrap,
         topic_name(FINDINGS, topic_prefix),

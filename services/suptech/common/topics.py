@@ -20,6 +20,7 @@ __all__ = [
     "FINDINGS",
     "FEEDBACK",
     "DEAD_LETTER",
+    "DETECTOR_CHECKPOINTS",
     "TELEMETRY_TOPICS",
     "topic_name",
     "ensure_topics",
@@ -55,6 +56,20 @@ REGISTRY_SANDBOX = TopicSpec(
 FINDINGS = TopicSpec("findings.v1", 3, 90 * DAY_MS)
 FEEDBACK = TopicSpec("feedback.v1", 1, 365 * DAY_MS)
 DEAD_LETTER = TopicSpec("deadletter.v1", 1, 30 * DAY_MS)
+# Detector engine checkpoints in chunks of <= 1 MiB keyed <app id>/<n>, then <app id>/manifest.
+# One partition keeps a checkpoint's chunks and manifest in order; hourly segments let
+# compaction drop superseded checkpoints.
+DETECTOR_CHECKPOINTS = TopicSpec(
+    "detector.checkpoints.v1",
+    1,
+    -1,
+    compacted=True,
+    extra={
+        "max.message.bytes": "2097152",
+        "segment.ms": str(3600 * 1000),
+        "min.cleanable.dirty.ratio": "0.1",
+    },
+)
 
 TELEMETRY_TOPICS: dict[str, TopicSpec] = {
     "data_access": DATA_ACCESS,
@@ -72,6 +87,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     FINDINGS,
     FEEDBACK,
     DEAD_LETTER,
+    DETECTOR_CHECKPOINTS,
 )
 
 

@@ -25,12 +25,18 @@ import faust
 
 from suptech.common.topics import (
     DEAD_LETTER,
+    DETECTOR_CHECKPOINTS,
     FINDINGS,
     REGISTRY_SANDBOX,
     TELEMETRY_TOPICS,
     topic_name,
 )
-from suptech.detector.checkpoint import CheckpointStore
+from suptech.detector.checkpoint import (
+    Checkpoint,
+    CheckpointStore,
+    KafkaCheckpointStore,
+    newest_checkpoint,
+)
 from suptech.detector.config import DetectorConfig
 from suptech.detector.health import HealthPort
 from suptech.detector.logic import EngineConfig
@@ -53,6 +59,7 @@ class Detector:
     app: faust.App
     core: DetectorCore
     store: CheckpointStore
+    remote: KafkaCheckpointStore
     config: DetectorConfig
     lock: asyncio.Lock
     findings_topic: Any
@@ -94,19 +101,57 @@ class Detector:
             await asyncio.gather(*futures)
 
     async def checkpoint(self) -> None:
-        """Write a checkpoint, then commit offsets (which never pass the checkpoint's)."""
-        self.checkpoint_now()
+        """Write a checkpoint to disk and Kafka, then commit offsets (never past the checkpoint's).
+
+        Offsets are committed only once Kafka has the checkpoint: a worker that loses its disk
+        restores from Kafka, and must find there everything its committed offsets skip.
+        """
+        taken = self._write_local()
+        if taken is None:
+            return
+        try:
+            # Off the loop: a few MiB at acks=all must not stall heartbeats and the health port.
+            checkpoint_id = await asyncio.to_thread(self.remote.save, taken[1], taken[0])
+        except Exception as exc:
+            self._remote_failed(exc)
+            return
+        self._written(taken[1], checkpoint_id)
         await self.app.consumer.commit()
 
     def checkpoint_now(self) -> None:
-        if self.core.failed:
+        """The same, blocking, for rebalances and shutdown (faust commits after those itself)."""
+        taken = self._write_local()
+        if taken is None:
             return
+        try:
+            checkpoint_id = self.remote.save(taken[1], taken[0])
+        except Exception as exc:
+            self._remote_failed(exc)
+            return
+        self._written(taken[1], checkpoint_id)
+
+    def _write_local(self) -> tuple[Checkpoint, bytes] | None:
+        if self.core.failed:
+            return None
         checkpoint = self.core.checkpoint()
-        self.store.save(checkpoint)
+        return checkpoint, self.store.save(checkpoint)
+
+    def _written(self, data: bytes, checkpoint_id: str) -> None:
         log.info(
-            "checkpoint written: %d bytes, stats=%s",
-            len(checkpoint.engine_blob),
+            "checkpoint written: %d bytes to %s and Kafka %s as %s, stats=%s",
+            len(data),
+            self.store.path,
+            self.remote.topic,
+            checkpoint_id,
             json.dumps(self.core.engine.stats(), sort_keys=True),
+        )
+
+    def _remote_failed(self, exc: BaseException) -> None:
+        log.error(
+            "checkpoint written to %s only, not to Kafka %s (%r): offsets not committed",
+            self.store.path,
+            self.remote.topic,
+            exc,
         )
 
     async def on_watermark(self) -> None:
@@ -179,6 +224,31 @@ def preload_registry(detector: Detector) -> None:
     log.info("sandbox register preloaded: %d tests", detector.core.preload_registry(values))
 
 
+def restore_point(
+    store: CheckpointStore, remote: KafkaCheckpointStore
+) -> tuple[Checkpoint | None, str]:
+    """The newer of the local checkpoint file and the checkpoint in Kafka, and where it is."""
+    local = store.load()
+    try:
+        found = remote.load()
+    except Exception as exc:  # the local file (or a cold start) still lets the worker run
+        log.error("cannot read Kafka checkpoints from %s (%r): ignoring them", remote.topic, exc)
+        found = None
+    checkpoint, source = newest_checkpoint(
+        local,
+        found[0] if found else None,
+        str(store.path),
+        f"{remote.topic} {found[1]}" if found else "",
+    )
+    log.info(
+        "checkpoint choice: local file %s, Kafka %s: using %s",
+        "present" if local else "absent",
+        found[1] if found else "none usable",
+        source if checkpoint else "none (cold start)",
+    )
+    return checkpoint, source
+
+
 def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None) -> Detector:
     """The detector's faust app, its engine restored from the last checkpoint if there is one."""
     prefix = config.topic_prefix
@@ -205,8 +275,11 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
         producer_acks=-1,
     )
     store = CheckpointStore(config.checkpoint_path)
-    core = DetectorCore.start(
-        store,
+    remote = KafkaCheckpointStore(
+        config.kafka_addr, topic_name(DETECTOR_CHECKPOINTS, prefix), config.app_id
+    )
+    core = DetectorCore.resume(
+        *restore_point(store, remote),
         set(telemetry),
         registry,
         engine_config,
@@ -217,6 +290,7 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
         app,
         core,
         store,
+        remote,
         config,
         asyncio.Lock(),
         app.topic(topic_name(FINDINGS, prefix), key_type=bytes, value_type=bytes),
@@ -259,6 +333,7 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
         await detector.health.begin_shutdown()
         detector.checkpoint_now()
         await detector.health.stop()
+        detector.remote.close()
 
     app.on_partitions_assigned.connect(cast(Any, on_assigned))
     app.on_partitions_revoked.connect(cast(Any, on_revoked))

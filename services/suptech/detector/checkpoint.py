@@ -1,19 +1,38 @@
-"""Engine checkpoints on local disk, with the source offsets each one covers.
+"""Engine checkpoints, with the source offsets each one covers: on local disk and in Kafka.
 
-A checkpoint is written atomically (temporary file, fsync, rename), so a worker killed at any
-instant finds either the previous checkpoint or the new one, never a torn file.
+On disk a checkpoint is written atomically (temporary file, fsync, rename), so a worker killed at
+any instant finds either the previous checkpoint or the new one, never a torn file.
+
+In Kafka (compacted ``detector.checkpoints.v1``, so the state survives losing the volume) the same
+bytes go as chunks of at most 1 MiB keyed ``<app id>/<n>``, each tagged with its checkpoint id,
+then a manifest ``<app id>/manifest`` (id, chunk count, sha256, offsets) written last. A write torn
+before its manifest is never chosen, and a manifest whose chunks do not hash to its sha256 is
+passed over for the previous good one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import pickle
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Checkpoint", "CheckpointStore", "FORMAT_VERSION"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointStore",
+    "KafkaCheckpointStore",
+    "FORMAT_VERSION",
+    "CHUNK_BYTES",
+    "decode_checkpoint",
+    "encode_checkpoint",
+    "newest_checkpoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,34 +52,279 @@ class Checkpoint:
     version: int = FORMAT_VERSION
 
 
+def encode_checkpoint(checkpoint: Checkpoint) -> bytes:
+    return pickle.dumps(checkpoint, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode_checkpoint(data: bytes, where: str) -> Checkpoint | None:
+    """The checkpoint in ``data``, or None (logged, naming ``where``) if it cannot be used."""
+    try:
+        checkpoint = pickle.loads(data)
+    except Exception as exc:  # a bad checkpoint must not keep the worker down
+        log.error("checkpoint %s unreadable (%s): not using it", where, exc)
+        return None
+    if not isinstance(checkpoint, Checkpoint) or checkpoint.version != FORMAT_VERSION:
+        log.error("checkpoint %s has an unknown format: not using it", where)
+        return None
+    return checkpoint
+
+
+def newest_checkpoint(
+    local: Checkpoint | None, remote: Checkpoint | None, local_where: str, remote_where: str
+) -> tuple[Checkpoint | None, str]:
+    """The newer of the local and the Kafka checkpoint, and a phrase saying which it is."""
+    if local is None and remote is None:
+        return None, "none"
+    if remote is None or (local is not None and local.written_unix_s >= remote.written_unix_s):
+        return local, f"local file {local_where}"
+    return remote, f"Kafka {remote_where}"
+
+
 class CheckpointStore:
     """One checkpoint file per detector app id."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def save(self, checkpoint: Checkpoint) -> None:
+    def save(self, checkpoint: Checkpoint) -> bytes:
+        """Stamp and write ``checkpoint``; return its encoded bytes (what Kafka gets too)."""
         checkpoint.written_unix_s = time.time()
+        data = encode_checkpoint(checkpoint)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "wb") as f:
-            pickle.dump(checkpoint, f, protocol=pickle.HIGHEST_PROTOCOL)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+        return data
 
     def load(self) -> Checkpoint | None:
         """The last checkpoint, or None when there is none or it cannot be read."""
         try:
-            with open(self.path, "rb") as f:
-                checkpoint = pickle.load(f)
+            data = self.path.read_bytes()
         except FileNotFoundError:
             return None
-        except Exception as exc:  # a bad file must not keep the worker down
-            # Starting cold (a new warm-up) beats crash-looping on a file we cannot read.
-            log.error("checkpoint %s unreadable (%s): starting without it", self.path, exc)
+        except OSError as exc:
+            log.error("checkpoint %s unreadable (%s): not using it", self.path, exc)
             return None
-        if not isinstance(checkpoint, Checkpoint) or checkpoint.version != FORMAT_VERSION:
-            log.error("checkpoint %s has an unknown format: starting without it", self.path)
+        return decode_checkpoint(data, str(self.path))
+
+
+# A chunk's value; the record with key and headers stays under the topic's 2 MiB limit.
+CHUNK_BYTES = 1024 * 1024
+CHECKPOINT_ID_HEADER = "x-suptech-checkpoint-id"
+# Chunks of this many recent manifests are kept while reading, so a torn latest one can fall back.
+_KEEP_MANIFESTS = 2
+
+
+class KafkaCheckpointStore:
+    """Checkpoints of one app id on the (single-partition, compacted) checkpoint topic."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        app_id: str,
+        chunk_bytes: int = CHUNK_BYTES,
+        timeout_s: float = 30.0,
+    ) -> None:
+        if not 0 < chunk_bytes <= CHUNK_BYTES:
+            raise ValueError(f"chunk_bytes must be in 1..{CHUNK_BYTES}")
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.app_id = app_id
+        self.chunk_bytes = chunk_bytes
+        self.timeout_s = timeout_s
+        self._producer: Any = None
+        # Rebalance and shutdown checkpoints may overlap one running in a thread.
+        self._lock = threading.Lock()
+        # Chunks beyond the latest count are tombstoned, so compaction can drop them.
+        self._last_chunk_count = 0
+
+    @property
+    def manifest_key(self) -> bytes:
+        return f"{self.app_id}/manifest".encode()
+
+    def chunk_key(self, index: int) -> bytes:
+        return f"{self.app_id}/{index}".encode()
+
+    def _get_producer(self) -> Any:
+        if self._producer is None:
+            from kafka import KafkaProducer
+
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                acks="all",
+                max_request_size=2 * CHUNK_BYTES,
+                linger_ms=0,
+            )
+        return self._producer
+
+    def save(self, data: bytes, checkpoint: Checkpoint) -> str:
+        """Write ``data`` (the encoded ``checkpoint``) and its manifest; return the checkpoint id.
+
+        Returns only when the broker has every record (acks=all); raises otherwise.
+        """
+        with self._lock:
+            return self._save(data, checkpoint)
+
+    def _save(self, data: bytes, checkpoint: Checkpoint) -> str:
+        checkpoint_id = f"{time.time_ns():x}"
+        count = self.send_chunks(checkpoint_id, data)
+        self.send_manifest(
+            {
+                "checkpoint_id": checkpoint_id,
+                "chunks": count,
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "offsets": {f"{t}:{p}": o for (t, p), o in sorted(checkpoint.offsets.items())},
+                "max_event_time_ns": checkpoint.max_event_time_ns,
+                "written_unix_s": checkpoint.written_unix_s,
+                "format": FORMAT_VERSION,
+            }
+        )
+        producer = self._get_producer()
+        for index in range(count, self._last_chunk_count):
+            producer.send(self.topic, key=self.chunk_key(index), value=None)
+        self._last_chunk_count = count
+        producer.flush(timeout=self.timeout_s)
+        return checkpoint_id
+
+    def send_chunks(self, checkpoint_id: str, data: bytes) -> int:
+        """The chunks alone (a write that stops here is torn); return how many were sent."""
+        producer = self._get_producer()
+        headers = [(CHECKPOINT_ID_HEADER, checkpoint_id.encode())]
+        count = max(1, -(-len(data) // self.chunk_bytes))
+        futures = [
+            producer.send(
+                self.topic,
+                key=self.chunk_key(i),
+                value=data[i * self.chunk_bytes : (i + 1) * self.chunk_bytes],
+                headers=headers,
+            )
+            for i in range(count)
+        ]
+        producer.flush(timeout=self.timeout_s)
+        for future in futures:
+            future.get(timeout=self.timeout_s)  # raises if the broker refused a chunk
+        return count
+
+    def send_manifest(self, manifest: dict[str, Any]) -> None:
+        producer = self._get_producer()
+        future = producer.send(
+            self.topic, key=self.manifest_key, value=json.dumps(manifest).encode()
+        )
+        producer.flush(timeout=self.timeout_s)
+        future.get(timeout=self.timeout_s)
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+            self._producer = None
+
+    def load(self) -> tuple[Checkpoint, str] | None:
+        """The newest checkpoint whose chunks match its manifest, with its id; None if none."""
+        manifests, chunks = self._read()
+        if not manifests:
+            log.info("no checkpoint of %s on %s", self.app_id, self.topic)
             return None
-        return checkpoint
+        for depth, manifest in enumerate(reversed(manifests)):
+            checkpoint_id = str(manifest.get("checkpoint_id", ""))
+            problem, data = _assemble(manifest, chunks.get(checkpoint_id, {}))
+            checkpoint = None
+            if data is not None:
+                checkpoint = decode_checkpoint(data, f"{self.topic} {checkpoint_id}")
+                if checkpoint is None:
+                    problem = "undecodable"
+            if checkpoint is not None:
+                if depth:
+                    log.warning(
+                        "using the previous good Kafka checkpoint %s of %s",
+                        checkpoint_id,
+                        self.app_id,
+                    )
+                return checkpoint, checkpoint_id
+            log.error(
+                "Kafka checkpoint %s of %s is torn (%s): trying an older one",
+                checkpoint_id,
+                self.app_id,
+                problem,
+            )
+        log.error("no usable Kafka checkpoint of %s on %s", self.app_id, self.topic)
+        return None
+
+    def _read(self) -> tuple[list[dict[str, Any]], dict[str, dict[int, bytes]]]:
+        """Manifests in log order, and the chunks of the latest few, from the whole partition."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            max_partition_fetch_bytes=4 * CHUNK_BYTES,
+        )
+        prefix = f"{self.app_id}/".encode()
+        manifests: list[dict[str, Any]] = []
+        chunks: dict[str, dict[int, bytes]] = {}
+        try:
+            tps = [
+                TopicPartition(self.topic, p)
+                for p in consumer.partitions_for_topic(self.topic) or ()
+            ]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            end = {tp: o for tp, o in consumer.end_offsets(tps).items() if o > 0}
+            deadline = time.monotonic() + self.timeout_s
+            while any(consumer.position(tp) < o for tp, o in end.items()):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"cannot read {self.topic} to its end in {self.timeout_s}s")
+                for records in consumer.poll(timeout_ms=500).values():
+                    for r in records:
+                        if r.key is None or r.value is None or not r.key.startswith(prefix):
+                            continue
+                        name = r.key[len(prefix) :].decode(errors="replace")
+                        if name == "manifest":
+                            manifest = _parse_manifest(r.value)
+                            if manifest is None:
+                                continue
+                            manifests.append(manifest)
+                            keep = {
+                                str(m.get("checkpoint_id")) for m in manifests[-_KEEP_MANIFESTS:]
+                            }
+                            # Chunks without a manifest by now belong to a torn write.
+                            chunks = {k: v for k, v in chunks.items() if k in keep}
+                        elif name.isdigit():
+                            ids = [v for k, v in (r.headers or []) if k == CHECKPOINT_ID_HEADER]
+                            if ids:
+                                chunks.setdefault(ids[0].decode(errors="replace"), {})[
+                                    int(name)
+                                ] = r.value
+            return manifests, chunks
+        finally:
+            consumer.close()
+
+
+def _parse_manifest(value: bytes) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads(value)
+    except ValueError:
+        log.error("checkpoint manifest is not JSON: ignored")
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _assemble(manifest: dict[str, Any], chunks: dict[int, bytes]) -> tuple[str, bytes | None]:
+    """(problem, None) or ("", bytes) for the checkpoint a manifest describes."""
+    try:
+        count = int(manifest["chunks"])
+        sha256 = str(manifest["sha256"])
+    except (KeyError, TypeError, ValueError):
+        return "manifest without chunks/sha256", None
+    missing = [i for i in range(count) if i not in chunks]
+    if missing:
+        return f"{len(missing)} of {count} chunks missing", None
+    data = b"".join(chunks[i] for i in range(count))
+    if hashlib.sha256(data).hexdigest() != sha256:
+        return "sha256 mismatch", None
+    return "", data

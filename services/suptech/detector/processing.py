@@ -100,19 +100,40 @@ class DetectorCore:
         checkpoint_events: int = 200_000,
     ) -> DetectorCore:
         """Resume from the last checkpoint in ``store``, or start a fresh engine."""
-        checkpoint = store.load()
+        return cls.resume(
+            store.load(),
+            f"local file {store.path}",
+            telemetry_topics,
+            registry_topic,
+            engine_config,
+            checkpoint_interval_s,
+            checkpoint_events,
+        )
+
+    @classmethod
+    def resume(
+        cls,
+        checkpoint: Checkpoint | None,
+        source: str,
+        telemetry_topics: set[str],
+        registry_topic: str,
+        engine_config: EngineConfig | None = None,
+        checkpoint_interval_s: float = 30.0,
+        checkpoint_events: int = 200_000,
+    ) -> DetectorCore:
+        """Resume from ``checkpoint`` (``source`` says where it came from), or start fresh."""
         if checkpoint is None:
             engine = DetectionEngine(engine_config)
             offsets: Offsets = {}
             max_event_time_ns = 0
-            log.info("no checkpoint at %s: starting a fresh engine", store.path)
+            log.info("no usable checkpoint: starting a fresh engine (cold)")
         else:
             engine = DetectionEngine.restore(checkpoint.engine_blob, engine_config)
             offsets = checkpoint.offsets
             max_event_time_ns = checkpoint.max_event_time_ns
             log.info(
-                "restored from checkpoint %s: offsets=%s stats=%s",
-                store.path,
+                "restored from checkpoint (%s): offsets=%s stats=%s",
+                source,
                 {f"{t}:{p}": o for (t, p), o in sorted(offsets.items())},
                 json.dumps(engine.stats(), sort_keys=True),
             )
