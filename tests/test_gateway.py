@@ -349,6 +349,12 @@ def _pem(obj: Any) -> bytes:
 
 @pytest.fixture
 def pki(tmp_path: Path) -> dict[str, Any]:
+    return make_pki(tmp_path)
+
+
+def make_pki(tmp_path: Path) -> dict[str, Any]:
+    """A CA, a server certificate for localhost/127.0.0.1 (files in ``tmp_path``) and a client
+    certificate of bank-c."""
     ca_key = _key()
     ca = _cert("suptech test CA", ca_key, None, ca=True)
     server_key = _key()
@@ -416,11 +422,14 @@ def test_config_fails_fast_naming_the_variable(tmp_path: Path) -> None:
     good = {"GATEWAY_TOKENS_FILE": str(tokens)}
     assert load_config(good).tokens == {TOKEN_A: "bank-a"}
     assert load_config(good).port == 50051
+    # The port the Helm chart's probes use when TLS is on (components.gateway.healthPort).
+    assert load_config(good).health_port == 50052
     bad_cases = {
         "GATEWAY_PORT": {**good, "GATEWAY_PORT": "fifty"},
         "GATEWAY_TOKENS_FILE": {"GATEWAY_TOKENS_FILE": str(tmp_path / "missing.json")},
         "GATEWAY_TLS_CLIENT_CA": {},  # nothing to authenticate with
         "GATEWAY_RATE_LIMIT_BURST": {**good, "GATEWAY_RATE_LIMIT_EPS": "100"},
+        "GATEWAY_HEALTH_PORT": {**good, "GATEWAY_HEALTH_PORT": "70000"},
     }
     for variable, env in bad_cases.items():
         with pytest.raises(ConfigError, match=variable):
@@ -512,6 +521,20 @@ def free_port_pair() -> int:
     raise RuntimeError("no free port pair")
 
 
+async def wait_health(port: int, want: int, bound_s: float = 60.0) -> bool:
+    """Poll the gateway's health until it is ``want``; whether it got there within the bound."""
+    deadline = time.monotonic() + bound_s
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME))
+            if reply.status == want:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.2)
+
+
 @pytest.mark.slow
 async def test_gateway_recovers_after_broker_restart(private_kafka: Any) -> None:
     port = free_port_pair()
@@ -526,7 +549,10 @@ async def test_gateway_recovers_after_broker_restart(private_kafka: Any) -> None
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await send(gw, [batch([now_event("heartbeat", 1)], "during")])
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        # Down for longer than the produce timeout: the pod leaves the Service's endpoints.
+        assert await wait_health(gw, health_pb2.HealthCheckResponse.NOT_SERVING)
         await asyncio.to_thread(private_kafka, port)
+        assert await wait_health(gw, health_pb2.HealthCheckResponse.SERVING)
         # The same gateway, without a restart, writes again once the broker is back.
         after = None
         for _ in range(10):

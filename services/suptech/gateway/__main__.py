@@ -23,6 +23,8 @@ async def serve(config: GatewayConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     await server.start()
     log.info("gateway listening on %d", server.port)
+    if server.health_port is not None:
+        log.info("gateway plain-text health on %d", server.health_port)
     # Calls fail with UNAVAILABLE while Kafka is away; serving anyway lets the gateway come up
     # before the broker (as pods do) and recover without a restart.
     if not await asyncio.to_thread(server.servicer.check_kafka):

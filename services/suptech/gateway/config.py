@@ -19,6 +19,8 @@ MAX_INSTITUTION_ID_CHARS = 128
 class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 50051
+    # Plain-text grpc.health.v1 only, served when TLS is on: kubelet probes speak no TLS.
+    health_port: int = 50052
     kafka_addr: str = "127.0.0.1:19092"
     topic_prefix: str = ""
     # token -> institution_id
@@ -45,8 +47,11 @@ class GatewayConfig:
             raise ConfigError("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY must be set together")
         if self.tls_client_ca and not self.tls_cert:
             raise ConfigError("GATEWAY_TLS_CLIENT_CA needs GATEWAY_TLS_CERT and GATEWAY_TLS_KEY")
+        if self.tls_cert and self.health_port and self.health_port == self.port:
+            raise ConfigError("GATEWAY_HEALTH_PORT must differ from GATEWAY_PORT when TLS is on")
         checks = (
             ("GATEWAY_PORT", 0 <= self.port <= 65535),
+            ("GATEWAY_HEALTH_PORT", 0 <= self.health_port <= 65535),
             ("GATEWAY_RATE_LIMIT_EPS", self.rate_limit_eps > 0),
             ("GATEWAY_MAX_BATCH_EVENTS", self.max_batch_events > 0),
             # A batch larger than the bucket could never pass.
@@ -94,6 +99,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> GatewayConfig:
     return GatewayConfig(
         host=env_str("GATEWAY_HOST", "127.0.0.1", environ),
         port=env_int("GATEWAY_PORT", 50051, environ),
+        health_port=env_int("GATEWAY_HEALTH_PORT", 50052, environ),
         kafka_addr=env_str("KAFKA_ADDR", "127.0.0.1:19092", environ),
         topic_prefix=env_str("SUPTECH_TOPIC_PREFIX", "", environ),
         tokens=load_tokens(tokens_file) if tokens_file else {},

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka.codec import has_lz4
 
 from suptech.common.bundles import encode_bundle, topic_spec_for
@@ -61,6 +61,8 @@ class TelemetryProducer:
         }
         self._lock = threading.Lock()
         self._producer: Any = None
+        # Only the health monitor's thread uses it.
+        self._admin: Any = None
 
     def _config(self) -> dict[str, Any]:
         timeout_ms = int(self._timeout_s * 1000)
@@ -125,6 +127,38 @@ class TelemetryProducer:
             return False
         return True
 
+    def ping(self) -> bool:
+        """Blocking: whether a broker answers a metadata request within the produce timeout.
+
+        A real Kafka request rather than a TCP connect, so a broker that accepts connections but
+        cannot answer counts as down; one admin client is kept between pings (a ping then costs
+        about a millisecond).
+        """
+        timeout_ms = int(self._timeout_s * 1000)
+        try:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(
+                    bootstrap_servers=self._bootstrap,
+                    client_id="suptech-gateway-health",
+                    request_timeout_ms=timeout_ms,
+                    bootstrap_timeout_ms=timeout_ms,
+                    reconnect_backoff_max_ms=1000,
+                )
+            self._admin.describe_cluster()
+        except Exception as e:
+            log.debug("Kafka ping failed: %s", e)
+            self._close_admin()
+            return False
+        return True
+
+    def _close_admin(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            try:
+                admin.close()
+            except Exception:
+                log.debug("closing the health admin client", exc_info=True)
+
     def publish_sync(
         self,
         institution_id: str,
@@ -166,6 +200,7 @@ class TelemetryProducer:
             raise ProduceError(f"Kafka did not answer within {self._timeout_s:.0f}s") from e
 
     def close(self, timeout_s: float = 10.0) -> None:
+        self._close_admin()
         with self._lock:
             producer, self._producer = self._producer, None
         if producer is not None:

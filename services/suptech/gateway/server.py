@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2
 
 from suptech.common.grpc_server import GrpcServer, ServerTLS
 from suptech.gateway.auth import Authenticator
@@ -184,19 +185,88 @@ class IngestServicer:
 
 
 class GatewayServer(GrpcServer):
-    """The shared server, whose stop first lets in-flight batches reach Kafka and their acks."""
+    """The shared server, whose stop first lets in-flight batches reach Kafka and their acks.
 
-    def __init__(self, servicer: IngestServicer, **kwargs: Any) -> None:
+    Its health (and that of the plain-text health port, when there is one) is SERVING while Kafka
+    answers; NOT_SERVING once Kafka has been unreachable for longer than the produce timeout (the
+    pod leaves the Service's endpoints rather than fail every call), SERVING again when Kafka is
+    back, and NOT_SERVING for good from the start of a drain.
+    """
+
+    def __init__(
+        self,
+        servicer: IngestServicer,
+        *,
+        health_server: GrpcServer | None = None,
+        kafka_ping: Callable[[], bool] = lambda: True,
+        kafka_grace_s: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.servicer = servicer
+        self.health_server = health_server
+        self._kafka_ping = kafka_ping
+        self._kafka_grace_s = kafka_grace_s
+        self._monitor: asyncio.Task[None] | None = None
+
+    @property
+    def health_port(self) -> int | None:
+        """The plain-text health port (bound port when configured as 0), or None without TLS."""
+        return None if self.health_server is None else self.health_server.port
+
+    async def start(self) -> None:
+        if self.health_server is not None:
+            await self.health_server.start()
+        await super().start()
+        self._monitor = asyncio.create_task(self._watch_kafka())
+
+    async def _set_health(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for server in (self, self.health_server):
+            if server is not None:
+                for name in ("", SERVICE_NAME):
+                    await server._health.set(name, status)
+
+    async def _watch_kafka(self) -> None:
+        interval_s = min(2.0, self._kafka_grace_s / 2)
+        down_since: float | None = None
+        serving = True
+        while True:
+            ok = await asyncio.to_thread(self._kafka_ping)
+            now = time.monotonic()
+            if ok:
+                down_since = None
+            elif down_since is None:
+                down_since = now
+            want = down_since is None or now - down_since <= self._kafka_grace_s
+            if want != serving:
+                serving = want
+                if serving:
+                    log.info("Kafka is back: health SERVING")
+                else:
+                    log.warning(
+                        "Kafka unreachable for over %.0fs: health NOT_SERVING", self._kafka_grace_s
+                    )
+                await self._set_health(serving)
+            await asyncio.sleep(interval_s)
 
     async def stop(self, grace_s: float = 10.0) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
         await self._health.enter_graceful_shutdown()
+        if self.health_server is not None:
+            await self.health_server._health.enter_graceful_shutdown()
         self.servicer.begin_drain()
         if not await self.servicer.wait_idle(grace_s):
             log.warning("batches still in flight after %.0fs: their clients will resend", grace_s)
         # Streams left are idle between batches: closing them loses nothing.
         await super().stop(min(grace_s, 1.0))
+        if self.health_server is not None:
+            await self.health_server.stop(0)
 
 
 def build_gateway(config: GatewayConfig) -> tuple[GatewayServer, Callable[[], Awaitable[None]]]:
@@ -210,10 +280,20 @@ def build_gateway(config: GatewayConfig) -> tuple[GatewayServer, Callable[[], Aw
         config.max_batch_events,
     )
     tls = None
+    health_server = None
     if config.tls_cert and config.tls_key:
         tls = ServerTLS.from_files(config.tls_cert, config.tls_key, config.tls_client_ca)
+        health_server = GrpcServer(
+            host=config.host,
+            port=config.health_port,
+            registrations=[],
+            service_names=[SERVICE_NAME],
+        )
     server = GatewayServer(
         servicer,
+        health_server=health_server,
+        kafka_ping=producer.ping,
+        kafka_grace_s=config.produce_timeout_s,
         host=config.host,
         port=config.port,
         registrations=[lambda s: ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, s)],
