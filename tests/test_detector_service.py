@@ -356,11 +356,15 @@ def worker(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[
         w.kill(signal.SIGTERM)
 
 
-def produce(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> None:
+def produce(
+    bootstrap: str,
+    records: list[tuple[str, bytes, bytes]],
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap)
     try:
         for topic, key, value in records:
-            producer.send(topic, key=key, value=value)
+            producer.send(topic, key=key, value=value, headers=headers)
         producer.flush(timeout=30)
     finally:
         producer.close()
@@ -368,18 +372,18 @@ def produce(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> None:
 
 def read_until(
     bootstrap: str, topic: str, done: object, timeout_s: float = 60
-) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
+) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
     """Every record of ``topic`` from the start, read until ``done(records)`` is true."""
     consumer = KafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
     )
-    records: list[tuple[bytes | None, bytes, dict[str, bytes]]] = []
+    records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = []
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=500).values():
                 for r in batch:
-                    records.append((r.key, r.value, {k: v for k, v in r.headers or []}))
+                    records.append((r.key, r.value, list(r.headers or [])))
             if done(records):  # type: ignore[operator]
                 return records
         raise AssertionError(f"timed out reading {topic}: {len(records)} records")
@@ -388,7 +392,7 @@ def read_until(
 
 
 def findings_of(
-    records: list[tuple[bytes | None, bytes, dict[str, bytes]]],
+    records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]],
 ) -> list[findings_pb2.Finding]:
     out = []
     for _, value, _ in records:
@@ -398,7 +402,7 @@ def findings_of(
     return out
 
 
-def rules(records: list[tuple[bytes | None, bytes, dict[str, bytes]]]) -> set[str]:
+def rules(records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]) -> set[str]:
     return {f.rule_id for f in findings_of(records)}
 
 
@@ -422,8 +426,14 @@ def test_worker_turns_telemetry_into_findings_and_survives_a_poison_record(
             (sbx, key, bundle([sandbox_report("ev-sbx", T0_NS, 5_000)])),
             (da, key, b"\x08\x96\x01 this is not a bundle \xff"),
             (da, key, bundle([routine_access(i, T0_NS + i * 10**9) for i in range(50)])),
-            (da, key, bundle([c3_cross_border("ev-c3", T0_NS + 60 * 10**9)])),
         ],
+    )
+    # As the gateway writes it: the ingest call's W3C trace context in the record's headers.
+    trace_id = uuid.uuid4().hex
+    produce(
+        kafka_bootstrap,
+        [(da, key, bundle([c3_cross_border("ev-c3", T0_NS + 60 * 10**9)]))],
+        headers=[("traceparent", f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01".encode())],
     )
 
     found = read_until(
@@ -432,6 +442,12 @@ def test_worker_turns_telemetry_into_findings_and_survives_a_poison_record(
         lambda rs: {"leak.c3_outbound", "sandbox.user_cap"} <= rules(rs),
     )
     by_rule = {f.rule_id: f for f in findings_of(found)}
+    # The finding continues the trace of the telemetry record that carried its evidence.
+    [c3_headers] = [
+        h for _, v, h in found if "ev-c3" in findings_of([(None, v, h)])[0].evidence_event_ids
+    ]
+    traceparents = [v.decode() for k, v in c3_headers if k == "traceparent"]
+    assert len(traceparents) == 1 and traceparents[0].split("-")[1] == trace_id
     c3 = by_rule["leak.c3_outbound"]
     assert c3.institution_id == INST and c3.family == findings_pb2.FAMILY_DATA_LEAKAGE
     assert list(c3.evidence_event_ids) == ["ev-c3"]
@@ -443,8 +459,8 @@ def test_worker_turns_telemetry_into_findings_and_survives_a_poison_record(
         kafka_bootstrap, topic_name(DEAD_LETTER, p), lambda rs: len(rs) >= 1
     )
     assert dvalue == b"\x08\x96\x01 this is not a bundle \xff" and dkey == key
-    assert headers[REASON_HEADER] == b"undecodable_bundle"
-    assert headers["x-suptech-source-topic"] == da.encode()
+    assert dict(headers)[REASON_HEADER] == b"undecodable_bundle"
+    assert dict(headers)["x-suptech-source-topic"] == da.encode()
 
     assert worker.kill(signal.SIGTERM) == 0
     assert "checkpoint written" in worker.text()

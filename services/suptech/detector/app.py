@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
+from opentelemetry import trace
 
+from suptech.common.otel import extract_context, inject_headers, setup_telemetry
 from suptech.common.topics import (
     DEAD_LETTER,
     DETECTOR_CHECKPOINTS,
@@ -65,6 +67,7 @@ class Detector:
     findings_topic: Any
     dead_letter_topic: Any
     health: HealthPort
+    tracer: trace.Tracer
     _last_progress: dict[str, int] = field(default_factory=dict)
 
     async def publish(self, outcome: Outcome) -> None:
@@ -79,6 +82,8 @@ class Detector:
                 await self.findings_topic.send(
                     key=finding.institution_id.encode(),
                     value=finding.SerializeToString(),
+                    # The span of the record (or watermark tick) that produced the finding.
+                    headers=inject_headers(),
                     force=True,
                 )
             )
@@ -158,12 +163,13 @@ class Detector:
         async with self.lock:
             if self.core.failed:
                 return
-            findings = self.core.advance()
-            try:
-                await self._publish(findings, ())
-            except Exception as exc:
-                await self._fail(exc)
-                return
+            with self.tracer.start_as_current_span("detector.advance"):
+                findings = self.core.advance()
+                try:
+                    await self._publish(findings, ())
+                except Exception as exc:
+                    await self._fail(exc)
+                    return
             progress = self.core.progress()
             if progress != self._last_progress:
                 self._last_progress = progress
@@ -296,13 +302,27 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
         app.topic(topic_name(FINDINGS, prefix), key_type=bytes, value_type=bytes),
         app.topic(topic_name(DEAD_LETTER, prefix), key_type=bytes, value_type=bytes),
         HealthPort(config.health_host, config.health_port),
+        setup_telemetry("detector")[0],
     )
     source = app.topic(*telemetry, registry, key_type=bytes, value_type=bytes)
 
     async def detect(stream: Any) -> None:
         async for event in stream.events():
             m = event.message
-            await detector.on_record(m.topic, m.partition, m.offset, m.key, m.value)
+            # A child of the producer's span (the gateway's ingest call), so a finding can be
+            # followed back to the batch that carried its evidence.
+            with detector.tracer.start_as_current_span(
+                "detector.process",
+                context=extract_context(m.headers),
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": m.topic,
+                    "messaging.kafka.destination.partition": m.partition,
+                    "messaging.kafka.message.offset": m.offset,
+                },
+            ):
+                await detector.on_record(m.topic, m.partition, m.offset, m.key, m.value)
 
     app.agent(source, name=f"{config.app_id}.detect")(detect)
     app.timer(config.watermark_interval_s, name=f"{config.app_id}.watermark")(detector.on_watermark)
