@@ -12,9 +12,16 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from kafka import KafkaConsumer, TopicPartition
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from suptech.common.bundles import decode_bundle, topic_spec_for
+from suptech.common.topics import topic_name
 from suptech.gateway.server import SERVICE_NAME, build_gateway
+from suptech.v1 import ingest_pb2_grpc
 
-from tests.test_gateway import base_config, closed_port, make_pki
+from tests.test_gateway import TOKEN_A, base_config, batch, closed_port, make_pki, now_event
 
 pytestmark = pytest.mark.integration
 
@@ -105,3 +112,82 @@ async def test_health_port_not_serving_while_kafka_is_unreachable(
     finally:
         await server.stop(1.0)
         await cleanup()
+
+
+# ---- trace context and counters ----------------------------------------------------------------
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"
+
+
+def records_of(kafka: str, topic: str, count: int) -> list[Any]:
+    consumer = KafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False, group_id=None)
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
+        consumer.seek_to_beginning()
+        found: list[Any] = []
+        deadline = time.monotonic() + 20
+        while len(found) < count and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                found += records
+        return found
+    finally:
+        consumer.close()
+
+
+def counters(reader: InMemoryMetricReader) -> dict[tuple[str, tuple[Any, ...]], int]:
+    """(metric name, sorted attributes) -> value, for every point the gateway recorded."""
+    out: dict[tuple[str, tuple[Any, ...]], int] = {}
+    data = reader.get_metrics_data()
+    assert data is not None
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                for point in metric.data.data_points:
+                    attrs = tuple(sorted((point.attributes or {}).items()))
+                    out[(metric.name, attrs)] = int(point.value)
+    return out
+
+
+async def test_records_carry_the_callers_trace_and_counters_add_up(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+    tracer = TracerProvider().get_tracer("test")
+    server, cleanup = build_gateway(
+        base_config(kafka_bootstrap, topic_prefix), telemetry=(tracer, meter)
+    )
+    await server.start()
+    try:
+        bad = now_event("data_access", 2)
+        bad.data_access.actor_pseudonym = "raw-employee-id"
+        events = [now_event("data_access", 0), now_event("data_access", 1), bad]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = ingest_pb2_grpc.IngestServiceStub(channel)
+            call = stub.StreamTelemetry(
+                iter([batch(events, "traced-1"), batch([now_event("heartbeat", 3)], "traced-2")]),
+                metadata=(("authorization", f"Bearer {TOKEN_A}"), ("traceparent", TRACEPARENT)),
+                timeout=30,
+            )
+            acks = [ack async for ack in call]
+    finally:
+        await server.stop(1.0)
+        await cleanup()
+    assert [(a.batch_id, a.accepted) for a in acks] == [("traced-1", 2), ("traced-2", 1)]
+
+    topic = topic_name(topic_spec_for("data_access"), topic_prefix)
+    (record,) = await asyncio.to_thread(records_of, kafka_bootstrap, topic, 1)
+    assert decode_bundle(record.value).batch_id == "traced-1"
+    traceparents = [v.decode() for k, v in record.headers if k == "traceparent"]
+    assert len(traceparents) == 1
+    version, trace_id, span_id, _flags = traceparents[0].split("-")
+    # The same trace as the caller's, under the gateway's own span for the batch.
+    assert (version, trace_id) == ("00", CALLER_TRACE)
+    assert span_id != "00f067aa0ba902b7"
+
+    assert counters(reader) == {
+        ("suptech.gateway.batches", (("outcome", "acked"),)): 2,
+        ("suptech.gateway.events_accepted", ()): 3,
+        ("suptech.gateway.events_rejected", (("reason", "INVALID_FORMAT"),)): 1,
+    }

@@ -164,15 +164,17 @@ class TelemetryProducer:
         institution_id: str,
         batch_id: str,
         groups: Mapping[str, Sequence[telemetry_pb2.TelemetryEnvelope]],
+        headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
-        """Write each group to its topic and wait for Kafka; raise :class:`ProduceError`."""
+        """Write each group to its topic (every record with ``headers``: the batch's trace
+        context) and wait for Kafka; raise :class:`ProduceError`."""
         producer = self._get()
         key = institution_id.encode()
         received_ns = time.time_ns()
         deadline = time.monotonic() + self._timeout_s
         try:
             futures = [
-                producer.send(self._topics[kind], key=key, value=value)
+                producer.send(self._topics[kind], key=key, value=value, headers=list(headers))
                 for kind, events in groups.items()
                 for value in _bundles(institution_id, batch_id, received_ns, events)
             ]
@@ -187,11 +189,14 @@ class TelemetryProducer:
         institution_id: str,
         batch_id: str,
         groups: Mapping[str, Sequence[telemetry_pb2.TelemetryEnvelope]],
+        headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         if not groups:
             return
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(None, self.publish_sync, institution_id, batch_id, groups)
+        work = loop.run_in_executor(
+            None, self.publish_sync, institution_id, batch_id, groups, headers
+        )
         try:
             # The thread bounds itself too; this keeps the call's bound even if Kafka's client
             # overruns (a batch that lands late is resent by the client and deduped downstream).

@@ -11,8 +11,13 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2
+from opentelemetry import metrics, trace
+from opentelemetry.context import Context
+from opentelemetry.propagate import extract
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from suptech.common.grpc_server import GrpcServer, ServerTLS
+from suptech.common.otel import inject_headers, setup_telemetry
 from suptech.gateway.auth import Authenticator
 from suptech.gateway.config import GatewayConfig
 from suptech.gateway.producer import ProduceError, TelemetryProducer
@@ -35,6 +40,10 @@ PIPELINE_DEPTH = 8
 class _Started:
     ack: Any
     written: asyncio.Future[None]
+    # Ended when the batch is acknowledged or fails.
+    span: Span
+    # reason name -> events refused for it
+    refused: dict[str, int]
 
 
 @dataclass
@@ -42,6 +51,11 @@ class _Refusal:
     code: Any
     message: str
     trailing: tuple[tuple[str, str], ...] = ()
+
+
+def _reason_name(reason: int) -> str:
+    """``INVALID_FORMAT`` for ``REJECT_REASON_INVALID_FORMAT`` (metric attribute values)."""
+    return ingest_pb2.RejectReason.Name(reason).removeprefix("REJECT_REASON_")
 
 
 class IngestServicer:
@@ -54,7 +68,22 @@ class IngestServicer:
         producer: TelemetryProducer,
         limits: Limits,
         max_batch_events: int,
+        tracer: trace.Tracer,
+        meter: metrics.Meter,
     ) -> None:
+        self._tracer = tracer
+        # Counted once per batch, never per event: the hot path stays free of instrumentation.
+        self._events_accepted = meter.create_counter(
+            "suptech.gateway.events_accepted", unit="{event}", description="events written"
+        )
+        self._events_rejected = meter.create_counter(
+            "suptech.gateway.events_rejected",
+            unit="{event}",
+            description="events refused, by reason",
+        )
+        self._batches = meter.create_counter(
+            "suptech.gateway.batches", unit="{batch}", description="batches, by outcome"
+        )
         self._auth = authenticator
         self._limiter = limiter
         self._producer = producer
@@ -87,6 +116,10 @@ class IngestServicer:
         acknowledged in the order they came: an SDK keeping several batches in flight is not held
         to one Kafka round trip per batch."""
         institution = await self._auth.authenticate(context)
+        # The caller's trace (W3C traceparent in the call metadata) continues in each batch's span.
+        parent = extract(
+            {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        )
         # Unbounded queue, bounded pipeline: the reader never blocks on put, so it can always end.
         queue: asyncio.Queue[_Started | _Refusal | None] = asyncio.Queue()
         slots = asyncio.Semaphore(PIPELINE_DEPTH)
@@ -97,10 +130,11 @@ class IngestServicer:
                 async for batch in request_iterator:
                     refusal = self._refuse(institution, batch)
                     if refusal is not None:
+                        self._batches.add(1, {"outcome": refusal.code.name.lower()})
                         queue.put_nowait(refusal)
                         return
                     await slots.acquire()
-                    started = self._start(institution, batch)
+                    started = self._start(institution, batch, parent)
                     live.add(started)
                     queue.put_nowait(started)
             except asyncio.CancelledError:
@@ -125,17 +159,22 @@ class IngestServicer:
                     await item.written
                 except ProduceError as e:
                     log.warning("batch %s of %s not written: %s", item.ack.batch_id, institution, e)
+                    self._batches.add(1, {"outcome": "kafka_unavailable"})
+                    item.span.set_status(Status(StatusCode.ERROR, "Kafka unavailable"))
                     await context.abort(grpc.StatusCode.UNAVAILABLE, f"Kafka unavailable: {e}")
                 finally:
                     live.discard(item)
                     slots.release()
                     self._done()
+                    item.span.end()
+                self._count(item)
                 yield item.ack
         finally:
             reader.cancel()
             # Batches started but never acknowledged: the client resends them.
             for item in live:
                 item.written.cancel()
+                item.span.end()
                 self._done()
 
     def _refuse(self, institution: str, batch: Any) -> _Refusal | None:
@@ -162,21 +201,40 @@ class IngestServicer:
             )
         return None
 
-    def _start(self, institution: str, batch: Any) -> _Started:
+    def _start(self, institution: str, batch: Any, parent: Context) -> _Started:
         """Validate ``batch`` and start writing its accepted events."""
         batch_id = batch.batch_id
+        span = self._tracer.start_span(
+            "suptech.gateway.batch",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={"suptech.institution_id": institution, "suptech.batch_id": batch_id},
+        )
         verdict = validate_batch(batch.events, institution, time.time(), self._limits)
         ack = ingest_pb2.BatchAck(batch_id=batch_id, accepted=verdict.accepted_count)
+        refused: dict[str, int] = {}
         if verdict.rejections:
             add = ack.rejections.add
             for index, event_id, reason, detail in verdict.rejections:
                 add(index=index, event_id=event_id, reason=reason, detail=detail)
+                name = _reason_name(reason)
+                refused[name] = refused.get(name, 0) + 1
+        span.set_attribute("suptech.events_accepted", verdict.accepted_count)
+        span.set_attribute("suptech.events_rejected", len(verdict.rejections))
+        with trace.use_span(span, end_on_exit=False):
+            headers = inject_headers()
         self._in_flight += 1
         self._idle.clear()
         written = asyncio.ensure_future(
-            self._producer.publish(institution, batch_id, verdict.accepted)
+            self._producer.publish(institution, batch_id, verdict.accepted, headers)
         )
-        return _Started(ack, written)
+        return _Started(ack, written, span, refused)
+
+    def _count(self, item: _Started) -> None:
+        self._batches.add(1, {"outcome": "acked"})
+        self._events_accepted.add(item.ack.accepted)
+        for reason, n in item.refused.items():
+            self._events_rejected.add(n, {"reason": reason})
 
     def _done(self) -> None:
         self._in_flight -= 1
@@ -269,8 +327,14 @@ class GatewayServer(GrpcServer):
             await self.health_server.stop(0)
 
 
-def build_gateway(config: GatewayConfig) -> tuple[GatewayServer, Callable[[], Awaitable[None]]]:
-    """The gateway's server (not started) and the cleanup that closes its Kafka producer."""
+def build_gateway(
+    config: GatewayConfig, telemetry: tuple[trace.Tracer, metrics.Meter] | None = None
+) -> tuple[GatewayServer, Callable[[], Awaitable[None]]]:
+    """The gateway's server (not started) and the cleanup that closes its Kafka producer.
+
+    ``telemetry`` defaults to the process's OpenTelemetry providers (installed once).
+    """
+    tracer, meter = telemetry if telemetry is not None else setup_telemetry("gateway")
     producer = TelemetryProducer(config.kafka_addr, config.topic_prefix, config.produce_timeout_s)
     servicer = IngestServicer(
         Authenticator(config.tokens),
@@ -278,6 +342,8 @@ def build_gateway(config: GatewayConfig) -> tuple[GatewayServer, Callable[[], Aw
         producer,
         Limits(max_skew_s=config.max_skew_s, max_age_s=config.max_age_s),
         config.max_batch_events,
+        tracer,
+        meter,
     )
     tls = None
     health_server = None
