@@ -28,6 +28,13 @@ class EngineConfig:
     health_floor: float = 0.3
     # Consecutive off-baseline health reports before a health anomaly is reported.
     health_persist: int = 3
+    # Event rate: events of an actor in one clock hour against its mean over its active hours.
+    # An hour with more than max(rate_min_events, rate_ratio x that mean) events is scraping or
+    # a runaway script, even when every single event looks ordinary.
+    rate_ratio: float = 5.0
+    rate_min_events: int = 30
+    # Active hours an actor needs before its rate may alert.
+    rate_warmup_hours: int = 12
     # Off-hours moves smaller than this are routine (a forgotten script), not exfiltration.
     off_hours_min_records: int = 200
     # Recent event ids remembered for idempotence.
@@ -58,6 +65,10 @@ class EngineConfig:
     # Institutions hit within this window make a shared-vendor outage.
     vendor_outage_window_ns: int = HOUR_NS
     vendor_outage_min_institutions: int = 3
+    # Share of a vendor's systems that must be down together before the vendor is blamed.
+    vendor_outage_coverage: float = 0.5
+    # Systems of one institution failing within this window of each other are one disruption.
+    cascade_window_ns: int = HOUR_NS
     # A source is silent after this many missed heartbeat intervals.
     silence_intervals: float = 3.0
     default_heartbeat_interval_s: int = 300

@@ -59,6 +59,10 @@ class CusumDrift(base.AnomalyDetector):
     def score_one(self, x: dict[Any, Any]) -> float:
         return self._step(float(x.get(self.feature, 0.0))) / self.h
 
+    def reset(self) -> None:
+        """Start a new sum after an alarm, keeping the learned baseline (standard CUSUM)."""
+        self.sum = 0.0
+
     def learn_one(self, x: dict[Any, Any]) -> None:
         v = float(x.get(self.feature, 0.0))
         self.sum = self._step(v)

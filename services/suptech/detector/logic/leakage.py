@@ -55,7 +55,22 @@ def _dest_key(pseudonym: str, country: str) -> int:
 class _Actor:
     """Compact per-actor state: a few floats, a 24-slot hour histogram, the daily drip sum."""
 
-    __slots__ = ("read", "move", "q", "hours", "day", "day_out", "days", "drip", "frozen_until")
+    __slots__ = (
+        "read",
+        "move",
+        "q",
+        "hours",
+        "day",
+        "day_out",
+        "days",
+        "drip",
+        "frozen_until",
+        "hour",
+        "hour_n",
+        "rate_mean",
+        "rate_hours",
+        "day_flagged",
+    )
 
     def __init__(self, cfg: EngineConfig) -> None:
         # Reading and moving data are different habits: one baseline each.
@@ -68,6 +83,13 @@ class _Actor:
         self.days = 0
         self.drip = CusumDrift(feature="out", k=cfg.cusum_k, h=cfg.cusum_h, alpha=0.1, floor=1.0)
         self.frozen_until = 0
+        # Events in the current clock hour, and the mean count over past active hours.
+        self.hour = -1
+        self.hour_n = 0
+        self.rate_mean = 0.0
+        self.rate_hours = 0
+        # Today already produced a finding for this actor: its total is not a drip's evidence.
+        self.day_flagged = False
 
 
 class _System:
@@ -214,8 +236,47 @@ class LeakageFamily:
             if warm:
                 actor.q = update_quantile(actor.q, score, cfg.false_alarm_budget, 0.05)
 
-        # Off-hours: an actor who never works at night moving data at night.
-        local_hour = (t // HOUR_NS + cfg.utc_offset_hours) % 24
+        abs_hour = t // HOUR_NS
+        if abs_hour != actor.hour:
+            if actor.hour_n and actor.hour >= 0 and abs_hour > actor.hour:
+                limit = max(cfg.rate_min_events, cfg.rate_ratio * actor.rate_mean)
+                # A flagged hour is not learned: scraping must not become the normal rate.
+                if actor.hour_n <= limit or actor.rate_hours < cfg.rate_warmup_hours:
+                    actor.rate_hours += 1
+                    w = max(0.05, 1.0 / actor.rate_hours)
+                    actor.rate_mean += w * (actor.hour_n - actor.rate_mean)
+            if abs_hour > actor.hour:
+                actor.hour = abs_hour
+                actor.hour_n = 0
+        if abs_hour == actor.hour:
+            actor.hour_n += 1
+            if actor.rate_hours >= cfg.rate_warmup_hours:
+                limit = max(cfg.rate_min_events, cfg.rate_ratio * actor.rate_mean)
+                if actor.hour_n > limit and actor.hour_n - 1 <= limit:
+                    flagged = True
+                    emit(
+                        Candidate(
+                            FAMILY,
+                            inst_id,
+                            "actor",
+                            actor_id,
+                            "leak.actor_rate",
+                            False,
+                            float(actor.hour_n),
+                            limit,
+                            grade_for(actor.hour_n, limit),
+                            f"{actor.hour_n} data accesses within this hour from {da.system_id} "
+                            f"(last {records} records), about {actor.rate_mean:.0f} an hour "
+                            f"normal for this actor",
+                            t,
+                            [eid],
+                            [("events_per_hour", float(actor.hour_n), actor.rate_mean, 1.0)],
+                        )
+                    )
+
+        # Off-hours: an actor who never works at night sending data out at night (internal
+        # night exports are maintenance, not exfiltration).
+        local_hour = (abs_hour + cfg.utc_offset_hours) % 24
         hours = actor.hours
         if cfg.off_hours_start <= local_hour < cfg.off_hours_end:
             total = sum(hours)
@@ -223,7 +284,7 @@ class LeakageFamily:
             if (
                 total >= cfg.warmup_events
                 and night * 100 < total
-                and moving
+                and outbound
                 and records >= cfg.off_hours_min_records
             ):
                 flagged = True
@@ -252,14 +313,18 @@ class LeakageFamily:
                     hours[i] //= 2
             hours[local_hour] += 1
 
-        # Slow drip: outbound records summed per local day, a CUSUM over the daily totals.
-        day = (t // HOUR_NS + cfg.utc_offset_hours) // 24
+        # Slow drip: records leaving the institution summed per local day, a CUSUM over the daily
+        # totals (internal exports are how many people work, and too irregular a day to call).
+        day = (abs_hour + cfg.utc_offset_hours) // 24
         if day > actor.day:
             if actor.day >= 0:
                 self._close_days(inst_id, actor_id, actor, day, t, eid, emit)
             actor.day = day
             actor.day_out = 0.0
-        if moving and day == actor.day:
+            actor.day_flagged = False
+        if flagged or c3 and outbound or actor.frozen_until > t:
+            actor.day_flagged = True
+        if outbound and day == actor.day:
             actor.day_out += records
 
         self._system(inst_id, da.system_id, x, t, eid, records, op, vol.n, flagged, emit)
@@ -272,12 +337,15 @@ class LeakageFamily:
         cfg = self.cfg
         # Days without events moved nothing; at most a week of them matters to the sum.
         gap = min(day - actor.day - 1, 7)
-        for out in [actor.day_out] + [0.0] * gap:
+        # A day whose moves were already reported would only repeat that finding a day late.
+        days = [0.0] * gap if actor.day_flagged else [actor.day_out] + [0.0] * gap
+        for out in days:
             x = {"out": math.log1p(out)}
             score = actor.drip.score_one(x)
             actor.drip.learn_one(x)
             actor.days += 1
             if actor.days > cfg.warmup_days and score >= 1.0:
+                actor.drip.reset()
                 emit(
                     Candidate(
                         FAMILY,

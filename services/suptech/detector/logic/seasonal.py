@@ -48,9 +48,12 @@ class SeasonalBaseline(base.AnomalyDetector):
         rebaseline_after: int = 24,
         time_key: str = "t",
         utc_offset_hours: int = 8,
+        floors: dict[str, float] | None = None,
     ) -> None:
         self.alpha = alpha
         self.floor = floor
+        # Per-feature smallest deviation: the effect size below which a change is not news.
+        self.floors = dict(floors or {})
         self.min_slot = min_slot
         self.threshold = threshold
         self.rebaseline_after = rebaseline_after
@@ -69,7 +72,7 @@ class SeasonalBaseline(base.AnomalyDetector):
         row = rows[slot] if rows[slot][2] >= self.min_slot else rows[_SLOTS]
         if row[2] == 0:
             return None
-        return row[0], max(row[1] * _MAD_TO_SIGMA, self.floor)
+        return row[0], max(row[1] * _MAD_TO_SIGMA, self.floors.get(feature, self.floor))
 
     def _residuals(self, x: dict[Any, Any]) -> tuple[int, dict[str, float]]:
         slot = _slot(x[self.time_key], self.utc_offset_hours)
@@ -101,8 +104,17 @@ class SeasonalBaseline(base.AnomalyDetector):
                 out[k] = (v, e[0])
         return out
 
+    def score_learn_one(self, x: dict[Any, Any]) -> dict[str, float]:
+        """Signed z-score per feature before learning ``x``, then learn it (one pass, not two)."""
+        slot, z = self._residuals(x)
+        self._learn(x, slot, z)
+        return z
+
     def learn_one(self, x: dict[Any, Any]) -> None:
         slot, z = self._residuals(x)
+        self._learn(x, slot, z)
+
+    def _learn(self, x: dict[Any, Any], slot: int, z: dict[str, float]) -> None:
         self.n += 1
         warm = all(rows[slot][2] >= self.min_slot for rows in self._stats.values())
         if warm and z and max(abs(v) for v in z.values()) > self.threshold:
@@ -122,6 +134,7 @@ class SeasonalBaseline(base.AnomalyDetector):
             if rows is None:
                 rows = [[0.0, 0.0, 0.0] for _ in range(_SLOTS + 1)]
                 self._stats[k] = rows
+            floor = self.floors.get(k, self.floor)
             for row in (rows[slot], rows[_SLOTS]):
                 row[2] += 1
                 if row[2] == 1:
@@ -130,7 +143,7 @@ class SeasonalBaseline(base.AnomalyDetector):
                 w = max(self.alpha, 1.0 / row[2])
                 r = v - row[0]
                 if row[2] > 3:
-                    lim = 3.0 * max(row[1] * _MAD_TO_SIGMA, self.floor)
+                    lim = 3.0 * max(row[1] * _MAD_TO_SIGMA, floor)
                     r = max(-lim, min(lim, r))
                 row[0] += w * r
                 row[1] += w * (abs(r) - row[1])
