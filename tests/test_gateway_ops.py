@@ -4,6 +4,11 @@ records it writes, and draining on SIGTERM. Real gRPC, the real shared broker.""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
+import signal
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -191,3 +196,90 @@ async def test_records_carry_the_callers_trace_and_counters_add_up(
         ("suptech.gateway.events_accepted", ()): 3,
         ("suptech.gateway.events_rejected", (("reason", "INVALID_FORMAT"),)): 1,
     }
+
+
+# ---- draining on SIGTERM -----------------------------------------------------------------------
+
+
+async def start_gateway_process(
+    kafka: str, prefix: str, tmp_path: Path
+) -> tuple[asyncio.subprocess.Process, int]:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({TOKEN_A: "bank-a"}))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(["services", "."]),
+        GATEWAY_PORT="0",
+        GATEWAY_TOKENS_FILE=str(tokens),
+        KAFKA_ADDR=kafka,
+        SUPTECH_TOPIC_PREFIX=prefix,
+        GATEWAY_GRACE_S="20",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "suptech.gateway",
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    while True:
+        line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
+        assert line, "gateway exited before listening"
+        match = re.search(r"gateway listening on (\d+)", line)
+        if match:
+            return proc, int(match.group(1))
+
+
+async def test_sigterm_drains_batches_in_flight_then_refuses_and_exits_0(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    proc, port = await start_gateway_process(kafka_bootstrap, topic_prefix, tmp_path)
+    events = [now_event("data_access", i) for i in range(1000)]
+    # Far more than the gateway keeps in flight (8 per stream): the stream is still busy when
+    # the signal lands, so batches are between "read" and "acknowledged" at that moment.
+    batches = [batch(events, f"drain-{i:02d}") for i in range(40)]
+    acked: list[str] = []
+    acked_after_signal: list[str] = []
+    signalled = False
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = ingest_pb2_grpc.IngestServiceStub(channel)
+            call = stub.StreamTelemetry(
+                iter(batches), metadata=(("authorization", f"Bearer {TOKEN_A}"),), timeout=60
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                async for ack in call:
+                    acked.append(ack.batch_id)
+                    if signalled:
+                        acked_after_signal.append(ack.batch_id)
+                    else:
+                        proc.send_signal(signal.SIGTERM)
+                        signalled = True
+            # A stream opened once the drain began is refused too (by the gateway or, once it
+            # closed its port, by the connection).
+            with pytest.raises(grpc.aio.AioRpcError) as late:
+                await stub.StreamTelemetry(
+                    iter([batch(events[:1], "late")]),
+                    metadata=(("authorization", f"Bearer {TOKEN_A}"),),
+                    timeout=30,
+                ).read()
+        assert proc.stderr is not None
+        rest = (await asyncio.wait_for(proc.stderr.read(), 60)).decode()
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "shutting down" in (refused.value.details() or "")
+    assert late.value.code() == grpc.StatusCode.UNAVAILABLE
+    # Batches the gateway had taken when the signal came were still written and acknowledged.
+    assert acked_after_signal, "no batch was in flight at SIGTERM"
+    assert len(acked) < len(batches)
+    assert "gateway stopped" in rest
+    topic = topic_name(topic_spec_for("data_access"), topic_prefix)
+    records = await asyncio.to_thread(records_of, kafka_bootstrap, topic, len(acked))
+    written = [decode_bundle(r.value).batch_id for r in records]
+    assert sorted(set(written)) == sorted(acked)
