@@ -43,6 +43,8 @@ BUNDLE = 500
 INSTITUTIONS = 20
 PROGRESS = re.compile(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\].*detector progress (\{.*\})")
 
+CHECKPOINT = re.compile(r"checkpoint written: (\d+) bytes")
+
 Bundle = tuple[str, str, list[telemetry_pb2.TelemetryEnvelope]]
 
 
@@ -151,6 +153,8 @@ def worker_rate(
             DETECTOR_STATE_DIR=str(Path(tmp) / "state"),
             DETECTOR_WATERMARK_INTERVAL_S="0.25",
             DETECTOR_SESSION_TIMEOUT_S="6",
+            # An ephemeral health port: 50071 may be taken on a shared machine.
+            DETECTOR_HEALTH_PORT="0",
         )
         with open(log_path, "wb") as out:
             proc = subprocess.Popen(
@@ -179,6 +183,8 @@ def worker_rate(
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
+        # The final checkpoint (local file + Kafka topic) is written during the graceful stop.
+        sizes = CHECKPOINT.findall(log_path.read_text(errors="replace"))
     moving = [p for p in points if p[1] > 0]
     (t0, e0), (t1, e1) = moving[0], moving[-1]
     return {
@@ -186,6 +192,7 @@ def worker_rate(
         "measured_events": e1 - e0,
         "seconds": round(t1 - t0, 3),
         "events_per_s": round((e1 - e0) / (t1 - t0), 1) if t1 > t0 else None,
+        "final_checkpoint_bytes": int(sizes[-1]) if sizes else None,
         "topic_prefix": prefix,
     }
 
@@ -223,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         f"river MinMaxScaler|HalfSpaceTrees:    {result['river_minmax_hst_events_per_s']} events/s"
     )
     print(f"worker / river: {result['worker_vs_river']}")
+    print(f"final checkpoint: {worker['final_checkpoint_bytes']} bytes")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS.relative_to(REPO)}")
