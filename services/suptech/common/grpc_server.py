@@ -96,6 +96,16 @@ class GrpcServer:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("gRPC server listening on port %d", self.port)
 
+    async def set_serving(self, serving: bool) -> None:
+        """Report every service SERVING or NOT_SERVING (readiness follows a dependency's state)."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *self._service_names):
+            await self._health.set(name, status)
+
     async def stop(self, grace_s: float = 10.0) -> None:
         """Report NOT_SERVING, refuse new calls, and let running ones finish within ``grace_s``."""
         await self._health.enter_graceful_shutdown()

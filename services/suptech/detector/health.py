@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 
-from grpc_health.v1 import health_pb2
-
 from suptech.common.grpc_server import GrpcServer
 
 __all__ = ["HealthPort"]
@@ -68,10 +66,4 @@ class HealthPort:
     async def _publish(self) -> None:
         if self._server is None:
             return
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if self.serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        # GrpcServer exposes no status setter; its health servicer is the one the probes ask.
-        await self._server._health.set("", status)
+        await self._server.set_serving(self.serving)
