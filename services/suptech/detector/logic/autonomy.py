@@ -66,7 +66,7 @@ _SERVICE_FEATURES = ("unavailability_pct", "error_pct", "incidents")
 
 
 class _System:
-    __slots__ = ("tier", "index", "inventory", "vendors", "health", "q", "n", "fingerprint")
+    __slots__ = ("tier", "index", "inventory", "vendors", "health", "q", "n", "components")
 
     def __init__(self, cfg: EngineConfig) -> None:
         self.tier = 0
@@ -84,9 +84,9 @@ class _System:
         )
         self.q = 0.0
         self.n = 0
-        # Serialized component list of the last report: an unchanged inventory (nearly every
-        # report) skips the index and inventory work.
-        self.fingerprint = b""
+        # Copy of the last report's components: an unchanged inventory (nearly every report)
+        # compares equal in C and skips the index and inventory work.
+        self.components: list[telemetry_pb2.Component] = []
 
 
 class _Cascade:
@@ -150,11 +150,11 @@ class AutonomyFamily:
         tier_grade = _TIER_GRADE.get(tier, findings_pb2.GRADE_GENERAL)
 
         comps = rep.components
-        if comps:
-            fingerprint = b"".join([c.SerializeToString() for c in comps])
-            if fingerprint != s.fingerprint:
-                s.fingerprint = fingerprint
-                self._inventory(s, list(comps), inst_id, sys_id, core, tier_grade, t, eid, emit)
+        if comps and comps != s.components:
+            s.components = [telemetry_pb2.Component(layer=c.layer) for c in comps]
+            for mine, c in zip(s.components, comps, strict=True):
+                mine.CopyFrom(c)
+            self._inventory(s, list(comps), inst_id, sys_id, core, tier_grade, t, eid, emit)
 
         # Health against the system's own hour-of-day/weekday rhythm; larger is worse for all.
         availability = rep.availability

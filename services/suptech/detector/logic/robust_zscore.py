@@ -49,29 +49,43 @@ class RobustZScore(base.AnomalyDetector):
         self._dev: dict[str, float] = {}
 
     def learn_one(self, x: dict[Any, Any]) -> None:
-        self.n += 1
-        w = max(self.alpha, 1.0 / self.n)
+        # Written with local names and no max()/min() calls: it runs for every data access.
+        self.n = n = self.n + 1
+        w = 1.0 / n
+        if w < self.alpha:
+            w = self.alpha
+        means = self._mean
+        devs = self._dev
+        clip = self.clip
+        floor = self.floor
         for k, v in x.items():
-            m = self._mean.get(k)
+            m = means.get(k)
             if m is None:
-                self._mean[k] = v
-                self._dev[k] = 0.0
+                means[k] = v
+                devs[k] = 0.0
                 continue
-            d = self._dev[k]
-            lim = self.clip * max(d * _MAD_TO_SIGMA, self.floor)
+            d = devs[k]
             r = v - m
-            if self.n > 3:
-                r = max(-lim, min(lim, r))
-            self._mean[k] = m + w * r
-            self._dev[k] = d + w * (abs(r) - d)
+            if n > 3:
+                lim = d * _MAD_TO_SIGMA
+                lim = clip * (lim if lim > floor else floor)
+                if r > lim:
+                    r = lim
+                elif r < -lim:
+                    r = -lim
+            means[k] = m + w * r
+            devs[k] = d + w * ((r if r >= 0.0 else -r) - d)
 
     def score_one(self, x: dict[Any, Any]) -> float:
         best = 0.0
+        means = self._mean
+        floor = self.floor
         for k, v in x.items():
-            m = self._mean.get(k)
+            m = means.get(k)
             if m is None:
                 continue
-            z = (v - m) / max(self._dev[k] * _MAD_TO_SIGMA, self.floor)
+            sigma = self._dev[k] * _MAD_TO_SIGMA
+            z = (v - m) / (sigma if sigma > floor else floor)
             if z > best:
                 best = z
         return best

@@ -75,14 +75,28 @@ class SeasonalBaseline(base.AnomalyDetector):
         return row[0], max(row[1] * _MAD_TO_SIGMA, self.floors.get(feature, self.floor))
 
     def _residuals(self, x: dict[Any, Any]) -> tuple[int, dict[str, float]]:
-        slot = _slot(x[self.time_key], self.utc_offset_hours)
+        # Inlined _expect: this runs for every health report of every system.
+        tk = self.time_key
+        slot = _slot(x[tk], self.utc_offset_hours)
+        stats = self._stats
+        min_slot = self.min_slot
+        floors = self.floors
+        default_floor = self.floor
         out = {}
         for k, v in x.items():
-            if k == self.time_key:
+            if k == tk:
                 continue
-            e = self._expect(k, slot)
-            if e is not None:
-                out[k] = (v - e[0]) / e[1]
+            rows = stats.get(k)
+            if rows is None:
+                continue
+            row = rows[slot]
+            if row[2] < min_slot:
+                row = rows[_SLOTS]
+                if row[2] == 0:
+                    continue
+            dev = row[1] * _MAD_TO_SIGMA
+            floor = floors.get(k, default_floor)
+            out[k] = (v - row[0]) / (dev if dev > floor else floor)
         return slot, out
 
     @property
@@ -127,26 +141,37 @@ class SeasonalBaseline(base.AnomalyDetector):
         self._update(x, slot)
 
     def _update(self, x: dict[Any, Any], slot: int) -> None:
+        tk = self.time_key
+        alpha = self.alpha
+        floors = self.floors
+        default_floor = self.floor
         for k, v in x.items():
-            if k == self.time_key:
+            if k == tk:
                 continue
             rows = self._stats.get(k)
             if rows is None:
                 rows = [[0.0, 0.0, 0.0] for _ in range(_SLOTS + 1)]
                 self._stats[k] = rows
-            floor = self.floors.get(k, self.floor)
+            floor = floors.get(k, default_floor)
             for row in (rows[slot], rows[_SLOTS]):
-                row[2] += 1
-                if row[2] == 1:
+                n = row[2] + 1
+                row[2] = n
+                if n == 1:
                     row[0] = v
                     continue
-                w = max(self.alpha, 1.0 / row[2])
+                w = 1.0 / n
+                if w < alpha:
+                    w = alpha
                 r = v - row[0]
-                if row[2] > 3:
-                    lim = 3.0 * max(row[1] * _MAD_TO_SIGMA, floor)
-                    r = max(-lim, min(lim, r))
+                if n > 3:
+                    lim = row[1] * _MAD_TO_SIGMA
+                    lim = 3.0 * (lim if lim > floor else floor)
+                    if r > lim:
+                        r = lim
+                    elif r < -lim:
+                        r = -lim
                 row[0] += w * r
-                row[1] += w * (abs(r) - row[1])
+                row[1] += w * ((r if r >= 0.0 else -r) - row[1])
 
     def _rebaseline(self) -> None:
         for k, rows in self._stats.items():
