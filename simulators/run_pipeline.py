@@ -30,7 +30,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from simulators.fleet import institution_key
 from simulators.scenario import generate
 from simulators.stream import publish_registry, stream_telemetry
 
@@ -78,6 +77,62 @@ class Service:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+class Stack:
+    """The three services of suptech, each in its own process, on one topic namespace."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        env: dict[str, str],
+        gateway_tokens_file: Path,
+        alerts_tokens_file: Path,
+        app_id: str,
+    ) -> None:
+        self.run_dir = run_dir
+        self.env = env
+        self.gateway_tokens_file = gateway_tokens_file
+        self.alerts_tokens_file = alerts_tokens_file
+        self.app_id = app_id
+        self.services: list[Service] = []
+        self.alerts_port = 0
+        self.gateway_port = 0
+
+    def start(self, timeout_s: float = 120) -> None:
+        alerts = self._spawn(
+            "alerts",
+            "suptech.alerts",
+            ALERTS_PORT="0",
+            ALERTS_DB_URL=f"sqlite:///{self.run_dir / 'alerts.db'}",
+            ALERTS_TOKENS_FILE=str(self.alerts_tokens_file),
+        )
+        detector = self._spawn(
+            "detector",
+            "suptech.detector",
+            DETECTOR_STATE_DIR=str(self.run_dir / "detector"),
+            DETECTOR_APP_ID=self.app_id,
+            DETECTOR_HEALTH_PORT="0",
+        )
+        gateway = self._spawn(
+            "gateway",
+            "suptech.gateway",
+            GATEWAY_PORT="0",
+            GATEWAY_HEALTH_PORT="0",
+            GATEWAY_TOKENS_FILE=str(self.gateway_tokens_file),
+        )
+        self.alerts_port = int(alerts.wait_for(r"alerts listening on (\d+)", timeout_s).group(1))
+        self.gateway_port = int(gateway.wait_for(r"gateway listening on (\d+)", timeout_s).group(1))
+        detector.wait_for(r"detector ready", timeout_s)
+
+    def _spawn(self, name: str, module: str, **env: str) -> Service:
+        svc = Service(name, module, dict(self.env, **env), self.run_dir / f"{name}.log")
+        self.services.append(svc)
+        return svc
+
+    def stop(self) -> None:
+        for svc in reversed(self.services):
+            svc.stop()
 
 
 def _say(msg: str) -> None:
@@ -141,48 +196,17 @@ def main(argv: list[str] | None = None) -> int:
     n = publish_registry(args.kafka, prefix, scenario.registry)
     _say(f"published {n} sandbox tests to {prefix}registry.sandbox.v1")
 
-    services: list[Service] = []
     feed: subprocess.Popen[str] | None = None
+    stack = Stack(
+        run_dir,
+        base_env,
+        run_dir / "gateway_tokens.json",
+        run_dir / "alerts_tokens.json",
+        app_id=f"suptech-detector-{stamp}",
+    )
     try:
-        alerts = Service(
-            "alerts",
-            "suptech.alerts",
-            dict(
-                base_env,
-                ALERTS_PORT="0",
-                ALERTS_DB_URL=f"sqlite:///{run_dir / 'alerts.db'}",
-                ALERTS_TOKENS_FILE=str(run_dir / "alerts_tokens.json"),
-            ),
-            run_dir / "alerts.log",
-        )
-        services.append(alerts)
-        detector = Service(
-            "detector",
-            "suptech.detector",
-            dict(
-                base_env,
-                DETECTOR_STATE_DIR=str(run_dir / "detector"),
-                DETECTOR_APP_ID=f"suptech-detector-{stamp}",
-                DETECTOR_HEALTH_PORT="0",
-            ),
-            run_dir / "detector.log",
-        )
-        services.append(detector)
-        gateway = Service(
-            "gateway",
-            "suptech.gateway",
-            dict(
-                base_env,
-                GATEWAY_PORT="0",
-                GATEWAY_HEALTH_PORT="0",
-                GATEWAY_TOKENS_FILE=str(run_dir / "gateway_tokens.json"),
-            ),
-            run_dir / "gateway.log",
-        )
-        services.append(gateway)
-        alerts_port = int(alerts.wait_for(r"alerts listening on (\d+)", 60).group(1))
-        gateway_port = int(gateway.wait_for(r"gateway listening on (\d+)", 60).group(1))
-        detector.wait_for(r"detector ready", 120)
+        stack.start()
+        alerts_port, gateway_port = stack.alerts_port, stack.gateway_port
         _say(f"alerts on :{alerts_port}, gateway on :{gateway_port}, detector ready")
         _say(f"logs and state in {run_dir}")
 
@@ -212,8 +236,6 @@ def main(argv: list[str] | None = None) -> int:
 
         _say("streaming the fleet through the SDK ...")
         began = time.monotonic()
-        keys = {inst: institution_key(inst) for inst in institutions}
-        del keys  # the simulator pseudonymises with each institution's own key
         result = stream_telemetry(
             envelopes,
             f"127.0.0.1:{gateway_port}",
@@ -237,8 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if feed is not None and feed.poll() is None:
             feed.terminate()
-        for svc in reversed(services):
-            svc.stop()
+        stack.stop()
 
 
 def _pump(proc: subprocess.Popen[str], sink: Callable[[str], Any]) -> None:
