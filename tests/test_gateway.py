@@ -581,3 +581,19 @@ async def test_whole_batch_error_ends_stream_after_acking_earlier_batches(gatewa
                 acks.append(ack)
     assert [a.batch_id for a in acks] == ["ok-0", "ok-1", "ok-2"]
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_all_valid_single_kind_batch_is_written_as_received(
+    gateway: int, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    # The record is then built from the received bytes (suptech.gateway.forward).
+    events = [now_event("data_access", i) for i in range(50)]
+    acks = await send(gateway, [batch(events, "whole-1")])
+    assert (acks[0].accepted, list(acks[0].rejections)) == (50, [])
+    found = read_topics(kafka_bootstrap, topic_prefix, len(events))
+    topic = topic_name(topic_spec_for("data_access"), topic_prefix)
+    assert list(found) == [topic]
+    ((key, bundle),) = found[topic]
+    assert (key, bundle.institution_id, bundle.batch_id) == (b"bank-a", "bank-a", "whole-1")
+    assert bundle.received_time.seconds > 0
+    assert list(bundle.events) == events

@@ -18,6 +18,7 @@ from kafka.codec import has_lz4
 
 from suptech.common.bundles import encode_bundle, topic_spec_for
 from suptech.common.topics import ensure_topics, topic_name
+from suptech.gateway.forward import bundle_event_fields, encode_bundle_head
 from suptech.v1 import telemetry_pb2
 
 __all__ = ["ProduceError", "TelemetryProducer", "MAX_RECORD_BYTES"]
@@ -165,18 +166,35 @@ class TelemetryProducer:
         batch_id: str,
         groups: Mapping[str, Sequence[telemetry_pb2.TelemetryEnvelope]],
         headers: Sequence[tuple[str, bytes]] = (),
+        received: bytes | None = None,
     ) -> None:
         """Write each group to its topic (every record with ``headers``: the batch's trace
-        context) and wait for Kafka; raise :class:`ProduceError`."""
+        context) and wait for Kafka; raise :class:`ProduceError`.
+
+        ``received``: the serialised batch, when ``groups`` is exactly all of its events (one
+        kind): the record is then built from those bytes instead of re-serialising the events.
+        """
         producer = self._get()
         key = institution_id.encode()
         received_ns = time.time_ns()
         deadline = time.monotonic() + self._timeout_s
-        try:
-            futures = [
-                producer.send(self._topics[kind], key=key, value=value, headers=list(headers))
+        values: list[tuple[str, bytes]] = []
+        if received is not None and len(groups) == 1:
+            fields = bundle_event_fields(received)
+            if fields is not None:
+                value = encode_bundle_head(institution_id, batch_id, received_ns) + fields
+                if len(value) <= MAX_RECORD_BYTES:
+                    values = [(self._topics[next(iter(groups))], value)]
+        if not values:
+            values = [
+                (self._topics[kind], value)
                 for kind, events in groups.items()
                 for value in _bundles(institution_id, batch_id, received_ns, events)
+            ]
+        try:
+            futures = [
+                producer.send(topic, key=key, value=value, headers=list(headers))
+                for topic, value in values
             ]
             for future in futures:
                 future.get(timeout=max(0.1, deadline - time.monotonic()))
@@ -190,12 +208,13 @@ class TelemetryProducer:
         batch_id: str,
         groups: Mapping[str, Sequence[telemetry_pb2.TelemetryEnvelope]],
         headers: Sequence[tuple[str, bytes]] = (),
+        received: bytes | None = None,
     ) -> None:
         if not groups:
             return
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(
-            None, self.publish_sync, institution_id, batch_id, groups, headers
+            None, self.publish_sync, institution_id, batch_id, groups, headers, received
         )
         try:
             # The thread bounds itself too; this keeps the call's bound even if Kafka's client

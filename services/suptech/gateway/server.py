@@ -20,10 +20,11 @@ from suptech.common.grpc_server import GrpcServer, ServerTLS
 from suptech.common.otel import inject_headers, setup_telemetry
 from suptech.gateway.auth import Authenticator
 from suptech.gateway.config import GatewayConfig
+from suptech.gateway.forward import ReceivedBatch, parse_batch
 from suptech.gateway.producer import ProduceError, TelemetryProducer
 from suptech.gateway.ratelimit import RateLimiter
 from suptech.gateway.validation import MAX_ID_CHARS, Limits, validate_batch
-from suptech.v1 import ingest_pb2, ingest_pb2_grpc
+from suptech.v1 import ingest_pb2
 
 __all__ = ["GatewayServer", "IngestServicer", "build_gateway", "SERVICE_NAME"]
 
@@ -127,14 +128,14 @@ class IngestServicer:
 
         async def read() -> None:
             try:
-                async for batch in request_iterator:
-                    refusal = self._refuse(institution, batch)
+                async for received in request_iterator:
+                    refusal = self._refuse(institution, received.batch)
                     if refusal is not None:
                         self._batches.add(1, {"outcome": refusal.code.name.lower()})
                         queue.put_nowait(refusal)
                         return
                     await slots.acquire()
-                    started = self._start(institution, batch, parent)
+                    started = self._start(institution, received, parent)
                     live.add(started)
                     queue.put_nowait(started)
             except asyncio.CancelledError:
@@ -201,8 +202,9 @@ class IngestServicer:
             )
         return None
 
-    def _start(self, institution: str, batch: Any, parent: Context) -> _Started:
-        """Validate ``batch`` and start writing its accepted events."""
+    def _start(self, institution: str, received: ReceivedBatch, parent: Context) -> _Started:
+        """Validate the batch and start writing its accepted events."""
+        batch = received.batch
         batch_id = batch.batch_id
         span = self._tracer.start_span(
             "suptech.gateway.batch",
@@ -225,8 +227,16 @@ class IngestServicer:
             headers = inject_headers()
         self._in_flight += 1
         self._idle.clear()
+        # All accepted and of one kind: the record is the batch's events, as received.
+        whole = not verdict.rejections and len(verdict.accepted) == 1
         written = asyncio.ensure_future(
-            self._producer.publish(institution, batch_id, verdict.accepted, headers)
+            self._producer.publish(
+                institution,
+                batch_id,
+                verdict.accepted,
+                headers,
+                received.raw if whole else None,
+            )
         )
         return _Started(ack, written, span, refused)
 
@@ -327,6 +337,19 @@ class GatewayServer(GrpcServer):
             await self.health_server.stop(0)
 
 
+def register_ingest(servicer: IngestServicer, server: grpc.aio.Server) -> None:
+    """The generated registration's handler, with a deserializer that keeps the received bytes."""
+    handler = grpc.stream_stream_rpc_method_handler(
+        servicer.StreamTelemetry,
+        request_deserializer=parse_batch,
+        response_serializer=ingest_pb2.BatchAck.SerializeToString,
+    )
+    handlers = {"StreamTelemetry": handler}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    # As the generated code does: grpc then finds the method without walking generic handlers.
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
 def build_gateway(
     config: GatewayConfig, telemetry: tuple[trace.Tracer, metrics.Meter] | None = None
 ) -> tuple[GatewayServer, Callable[[], Awaitable[None]]]:
@@ -362,7 +385,7 @@ def build_gateway(
         kafka_grace_s=config.produce_timeout_s,
         host=config.host,
         port=config.port,
-        registrations=[lambda s: ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, s)],
+        registrations=[lambda s: register_ingest(servicer, s)],
         service_names=[SERVICE_NAME],
         tls=tls,
     )
