@@ -15,7 +15,8 @@ from suptech.v1 import findings_pb2, sandbox_pb2, telemetry_pb2
 
 __all__ = ["DetectionEngine"]
 
-_SNAPSHOT_VERSION = 1
+# Raised whenever per-entity state changes shape: an older snapshot is refused, not half-loaded.
+_SNAPSHOT_VERSION = 2
 
 
 class DetectionEngine:
