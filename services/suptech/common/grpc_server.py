@@ -16,7 +16,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-__all__ = ["GrpcServer", "ServerTLS", "run_until_signal"]
+__all__ = ["GrpcServer", "ServerTLS", "run_until_signal", "LIVENESS_SERVICE"]
+
+# Health "service" a liveness probe asks: SERVING from start until shutdown, whatever the
+# readiness of the process (a gateway whose Kafka is down is not ready, but restarting it helps
+# nobody). Readiness probes ask the overall status ("").
+LIVENESS_SERVICE = "suptech.liveness"
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +97,7 @@ class GrpcServer:
 
     async def start(self) -> None:
         await self._server.start()
-        for name in ("", *self._service_names):
+        for name in ("", LIVENESS_SERVICE, *self._service_names):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("gRPC server listening on port %d", self.port)
 
@@ -106,9 +111,13 @@ class GrpcServer:
         for name in ("", *self._service_names):
             await self._health.set(name, status)
 
+    async def begin_shutdown(self) -> None:
+        """Report NOT_SERVING for everything, liveness included, from now on."""
+        await self._health.enter_graceful_shutdown()
+
     async def stop(self, grace_s: float = 10.0) -> None:
         """Report NOT_SERVING, refuse new calls, and let running ones finish within ``grace_s``."""
-        await self._health.enter_graceful_shutdown()
+        await self.begin_shutdown()
         await self._server.stop(grace_s)
 
     async def wait(self) -> None:

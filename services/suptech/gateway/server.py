@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.propagate import extract
@@ -289,15 +288,9 @@ class GatewayServer(GrpcServer):
         self._monitor = asyncio.create_task(self._watch_kafka())
 
     async def _set_health(self, serving: bool) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
         for server in (self, self.health_server):
             if server is not None:
-                for name in ("", SERVICE_NAME):
-                    await server._health.set(name, status)
+                await server.set_serving(serving)
 
     async def _watch_kafka(self) -> None:
         interval_s = min(2.0, self._kafka_grace_s / 2)
@@ -325,9 +318,9 @@ class GatewayServer(GrpcServer):
     async def stop(self, grace_s: float = 10.0) -> None:
         if self._monitor is not None:
             self._monitor.cancel()
-        await self._health.enter_graceful_shutdown()
+        await self.begin_shutdown()
         if self.health_server is not None:
-            await self.health_server._health.enter_graceful_shutdown()
+            await self.health_server.begin_shutdown()
         self.servicer.begin_drain()
         if not await self.servicer.wait_idle(grace_s):
             log.warning("batches still in flight after %.0fs: their clients will resend", grace_s)
