@@ -41,6 +41,11 @@ ROLES = ["viewer", "analyst", "supervisor", "admin", "institution"]
 TOKENS: dict[str, dict[str, Any]] = {
     **{f"tok-{r}": {"name": f"{r}-1", "role": r, "jurisdictions": ["*"]} for r in ROLES},
     "tok-partner": {"name": "partner-hk", "role": "analyst", "jurisdictions": ["bank-sz-01"]},
+    "tok-partner-sup": {
+        "name": "partner-sup",
+        "role": "supervisor",
+        "jurisdictions": ["bank-sz-01"],
+    },
     "tok-gateway": {"name": "bank-sz-01", "institution_id": "bank-sz-01"},
     "cert:console.regulator": {"name": "console", "role": "supervisor", "jurisdictions": ["*"]},
 }
@@ -199,6 +204,45 @@ async def test_actions_are_audited_under_the_callers_identity(service: AlertApp)
             ("partner-hk", "analyst", "acknowledge")
         ]
         assert audit.verify(s).ok
+
+
+async def test_partner_cannot_expire_a_silence_outside_its_jurisdiction(service: AlertApp) -> None:
+    ends = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+
+    async def create(token: str, matchers: dict[str, str]) -> str:
+        request = alerts_pb2.CreateSilenceRequest(
+            matchers=[alerts_pb2.Matcher(name=k, value=v) for k, v in matchers.items()],
+            comment="maintenance",
+        )
+        request.ends_at.FromDatetime(ends)
+        reply = await call(service.port, "CreateSilence", token, request)
+        return str(reply.silence.silence_id)
+
+    def expire(silence_id: str) -> alerts_pb2.ExpireSilenceRequest:
+        return alerts_pb2.ExpireSilenceRequest(silence_id=silence_id)
+
+    others = await create("tok-admin", {"institution_id": "bank-sz-02"})
+    everyone = await create("tok-admin", {"family": "FAMILY_DATA_LEAKAGE"})
+    own = await create("tok-partner-sup", {"institution_id": "bank-sz-01"})
+    for silence_id in (others, everyone):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call(service.port, "ExpireSilence", "tok-partner-sup", expire(silence_id))
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "outside your jurisdiction" in (err.value.details() or "")
+    reply = await call(service.port, "ExpireSilence", "tok-partner-sup", expire(own))
+    assert reply.silence.expired
+    # The refused ones are still in force: the admin can expire them (once).
+    for silence_id in (others, everyone):
+        reply = await call(service.port, "ExpireSilence", "tok-admin", expire(silence_id))
+        assert reply.silence.expired
+    assert service.sessions is not None
+    with service.sessions() as s:
+        refused = [
+            e
+            for e in s.scalars(select(AuditLogRow).where(AuditLogRow.action == "expire_silence"))
+            if e.actor == "partner-sup"
+        ]
+        assert [e.details["silence_id"] for e in refused] == [own]
 
 
 # ---- mutual TLS ---------------------------------------------------------------------------------

@@ -28,25 +28,30 @@ class AlertsConfig:
     growth_thresholds: tuple[int, ...] = (10, 50, 200)
     webhook_urls: tuple[str, ...] = ()
     webhook_secret: str = ""
-    # Seconds to acknowledge, per grade (general, significant, major, critical).
+    # Seconds to acknowledge, per grade: the one place these defaults live (issue 4); the store
+    # and escalation both read them from here. Env: ALERTS_DEADLINE_{GRADE}_S.
     deadline_general_s: float = 24 * 3600
     deadline_significant_s: float = 4 * 3600
-    deadline_major_s: float = 3600
-    deadline_critical_s: float = 900
+    deadline_major_s: float = 2 * 3600
+    deadline_critical_s: float = 3600
     # Period of the escalation / auto-resolve ticker and of the outbox dispatchers.
     tick_s: float = 5.0
     outbox_poll_s: float = 0.2
-    # StreamAlerts polls the event log this often when idle.
-    stream_poll_s: float = 0.05
+    # StreamAlerts is woken by this process's commits; it polls this often for other replicas'.
+    stream_poll_s: float = 0.5
 
-    def deadline_s(self, grade: int) -> float:
-        """Seconds allowed to acknowledge an alert of ``grade`` (Grade enum value)."""
+    def deadlines_by_grade(self) -> dict[int, float]:
+        """Seconds to acknowledge by Grade enum value (general 1 .. critical 4)."""
         return {
             1: self.deadline_general_s,
             2: self.deadline_significant_s,
             3: self.deadline_major_s,
             4: self.deadline_critical_s,
-        }.get(grade, self.deadline_general_s)
+        }
+
+    def deadline_s(self, grade: int) -> float:
+        """Seconds allowed to acknowledge an alert of ``grade``; unknown grades get general's."""
+        return self.deadlines_by_grade().get(grade, self.deadline_general_s)
 
 
 def _csv(raw: str) -> tuple[str, ...]:
@@ -83,9 +88,18 @@ def load_config(environ: Mapping[str, str] | None = None) -> AlertsConfig:
         deadline_major_s=env_float("ALERTS_DEADLINE_MAJOR_S", d.deadline_major_s, environ),
         deadline_critical_s=env_float("ALERTS_DEADLINE_CRITICAL_S", d.deadline_critical_s, environ),
         tick_s=env_float("ALERTS_TICK_S", d.tick_s, environ),
+        stream_poll_s=env_float("ALERTS_STREAM_POLL_S", d.stream_poll_s, environ),
     )
     if cfg.group_window_s <= 0 or cfg.auto_resolve_s <= 0:
         raise ConfigError("ALERTS_GROUP_WINDOW_S and ALERTS_AUTO_RESOLVE_S must be positive")
+    for name, seconds in (
+        ("CRITICAL", cfg.deadline_critical_s),
+        ("MAJOR", cfg.deadline_major_s),
+        ("SIGNIFICANT", cfg.deadline_significant_s),
+        ("GENERAL", cfg.deadline_general_s),
+    ):
+        if not seconds > 0:
+            raise ConfigError(f"ALERTS_DEADLINE_{name}_S must be positive seconds, got {seconds}")
     if cfg.webhook_urls and not cfg.webhook_secret:
         raise ConfigError("environment variable ALERTS_WEBHOOK_SECRET is required with webhooks")
     return cfg

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,13 +63,13 @@ class FindingsConsumer:
         topic_prefix: str = "",
         group_id: str = "suptech-alerts",
         max_records: int = 500,
+        metadata_timeout_s: float = 30.0,
     ) -> None:
         self._store = store
         self.topic = topic_name(FINDINGS, topic_prefix)
         self.dead_letter_topic = topic_name(DEAD_LETTER, topic_prefix)
         self.stats = ConsumerStats()
         self._consumer = KafkaConsumer(
-            self.topic,
             bootstrap_servers=bootstrap,
             group_id=group_id,
             enable_auto_commit=False,
@@ -79,6 +80,18 @@ class FindingsConsumer:
         self._producer = KafkaProducer(
             bootstrap_servers=bootstrap, acks="all", client_id=f"{group_id}-deadletter"
         )
+        self._wait_for_partitions(metadata_timeout_s)
+        self._consumer.subscribe([self.topic])
+
+    def _wait_for_partitions(self, timeout_s: float) -> None:
+        # Joining the group before the broker reports the topic's partitions (a topic just
+        # created) gets an empty assignment that stays empty until the next metadata refresh,
+        # minutes later: the service would sit idle with findings waiting.
+        deadline = time.monotonic() + timeout_s
+        while not self._consumer.partitions_for_topic(self.topic):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {self.topic} has no partitions after {timeout_s:.0f}s")
+            time.sleep(0.1)
 
     def poll_once(self, timeout_ms: int = 100) -> int:
         """Store one poll's worth of records and commit their offsets; return records seen."""
@@ -97,7 +110,9 @@ class FindingsConsumer:
             self._store_batch(good)
         # Dead letters must be on Kafka before their source offsets are committed.
         self._producer.flush()
-        self._consumer.commit()
+        # Asynchronous: a lost commit only replays findings the store already holds, and not
+        # waiting for the broker's answer takes its round trip off every alert's latency.
+        self._consumer.commit_async(callback=_log_commit_failure)
         self.stats.records += len(records)
         return len(records)
 
@@ -155,5 +170,14 @@ class FindingsConsumer:
         try:
             self._producer.flush()
             self._producer.close()
+            # Whatever was stored is committed before leaving, so a restart replays nothing.
+            self._consumer.commit()
+        except Exception:
+            log.exception("final offset commit failed; the next member replays (idempotently)")
         finally:
             self._consumer.close()
+
+
+def _log_commit_failure(offsets: Any, response: Any) -> None:
+    if isinstance(response, Exception):
+        log.warning("offset commit failed (the batch will replay, idempotently): %s", response)

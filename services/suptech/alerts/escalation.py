@@ -1,10 +1,11 @@
 """Escalation of alerts nobody acknowledged in time.
 
-Each grade has a time to acknowledge (defaults: critical 1 h, major 2 h, significant 4 h, general
-24 h). An alert still OPEN past its ``ack_deadline`` goes up one escalation level, gets a fresh
-deadline, an ESCALATED entry in the change log (StreamAlerts subscribers see it), an audit entry,
-and a new webhook so that whoever is on call is told again. Escalating moves the deadline into the
-future, so running :func:`escalate_due` twice for the same ``now`` escalates once.
+Each grade has a time to acknowledge, set in :class:`AlertsConfig` (defaults: critical 1 h,
+major 2 h, significant 4 h, general 24 h; ``ALERTS_DEADLINE_*_S`` override them). An alert still
+OPEN past its ``ack_deadline`` goes up one escalation level, gets a fresh deadline, an ESCALATED
+entry in the change log (StreamAlerts subscribers see it), an audit entry, and a new webhook so
+that whoever is on call is told again. Escalating moves the deadline into the future, so running
+:func:`escalate_due` twice for the same ``now`` escalates once.
 """
 
 from __future__ import annotations
@@ -30,14 +31,8 @@ __all__ = [
     "escalate_due",
 ]
 
-DEFAULT_DEADLINES_S: Mapping[int, float] = MappingProxyType(
-    {
-        findings_pb2.GRADE_CRITICAL: 3600.0,
-        findings_pb2.GRADE_MAJOR: 2 * 3600.0,
-        findings_pb2.GRADE_SIGNIFICANT: 4 * 3600.0,
-        findings_pb2.GRADE_GENERAL: 24 * 3600.0,
-    }
-)
+# Defined by AlertsConfig, not here: the store sets ``ack_deadline`` from the same numbers.
+DEFAULT_DEADLINES_S: Mapping[int, float] = MappingProxyType(AlertsConfig().deadlines_by_grade())
 # Enough to page through every rung of an on-call ladder; past it, more noise helps nobody.
 DEFAULT_MAX_LEVEL = 5
 # Bounded work per transaction; the next tick takes the rest.
@@ -62,19 +57,15 @@ class EscalationConfig:
     @classmethod
     def from_alerts_config(cls, cfg: AlertsConfig) -> EscalationConfig:
         """The deadlines the store used to set ``ack_deadline``, so both agree."""
-        grades = (
-            findings_pb2.GRADE_GENERAL,
-            findings_pb2.GRADE_SIGNIFICANT,
-            findings_pb2.GRADE_MAJOR,
-            findings_pb2.GRADE_CRITICAL,
-        )
         return cls(
-            deadlines_s={g: cfg.deadline_s(g) for g in grades},
+            deadlines_s=MappingProxyType(cfg.deadlines_by_grade()),
             notify=bool(cfg.webhook_urls),
         )
 
     def seconds(self, grade: int) -> float:
-        general = self.deadlines_s.get(findings_pb2.GRADE_GENERAL, 24 * 3600.0)
+        general = self.deadlines_s.get(
+            findings_pb2.GRADE_GENERAL, DEFAULT_DEADLINES_S[findings_pb2.GRADE_GENERAL]
+        )
         return self.deadlines_s.get(grade, general)
 
 

@@ -22,6 +22,7 @@ from suptech.alerts.store import (
     InvalidRequestError,
     InvalidTransitionError,
     NotFoundError,
+    OutOfScopeError,
     Scope,
     StoreError,
     VersionConflictError,
@@ -40,6 +41,7 @@ STATUS_OF: dict[type[StoreError], grpc.StatusCode] = {
     VersionConflictError: grpc.StatusCode.ABORTED,
     InvalidTransitionError: grpc.StatusCode.FAILED_PRECONDITION,
     InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
+    OutOfScopeError: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 
@@ -61,7 +63,7 @@ async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, msg: 
 
 
 class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
-    def __init__(self, store: AlertStore, *, stream_poll_s: float = 0.05) -> None:
+    def __init__(self, store: AlertStore, *, stream_poll_s: float = 0.5) -> None:
         self._store = store
         self._poll_s = stream_poll_s
 
@@ -134,17 +136,29 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
                 f"cursor {request.cursor[:40]!r} is not one StreamAlerts sent ('' or '0' to start)",
             )
         scope = _scope(_principal())
-        while True:
-            events, reached = await asyncio.to_thread(self._store.events_after, cursor, 500, scope)
-            for event_id, kind, snapshot in events:
-                yield alerts_pb2.AlertEvent(
-                    cursor=str(event_id),
-                    kind=kind,  # type: ignore[arg-type]
-                    alert=alerts_pb2.Alert.FromString(snapshot),
+        ready = self._store.changes.subscribe()
+        try:
+            while True:
+                # Cleared before the read: a commit after it sets ``ready`` again (no lost wake-up).
+                ready.clear()
+                events, reached = await asyncio.to_thread(
+                    self._store.events_after, cursor, 500, scope
                 )
-            if reached == cursor:
-                await asyncio.sleep(self._poll_s)
-            cursor = reached
+                for event_id, kind, snapshot in events:
+                    yield alerts_pb2.AlertEvent(
+                        cursor=str(event_id),
+                        kind=kind,  # type: ignore[arg-type]
+                        alert=alerts_pb2.Alert.FromString(snapshot),
+                    )
+                if reached == cursor:
+                    # Woken by this process's writers; the timeout catches other replicas' events.
+                    try:
+                        await asyncio.wait_for(ready.wait(), self._poll_s)
+                    except TimeoutError:
+                        pass
+                cursor = reached
+        finally:
+            self._store.changes.unsubscribe(ready)
 
     async def Acknowledge(
         self, request: alerts_pb2.AcknowledgeRequest, context: grpc.aio.ServicerContext
@@ -233,7 +247,12 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "silence_id is required")
         p = _principal()
         silence = await self._call(
-            context, self._store.expire_silence, request.silence_id, actor=p.name, role=_role(p)
+            context,
+            self._store.expire_silence,
+            request.silence_id,
+            actor=p.name,
+            role=_role(p),
+            scope=_scope(p),
         )
         return alerts_pb2.ExpireSilenceResponse(silence=silence)
 
