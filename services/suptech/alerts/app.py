@@ -19,7 +19,7 @@ from suptech.alerts.outbox import FeedbackDispatcher
 from suptech.alerts.service import AlertServicer
 from suptech.alerts.store import AlertStore
 from suptech.alerts.webhooks import WebhookDispatcher
-from suptech.common.grpc_server import GrpcServer
+from suptech.common.grpc_server import GrpcServer, ServerTLS
 from suptech.common.topics import DEAD_LETTER, FEEDBACK, FINDINGS, ensure_topics
 from suptech.v1 import alerts_pb2, alerts_pb2_grpc
 
@@ -45,7 +45,10 @@ class AlertApp:
         self.store: AlertStore | None = None
         self.consumer: FindingsConsumer | None = None
         self._server: GrpcServer | None = None
+        self._health_server: GrpcServer | None = None
         self.port = 0
+        # The plain-text health port when TLS is on (bound port if configured as 0), else None.
+        self.health_port: int | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -61,6 +64,13 @@ class AlertApp:
         else:
             log.warning("ALERTS_TOKENS_FILE unset: every caller is an admin (development only)")
         servicer = AlertServicer(self.store, stream_poll_s=cfg.stream_poll_s)
+        tls = None
+        if cfg.tls_cert:
+            tls = ServerTLS.from_files(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca or None)
+            self._health_server = GrpcServer(
+                host=cfg.host, port=cfg.health_port, registrations=[], service_names=[SERVICE_NAME]
+            )
+            self.health_port = self._health_server.port
         self._server = GrpcServer(
             host=cfg.host,
             port=cfg.port,
@@ -68,6 +78,7 @@ class AlertApp:
                 lambda s: alerts_pb2_grpc.add_AlertServiceServicer_to_server(servicer, s)
             ],
             service_names=[SERVICE_NAME],
+            tls=tls,
             interceptors=interceptors,
         )
         self.port = self._server.port
@@ -90,6 +101,8 @@ class AlertApp:
             if cfg.webhook_urls
             else None
         )
+        if self._health_server is not None:
+            await self._health_server.start()
         await self._server.start()
         consumer = self.consumer
         self._spawn("findings-consumer", lambda: _run_consumer(consumer, self._stop))
@@ -134,6 +147,8 @@ class AlertApp:
     async def stop(self) -> None:
         if self._server is not None:
             await self._server.stop(grace_s=2.0)
+        if self._health_server is not None:
+            await self._health_server.stop(grace_s=0)
         self._stop.set()
         for t in self._threads:
             await asyncio.to_thread(t.join, 30)

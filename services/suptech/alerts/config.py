@@ -14,6 +14,14 @@ __all__ = ["AlertsConfig", "load_config"]
 class AlertsConfig:
     port: int = 50053
     host: str = "0.0.0.0"
+    # TLS for the API port: PEM files. A client CA makes it mutual-TLS only (grpc's Python API
+    # cannot ask for a certificate optionally); the certificate's CN is looked up in the tokens
+    # file as "cert:<CN>".
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    # Plain-text grpc.health.v1 only, served when TLS is on: Kubernetes probes speak no TLS.
+    health_port: int = 50054
     db_url: str = "sqlite:///.state/alerts.db"
     kafka_addr: str = "127.0.0.1:19092"
     topic_prefix: str = ""
@@ -71,6 +79,10 @@ def load_config(environ: Mapping[str, str] | None = None) -> AlertsConfig:
     cfg = AlertsConfig(
         port=env_int("ALERTS_PORT", d.port, environ),
         host=env_str("ALERTS_HOST", d.host, environ),
+        tls_cert=env_str("ALERTS_TLS_CERT", "", environ),
+        tls_key=env_str("ALERTS_TLS_KEY", "", environ),
+        tls_client_ca=env_str("ALERTS_TLS_CLIENT_CA", "", environ),
+        health_port=env_int("ALERTS_HEALTH_PORT", d.health_port, environ),
         db_url=env_str("ALERTS_DB_URL", d.db_url, environ),
         kafka_addr=env_str("KAFKA_ADDR", d.kafka_addr, environ),
         topic_prefix=env_str("SUPTECH_TOPIC_PREFIX", "", environ),
@@ -100,6 +112,16 @@ def load_config(environ: Mapping[str, str] | None = None) -> AlertsConfig:
     ):
         if not seconds > 0:
             raise ConfigError(f"ALERTS_DEADLINE_{name}_S must be positive seconds, got {seconds}")
+    if bool(cfg.tls_cert) != bool(cfg.tls_key):
+        raise ConfigError("ALERTS_TLS_CERT and ALERTS_TLS_KEY must be set together")
+    if cfg.tls_client_ca and not cfg.tls_cert:
+        raise ConfigError("ALERTS_TLS_CLIENT_CA needs ALERTS_TLS_CERT and ALERTS_TLS_KEY")
+    if cfg.tls_client_ca and not cfg.tokens_file:
+        raise ConfigError(
+            "ALERTS_TLS_CLIENT_CA needs ALERTS_TOKENS_FILE: client certificates are looked up there"
+        )
+    if cfg.tls_cert and cfg.health_port and cfg.health_port == cfg.port:
+        raise ConfigError("ALERTS_HEALTH_PORT must differ from ALERTS_PORT when TLS is on")
     if cfg.webhook_urls and not cfg.webhook_secret:
         raise ConfigError("environment variable ALERTS_WEBHOOK_SECRET is required with webhooks")
     return cfg
