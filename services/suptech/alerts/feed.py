@@ -1,22 +1,25 @@
 """``python -m suptech.alerts.feed --target host:port --token T``: print alerts as they arrive.
 
 Follows StreamAlerts and reconnects with the last cursor after a disconnect, so nothing is missed
-or printed twice.
+or printed twice. On Ctrl-C, or after ``--until-idle S`` seconds without an event, it prints a
+summary: alerts seen, by family and grade (each alert counted once, at its latest grade).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
-from collections.abc import Sequence
-from typing import TextIO
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
 
 import grpc
 
 from suptech.v1 import alerts_pb2, alerts_pb2_grpc, findings_pb2
 
-__all__ = ["format_event", "follow", "main"]
+__all__ = ["format_event", "format_summary", "follow", "main"]
 
 
 def format_event(event: alerts_pb2.AlertEvent) -> str:
@@ -35,32 +38,83 @@ def format_event(event: alerts_pb2.AlertEvent) -> str:
     )
 
 
+def format_summary(alerts: Mapping[str, tuple[int, int]]) -> str:
+    """A table of alert counts, one row per family, one column per grade, with totals."""
+    grades = [g for g in sorted(findings_pb2.Grade.values()) if g]
+    names = [findings_pb2.Grade.Name(g).removeprefix("GRADE_").lower() for g in grades]
+    counts = Counter(alerts.values())
+    families = sorted({f for f, _ in alerts.values()})
+    lines = [f"# {len(alerts)} alerts", f"{'family':<14}" + "".join(f"{n:>13}" for n in names)]
+    lines[-1] += f"{'total':>8}"
+    for fam in families:
+        label = findings_pb2.Family.Name(fam).removeprefix("FAMILY_").lower()
+        row = [counts[(fam, g)] for g in grades]
+        lines.append(f"{label:<14}" + "".join(f"{c:>13}" for c in row) + f"{sum(row):>8}")
+    totals = [sum(counts[(f, g)] for f in families) for g in grades]
+    lines.append(f"{'total':<14}" + "".join(f"{c:>13}" for c in totals) + f"{len(alerts):>8}")
+    return "\n".join(lines)
+
+
 def follow(
-    target: str, token: str, cursor: str = "", out: TextIO = sys.stdout, max_events: int = 0
+    target: str,
+    token: str,
+    cursor: str = "",
+    out: TextIO | None = None,
+    max_events: int = 0,
+    idle_s: float = 0.0,
+    alerts: dict[str, tuple[int, int]] | None = None,
 ) -> str:
-    """Print events until interrupted (or ``max_events``); return the last cursor."""
+    """Print events until interrupted, ``max_events``, or ``idle_s`` without one (0: never).
+
+    ``alerts`` collects alert id -> (family, grade) as last seen, for :func:`format_summary`.
+    Returns the last cursor.
+    """
+    out = out or sys.stdout  # looked up per call: tests and wrappers replace sys.stdout
     metadata = [("authorization", f"Bearer {token}")] if token else []
     seen = 0
+    state = {"last": time.monotonic(), "idle": False}
     while True:
         with grpc.insecure_channel(target) as channel:
             stub = alerts_pb2_grpc.AlertServiceStub(channel)
+            stream = stub.StreamAlerts(
+                alerts_pb2.StreamAlertsRequest(cursor=cursor), metadata=metadata
+            )
+            done = threading.Event()
+            if idle_s > 0:
+                threading.Thread(
+                    target=_idle_watch, args=(stream, idle_s, state, done), daemon=True
+                ).start()
             try:
-                for event in stub.StreamAlerts(
-                    alerts_pb2.StreamAlertsRequest(cursor=cursor), metadata=metadata
-                ):
+                for event in stream:
+                    state["last"] = time.monotonic()
                     print(format_event(event), file=out, flush=True)
+                    if alerts is not None:
+                        alerts[event.alert.alert_id] = (event.alert.family, event.alert.grade)
                     cursor = event.cursor
                     seen += 1
                     if max_events and seen >= max_events:
                         return cursor
             except grpc.RpcError as exc:
+                if state["idle"]:
+                    return cursor
                 if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
                     raise
                 print(
                     f"# disconnected ({exc.code().name}), resuming after {cursor or 'now'}",
                     file=sys.stderr,
                 )
+            finally:
+                done.set()
         time.sleep(1.0)
+
+
+def _idle_watch(stream: Any, idle_s: float, state: dict[str, Any], done: threading.Event) -> None:
+    # The blocking iterator has no timeout of its own: cancel it from here once idle long enough.
+    while not done.wait(0.2):
+        if time.monotonic() - state["last"] >= idle_s:
+            state["idle"] = True
+            stream.cancel()
+            return
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,15 +122,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--target", default="127.0.0.1:50053")
     parser.add_argument("--token", default="")
     parser.add_argument("--cursor", default="", help="'' from now, '0' from the beginning")
+    parser.add_argument(
+        "--until-idle",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="exit (with the summary) after S seconds without a new event",
+    )
     args = parser.parse_args(argv)
+    alerts: dict[str, tuple[int, int]] = {}
+    code = 0
     try:
-        follow(args.target, args.token, args.cursor)
+        follow(args.target, args.token, args.cursor, idle_s=args.until_idle, alerts=alerts)
     except KeyboardInterrupt:
-        return 0
+        pass
     except grpc.RpcError as exc:
         print(f"feed: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
-    return 0
+        code = 1
+    print(format_summary(alerts), flush=True)
+    return code
 
 
 if __name__ == "__main__":
