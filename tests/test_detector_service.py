@@ -165,6 +165,37 @@ def test_restored_core_skips_records_its_checkpoint_covers(tmp_path: Path) -> No
     assert not restored.handle("telemetry.data_access.v1", 1, 3, b"k", bundle([])).skipped
 
 
+def heartbeat(event_id: str, t_ns: int, inst: str) -> telemetry_pb2.TelemetryEnvelope:
+    env = envelope(event_id, t_ns, inst)
+    env.heartbeat.source_id = inst
+    env.heartbeat.interval_seconds = 300
+    return env
+
+
+def test_a_lagging_partition_is_not_taken_for_a_silent_institution(tmp_path: Path) -> None:
+    # Two institutions on two partitions; partition 1 is read far ahead of partition 0 (its
+    # spool drains faster, or the consumer fetched it first). Institution A is not silent: its
+    # partition is simply behind, and the watermark must wait for it.
+    core = DetectorCore.start(
+        CheckpointStore(tmp_path / "cp"), {"telemetry.heartbeat.v1"}, "registry.sandbox.v1"
+    )
+    hb = "telemetry.heartbeat.v1"
+    minute = 60 * 10**9
+    core.handle(hb, 0, 0, b"a", bundle([heartbeat("a-0", T0_NS, "inst-a")], "inst-a"))
+    for i in range(1, 6 * 60):  # six hours of B's heartbeats, every minute
+        core.handle(
+            hb, 1, i, b"b", bundle([heartbeat(f"b-{i}", T0_NS + i * minute, "inst-b")], "inst-b")
+        )
+    assert core.watermark_ns() <= T0_NS
+    assert not [f for f in core.advance() if f.institution_id == "inst-a"]
+    # Once A's partition has been quiet for longer than the idle time, it no longer holds the
+    # watermark back: a truly silent institution is reported.
+    assert core.watermark_ns(now=time.monotonic() + 3600) > T0_NS + 5 * 60 * minute
+    core.partition_idle_s = 0.0
+    silent = [f for f in core.advance() if f.institution_id == "inst-a"]
+    assert silent and "silent" in silent[0].summary
+
+
 def test_unreadable_checkpoint_starts_cold_instead_of_crash_looping(tmp_path: Path) -> None:
     (tmp_path / "cp").write_bytes(b"not a pickle")
     assert CheckpointStore(tmp_path / "cp").load() is None

@@ -7,6 +7,7 @@ with the engine state they describe.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -70,6 +71,7 @@ class DetectorCore:
         max_event_time_ns: int = 0,
         checkpoint_interval_s: float = 30.0,
         checkpoint_events: int = 200_000,
+        partition_idle_s: float = 10.0,
     ) -> None:
         self.engine = engine
         self.telemetry_topics = set(telemetry_topics)
@@ -88,6 +90,10 @@ class DetectorCore:
         self._records_at_checkpoint = 0
         self._dirty_advance = False
         self._checkpoint_at = time.monotonic()
+        # Latest event time per telemetry partition, and when (wall clock) it last delivered.
+        self.partition_idle_s = partition_idle_s
+        self._partition_time: dict[tuple[str, int], int] = {}
+        self._partition_wall: dict[tuple[str, int], float] = {}
 
     @classmethod
     def start(
@@ -122,6 +128,8 @@ class DetectorCore:
         checkpoint_events: int = 200_000,
     ) -> DetectorCore:
         """Resume from ``checkpoint`` (``source`` says where it came from), or start fresh."""
+        # The service drives the watermark over all its partitions (see watermark_ns).
+        engine_config = dataclasses.replace(engine_config or EngineConfig(), auto_advance=False)
         if checkpoint is None:
             engine = DetectionEngine(engine_config)
             offsets: Offsets = {}
@@ -287,15 +295,38 @@ class DetectorCore:
             if t > max_t:
                 max_t = t
         self.max_event_time_ns = max_t
+        if bundle.events:
+            tp = (topic, partition)
+            last = bundle.events[-1].event_time
+            t_last = max(last.seconds * 1_000_000_000 + last.nanos, self._partition_time.get(tp, 0))
+            self._partition_time[tp] = t_last
+            self._partition_wall[tp] = time.monotonic()
         outcome.events = len(bundle.events)
         self.events += outcome.events
         return outcome
 
+    def watermark_ns(self, now: float | None = None) -> int:
+        """Event time every active partition has reached, less the allowed lateness.
+
+        A partition is active while it delivered records in the last ``partition_idle_s`` wall
+        seconds; one that went quiet (caught up, or its institutions silent) no longer holds the
+        watermark back, so silence is still seen. With no active partition, the latest time seen.
+        """
+        now = time.monotonic() if now is None else now
+        active = [
+            t
+            for tp, t in self._partition_time.items()
+            if now - self._partition_wall[tp] < self.partition_idle_s
+        ]
+        wm = min(active) if active else self.max_event_time_ns
+        return wm - self.engine.config.allowed_lateness_ns if wm > 0 else 0
+
     def advance(self) -> list[findings_pb2.Finding]:
-        """Move the engine's watermark to the latest event time seen (silence, coalesced flush)."""
-        if self.max_event_time_ns <= 0:
+        """Move the engine's watermark over every partition (silence, coalesced flush)."""
+        wm = self.watermark_ns()
+        if wm <= 0:
             return []
-        findings = self.engine.advance(self.max_event_time_ns)
+        findings = self.engine.advance(wm)
         if findings:
             self._dirty_advance = True
         self.findings += len(findings)

@@ -13,6 +13,11 @@ DAY_NS = 24 * HOUR_NS
 class EngineConfig:
     # Events older than the watermark minus this still land in their own window.
     allowed_lateness_ns: int = 5 * MINUTE_NS
+    # process() moves the watermark from the latest event time it saw: right for one ordered
+    # stream (the offline replay). A service reading many partitions turns this off and drives
+    # advance() with the slowest active partition's time, or a partition that is behind (its
+    # institutions' spools draining, a lagging topic) would look silent.
+    auto_advance: bool = True
     # One finding per entity and detector per coalescing window.
     coalesce_window_ns: int = 6 * HOUR_NS
     # Observations an entity must have before its statistical detectors may alert.

@@ -104,7 +104,7 @@ class DetectionEngine:
         if t > self._max_event_ns:
             self._max_event_ns = t
             wm = t - self.config.allowed_lateness_ns
-            if wm - self._last_check_ns >= MINUTE_NS:
+            if self.config.auto_advance and wm - self._last_check_ns >= MINUTE_NS:
                 self._advance(wm)
         self._out = []
         return out
