@@ -188,8 +188,13 @@ def test_a_lagging_partition_is_not_taken_for_a_silent_institution(tmp_path: Pat
         )
     assert core.watermark_ns() <= T0_NS
     assert not [f for f in core.advance() if f.institution_id == "inst-a"]
-    # Once A's partition has been quiet for longer than the idle time, it no longer holds the
-    # watermark back: a truly silent institution is reported.
+    # While the consumer knows A's partition has unread records, it holds the watermark back
+    # however long it has been quiet; a lagging partition never read at all stops it.
+    lagging = frozenset({(hb, 0)})
+    assert core.watermark_ns(now=time.monotonic() + 3600, lagging=lagging) <= T0_NS
+    assert core.watermark_ns(lagging=frozenset({(hb, 2)})) == 0
+    # Once A's partition is caught up and has been quiet for longer than the idle time, it no
+    # longer holds the watermark back: a truly silent institution is reported.
     assert core.watermark_ns(now=time.monotonic() + 3600) > T0_NS + 5 * 60 * minute
     core.partition_idle_s = 0.0
     silent = [f for f in core.advance() if f.institution_id == "inst-a"]

@@ -164,7 +164,7 @@ class Detector:
             if self.core.failed:
                 return
             with self.tracer.start_as_current_span("detector.advance"):
-                findings = self.core.advance()
+                findings = self.core.advance(self._lagging_partitions())
                 try:
                     await self._publish(findings, ())
                 except Exception as exc:
@@ -176,6 +176,21 @@ class Detector:
                 log.info("detector progress %s", json.dumps(progress, sort_keys=True))
             if self.core.checkpoint_due():
                 await self.checkpoint()
+
+    def _lagging_partitions(self) -> frozenset[tuple[str, int]]:
+        """Telemetry partitions with records not yet read, from the consumer's high-water marks."""
+        consumer = self.app.consumer
+        out: set[tuple[str, int]] = set()
+        for tp in consumer.assignment():
+            if tp.topic not in self.core.telemetry_topics:
+                continue
+            try:
+                high = consumer.highwater(tp)
+            except Exception:  # not fetched yet: nothing known about it
+                continue
+            if high is not None and high > self.core.offsets.get((tp.topic, tp.partition), 0):
+                out.add((tp.topic, tp.partition))
+        return frozenset(out)
 
     async def on_record(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None

@@ -305,25 +305,32 @@ class DetectorCore:
         self.events += outcome.events
         return outcome
 
-    def watermark_ns(self, now: float | None = None) -> int:
+    def watermark_ns(
+        self, now: float | None = None, lagging: frozenset[tuple[str, int]] = frozenset()
+    ) -> int:
         """Event time every active partition has reached, less the allowed lateness.
 
-        A partition is active while it delivered records in the last ``partition_idle_s`` wall
-        seconds; one that went quiet (caught up, or its institutions silent) no longer holds the
-        watermark back, so silence is still seen. With no active partition, the latest time seen.
+        A partition holds the watermark back while it has records not yet read (``lagging``,
+        from the consumer's high-water marks) or delivered some in the last ``partition_idle_s``
+        wall seconds; one caught up and quiet (its institutions silent) does not, so silence is
+        still seen. A lagging partition that has not delivered anything yet stops the watermark.
         """
+        if any(tp not in self._partition_time for tp in lagging):
+            return 0
         now = time.monotonic() if now is None else now
         active = [
             t
             for tp, t in self._partition_time.items()
-            if now - self._partition_wall[tp] < self.partition_idle_s
+            if tp in lagging or now - self._partition_wall[tp] < self.partition_idle_s
         ]
         wm = min(active) if active else self.max_event_time_ns
         return wm - self.engine.config.allowed_lateness_ns if wm > 0 else 0
 
-    def advance(self) -> list[findings_pb2.Finding]:
+    def advance(
+        self, lagging: frozenset[tuple[str, int]] = frozenset()
+    ) -> list[findings_pb2.Finding]:
         """Move the engine's watermark over every partition (silence, coalesced flush)."""
-        wm = self.watermark_ns()
+        wm = self.watermark_ns(lagging=lagging)
         if wm <= 0:
             return []
         findings = self.engine.advance(wm)
