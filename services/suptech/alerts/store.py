@@ -17,17 +17,18 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from operator import attrgetter
+from typing import Any, NamedTuple, cast
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, text
+from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select, text
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from suptech.alerts import audit, grouping
+from suptech.alerts import audit, bulk, grouping
 from suptech.alerts.changes import ChangeSignal
 from suptech.alerts.config import AlertsConfig
 from suptech.alerts.models import (
@@ -167,9 +168,18 @@ class NewAlert:
     escalation_level: int = 0
     resolved_time: datetime | None = None
 
-    def values(self) -> dict[str, Any]:
-        """Column values for a core INSERT into ``alerts``."""
-        return {name: getattr(self, name) for name in self.__slots__}
+    def values(self) -> tuple[Any, ...]:
+        """Column values for :func:`bulk.insert_rows` into ``alerts``, in ``COLUMNS`` order."""
+        return _NEW_ALERT_VALUES(self)
+
+
+NEW_ALERT_COLUMNS: tuple[str, ...] = NewAlert.__slots__
+_NEW_ALERT_VALUES = attrgetter(*NEW_ALERT_COLUMNS)
+_FINDING_COLUMNS = ("finding_id", "alert_id", "grade", "event_time", "received_time", "proto")
+_EVENT_COLUMNS = ("ts", "kind", "alert_id", "institution_id", "snapshot")
+_ALERTS = cast(Table, AlertRow.__table__)
+_FINDINGS = cast(Table, FindingRow.__table__)
+_EVENTS = cast(Table, AlertEventRow.__table__)
 
 
 class LoggedEvent(NamedTuple):
@@ -241,19 +251,22 @@ def append_events(
     # Read by the after-commit hook of AlertStore, which wakes this process's StreamAlerts.
     session.info[_EVENTS_APPENDED] = True
     rows = [
-        {
-            "ts": now,
-            "kind": kind,
-            "alert_id": row.alert_id,
-            "institution_id": row.institution_id,
-            "snapshot": alert_to_proto(row).SerializeToString(),
-        }
+        (now, kind, row.alert_id, row.institution_id, alert_to_proto(row).SerializeToString())
         for row, kind in changes
     ]
-    # Bulk insert from plain dicts: ORM objects cost about a millisecond each at this volume.
-    ids = session.scalars(
-        insert(AlertEventRow).returning(AlertEventRow.id, sort_by_parameter_order=True), rows
-    ).all()
+    if bulk.copy_supported(session):
+        # Ids taken under the event-log lock, then the rows streamed with them.
+        ids = bulk.reserve_ids(session, _EVENTS, len(rows))
+        numbered = [(i, *r) for i, r in zip(ids, rows, strict=True)]
+        bulk.insert_rows(session, _EVENTS, ("id", *_EVENT_COLUMNS), numbered)
+    else:
+        # Bulk insert from plain values: ORM objects cost about a millisecond each at this volume.
+        ids = list(
+            session.scalars(
+                insert(AlertEventRow).returning(AlertEventRow.id, sort_by_parameter_order=True),
+                [dict(zip(_EVENT_COLUMNS, r, strict=True)) for r in rows],
+            )
+        )
     return [LoggedEvent(i, kind) for i, (_, kind) in zip(ids, changes, strict=True)]
 
 
@@ -388,7 +401,7 @@ class AlertStore:
         touched: dict[str, tuple[AlertRow | NewAlert, bool, int]] = {}
         new_alerts: list[NewAlert] = []
         max_grade: dict[str, int] = {}
-        finding_rows: list[dict[str, Any]] = []
+        finding_rows: list[tuple[Any, ...]] = []
         # Two queries for the whole batch, not two per group: the open alerts of every group
         # touched, and the worst finding grade of each.
         open_alerts: dict[str, list[AlertRow]] = {k: [] for k in by_group}
@@ -436,28 +449,22 @@ class AlertStore:
                     max_grade[row.alert_id] = known_grades.get(row.alert_id, 0)
                 self._absorb(row, f, event_time, max_grade, now)
                 finding_rows.append(
-                    {
-                        "finding_id": f.finding_id,
-                        "alert_id": row.alert_id,
-                        "grade": f.grade,
-                        "event_time": event_time,
-                        "received_time": now,
-                        "proto": f.SerializeToString(),
-                    }
+                    (
+                        f.finding_id,
+                        row.alert_id,
+                        f.grade,
+                        event_time,
+                        now,
+                        f.SerializeToString(),
+                    )
                 )
         for row, created, old_grade in touched.values():
             if created or row.grade != old_grade:
                 row.silenced = _is_silenced(row, silences)
         # Alerts first: findings reference them, and a stale alert version aborts here.
         s.flush()
-        # RETURNING makes SQLAlchemy send multi-row VALUES statements ("insertmanyvalues"): on
-        # PostgreSQL a plain executemany costs a protocol message and a parse per row.
-        if new_alerts:
-            s.execute(
-                insert(AlertRow).returning(AlertRow.alert_id),
-                [a.values() for a in new_alerts],
-            )
-        s.execute(insert(FindingRow).returning(FindingRow.id), finding_rows)
+        bulk.insert_rows(s, _ALERTS, NEW_ALERT_COLUMNS, [a.values() for a in new_alerts])
+        bulk.insert_rows(s, _FINDINGS, _FINDING_COLUMNS, finding_rows)
         events = append_events(
             s,
             [
