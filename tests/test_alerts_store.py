@@ -7,10 +7,19 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Table, func, select
+from sqlalchemy.exc import IntegrityError
+from suptech.alerts import bulk
 from suptech.alerts.config import AlertsConfig
 from suptech.alerts.database import open_database
-from suptech.alerts.models import OUTBOX_FEEDBACK, OUTBOX_WEBHOOK, OutboxRow
+from suptech.alerts.models import (
+    OUTBOX_FEEDBACK,
+    OUTBOX_WEBHOOK,
+    AlertEventRow,
+    AlertRow,
+    FindingRow,
+    OutboxRow,
+)
 from suptech.alerts.store import (
     AlertFilter,
     AlertStore,
@@ -173,6 +182,76 @@ def test_a_concurrent_reader_never_misses_an_event(store: AlertStore) -> None:
     reader.join()
     everything, _ = store.events_after(0, 10_000)
     assert seen == [e[0] for e in everything] and len(seen) == 90
+
+
+def test_racing_ingests_of_the_same_findings_store_each_finding_once(
+    db_url: str, clock: Clock
+) -> None:
+    """Two replicas handed the same batch (a rebalance): one stores it, the other retries and
+    finds it stored, with no error and no second alert."""
+    stores = []
+    engines = []
+    for _ in range(2):
+        engine, sessions = open_database(db_url)
+        engines.append(engine)
+        stores.append(AlertStore(sessions, AlertsConfig(group_window_s=3600), clock=clock))
+    batch = [finding(n, entity=f"race-{n}") for n in range(40)]
+    start = threading.Barrier(2)
+    results = []
+
+    def ingest(store: AlertStore) -> None:
+        start.wait()
+        results.append(store.ingest(batch))
+
+    threads = [threading.Thread(target=ingest, args=(st,)) for st in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.new_findings for r in results) == [0, 40]
+    assert sorted(r.duplicates for r in results) == [0, 40]
+    events, _ = stores[0].events_after(0, 1000)
+    assert len(events) == 40 == len({e[0] for e in events})
+    with stores[0]._sessions() as s:
+        assert s.scalar(select(func.count()).select_from(AlertRow)) == 40
+        assert s.scalar(select(func.count()).select_from(FindingRow)) == 40
+    for engine in engines:
+        engine.dispose()
+
+
+def test_bulk_insert_reports_a_duplicate_key_as_integrity_error(store: AlertStore) -> None:
+    """The consumer splits a batch on any SQLAlchemy error: COPY must not leak driver errors."""
+    (alert_id,) = store.ingest([finding(1)]).created
+    findings = FindingRow.__table__
+    assert isinstance(findings, Table)
+    row = ("bank-1-a1-1", alert_id, 1, T0, T0, b"")
+    with store._sessions() as s, pytest.raises(IntegrityError):
+        bulk.insert_rows(
+            s,
+            findings,
+            ("finding_id", "alert_id", "grade", "event_time", "received_time", "proto"),
+            [row],
+        )
+    assert store.get_alert(alert_id).finding_count == 1
+
+
+def test_event_ids_follow_the_order_of_appends(store: AlertStore) -> None:
+    """Cursor order is change order: the last change to an alert has its highest event id."""
+    created = store.ingest([finding(n, entity=f"o{n}") for n in range(30)]).created
+    store.ingest([finding(100 + n, entity=f"o{n}", minutes=1) for n in range(30)])
+    events, _ = store.events_after(0, 1000)
+    ids = [e[0] for e in events]
+    assert ids == sorted(ids) and len(set(ids)) == 60
+    kinds = [e[1] for e in events]
+    assert (
+        kinds
+        == [alerts_pb2.ALERT_EVENT_KIND_CREATED] * 30 + [alerts_pb2.ALERT_EVENT_KIND_UPDATED] * 30
+    )
+    counts = [alerts_pb2.Alert.FromString(e[2]).finding_count for e in events]
+    assert counts == [1] * 30 + [2] * 30
+    assert {alerts_pb2.Alert.FromString(e[2]).alert_id for e in events} == set(created)
+    with store._sessions() as s:
+        assert s.scalar(select(func.max(AlertEventRow.id))) == ids[-1]
 
 
 def test_pages_cover_every_alert_once(store: AlertStore, clock: Clock) -> None:
