@@ -25,9 +25,11 @@ from suptech.alerts.store import (
     AlertStore,
     InvalidRequestError,
     InvalidTransitionError,
+    NewAlert,
     NotFoundError,
     Scope,
     VersionConflictError,
+    alert_to_proto,
 )
 from suptech.v1 import alerts_pb2, findings_pb2
 
@@ -314,3 +316,30 @@ def test_silence_marks_matching_alerts_until_it_ends(store: AlertStore, clock: C
     assert not any(a.silenced for a in alerts)
     with pytest.raises(InvalidTransitionError):
         store.expire_silence(sil.silence_id, actor="a", role="admin")
+
+
+def test_alert_times_reach_the_proto_exactly() -> None:
+    """Deadlines and spans shown to supervisors keep their microseconds, before 1970 too."""
+    odd = datetime(1969, 12, 31, 23, 59, 58, 999_999, tzinfo=UTC)
+    row = NewAlert(
+        alert_id="a",
+        group_key="k",
+        family=1,
+        institution_id="bank-1",
+        entity_kind="app",
+        entity_id="e",
+        detector_id="d",
+        grade=1,
+        state=alerts_pb2.ALERT_STATE_OPEN,
+        summary="s",
+        first_seen=odd,
+        last_seen=T0 + timedelta(microseconds=123_457),
+        ack_deadline=None,
+        created_time=T0,
+        updated_time=T0,
+    )
+    alert = alert_to_proto(row)
+    assert alert.first_seen.ToDatetime(tzinfo=UTC) == odd
+    assert alert.last_seen.ToDatetime(tzinfo=UTC) == row.last_seen
+    assert alert.created_time.ToDatetime(tzinfo=UTC) == T0
+    assert not alert.HasField("ack_deadline")
