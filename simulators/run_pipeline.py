@@ -113,6 +113,8 @@ class Stack:
             DETECTOR_STATE_DIR=str(self.run_dir / "detector"),
             DETECTOR_APP_ID=self.app_id,
             DETECTOR_HEALTH_PORT="0",
+            # A full-speed replay: seconds of wall time are hours of event time.
+            DETECTOR_PARTITION_IDLE_S="120",
         )
         gateway = self._spawn(
             "gateway",

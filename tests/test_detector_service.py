@@ -172,10 +172,10 @@ def heartbeat(event_id: str, t_ns: int, inst: str) -> telemetry_pb2.TelemetryEnv
     return env
 
 
-def test_a_lagging_partition_is_not_taken_for_a_silent_institution(tmp_path: Path) -> None:
-    # Two institutions on two partitions; partition 1 is read far ahead of partition 0 (its
-    # spool drains faster, or the consumer fetched it first). Institution A is not silent: its
-    # partition is simply behind, and the watermark must wait for it.
+def test_a_lagging_institution_is_not_taken_for_a_silent_one(tmp_path: Path) -> None:
+    # Two institutions; B's stream is read far ahead of A's (A's spool drains slower, or the
+    # consumer fetched B's partition first). A is not silent: it is simply behind, and the
+    # watermark must wait for it while it still delivers or its partition has unread records.
     core = DetectorCore.start(
         CheckpointStore(tmp_path / "cp"), {"telemetry.heartbeat.v1"}, "registry.sandbox.v1"
     )

@@ -163,8 +163,9 @@ class Detector:
         async with self.lock:
             if self.core.failed:
                 return
+            lagging = await self._lagging_partitions()
             with self.tracer.start_as_current_span("detector.advance"):
-                findings = self.core.advance(self._lagging_partitions())
+                findings = self.core.advance(lagging)
                 try:
                     await self._publish(findings, ())
                 except Exception as exc:
@@ -177,20 +178,27 @@ class Detector:
             if self.core.checkpoint_due():
                 await self.checkpoint()
 
-    def _lagging_partitions(self) -> frozenset[tuple[str, int]]:
-        """Telemetry partitions with records not yet read, from the consumer's high-water marks."""
+    async def _lagging_partitions(self) -> frozenset[tuple[str, int]]:
+        """Telemetry partitions with records not yet read, by their end offsets on the broker.
+
+        Asked of the broker each time: the high-water marks a consumer keeps from its fetches go
+        stale for a partition it has not fetched lately, which is exactly the lagging one.
+        """
         consumer = self.app.consumer
-        out: set[tuple[str, int]] = set()
-        for tp in consumer.assignment():
-            if tp.topic not in self.core.telemetry_topics:
-                continue
-            try:
-                high = consumer.highwater(tp)
-            except Exception:  # not fetched yet: nothing known about it
-                continue
-            if high is not None and high > self.core.offsets.get((tp.topic, tp.partition), 0):
-                out.add((tp.topic, tp.partition))
-        return frozenset(out)
+        tps = [tp for tp in consumer.assignment() if tp.topic in self.core.telemetry_topics]
+        if not tps:
+            return frozenset()
+        try:
+            ends = await consumer.highwaters(*tps)
+        except Exception as exc:  # unknown: assume every partition may hold a backlog
+            log.warning("cannot read end offsets (%r): holding the watermark", exc)
+            return frozenset((tp.topic, tp.partition) for tp in tps)
+        offsets = self.core.offsets
+        return frozenset(
+            (tp.topic, tp.partition)
+            for tp in tps
+            if ends.get(tp, 0) > offsets.get((tp.topic, tp.partition), 0)
+        )
 
     async def on_record(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
@@ -306,6 +314,7 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
         engine_config,
         config.checkpoint_interval_s,
         config.checkpoint_events,
+        config.partition_idle_s,
     )
     detector = Detector(
         app,

@@ -27,6 +27,10 @@ class DetectorConfig:
     checkpoint_events: int = 200_000
     # How often the event-time watermark is pushed into the engine (DETECTOR_WATERMARK_INTERVAL_S).
     watermark_interval_s: float = 5.0
+    # A telemetry partition caught up and quiet this long (DETECTOR_PARTITION_IDLE_S) stops
+    # holding the watermark back. Raise it for full-speed replays, where seconds of wall time
+    # are hours of event time and one institution's SDK may briefly fall behind the others.
+    partition_idle_s: float = 30.0
     # faust's web server (statistics, health); off unless DETECTOR_WEB_ENABLED.
     web_enabled: bool = False
     web_port: int = 6066
@@ -53,6 +57,7 @@ class DetectorConfig:
             watermark_interval_s=env_float(
                 "DETECTOR_WATERMARK_INTERVAL_S", d.watermark_interval_s, environ
             ),
+            partition_idle_s=env_float("DETECTOR_PARTITION_IDLE_S", d.partition_idle_s, environ),
             web_enabled=env_bool("DETECTOR_WEB_ENABLED", d.web_enabled, environ),
             web_port=env_int("DETECTOR_WEB_PORT", d.web_port, environ),
             session_timeout_s=env_float("DETECTOR_SESSION_TIMEOUT_S", d.session_timeout_s, environ),
@@ -71,6 +76,8 @@ class DetectorConfig:
             raise ConfigError("DETECTOR_CHECKPOINT_EVENTS must be positive")
         if self.watermark_interval_s <= 0:
             raise ConfigError("DETECTOR_WATERMARK_INTERVAL_S must be positive")
+        if self.partition_idle_s <= 0:
+            raise ConfigError("DETECTOR_PARTITION_IDLE_S must be positive")
         if self.session_timeout_s < 6:
             # Kafka's default group.min.session.timeout.ms is 6 s.
             raise ConfigError("DETECTOR_SESSION_TIMEOUT_S must be at least 6")

@@ -71,7 +71,7 @@ class DetectorCore:
         max_event_time_ns: int = 0,
         checkpoint_interval_s: float = 30.0,
         checkpoint_events: int = 200_000,
-        partition_idle_s: float = 10.0,
+        partition_idle_s: float = 30.0,
     ) -> None:
         self.engine = engine
         self.telemetry_topics = set(telemetry_topics)
@@ -90,10 +90,12 @@ class DetectorCore:
         self._records_at_checkpoint = 0
         self._dirty_advance = False
         self._checkpoint_at = time.monotonic()
-        # Latest event time per telemetry partition, and when (wall clock) it last delivered.
+        # Latest event time per telemetry partition and per institution, and when (wall clock)
+        # each institution last delivered: the watermark is built from them (watermark_ns).
         self.partition_idle_s = partition_idle_s
         self._partition_time: dict[tuple[str, int], int] = {}
-        self._partition_wall: dict[tuple[str, int], float] = {}
+        self._institution_time: dict[str, int] = {}
+        self._institution_wall: dict[str, float] = {}
 
     @classmethod
     def start(
@@ -126,6 +128,7 @@ class DetectorCore:
         engine_config: EngineConfig | None = None,
         checkpoint_interval_s: float = 30.0,
         checkpoint_events: int = 200_000,
+        partition_idle_s: float = 30.0,
     ) -> DetectorCore:
         """Resume from ``checkpoint`` (``source`` says where it came from), or start fresh."""
         # The service drives the watermark over all its partitions (see watermark_ns).
@@ -153,6 +156,7 @@ class DetectorCore:
             max_event_time_ns,
             checkpoint_interval_s,
             checkpoint_events,
+            partition_idle_s,
         )
 
     def handle(
@@ -296,11 +300,15 @@ class DetectorCore:
                 max_t = t
         self.max_event_time_ns = max_t
         if bundle.events:
-            tp = (topic, partition)
             last = bundle.events[-1].event_time
-            t_last = max(last.seconds * 1_000_000_000 + last.nanos, self._partition_time.get(tp, 0))
-            self._partition_time[tp] = t_last
-            self._partition_wall[tp] = time.monotonic()
+            t_last = last.seconds * 1_000_000_000 + last.nanos
+            tp = (topic, partition)
+            if t_last > self._partition_time.get(tp, 0):
+                self._partition_time[tp] = t_last
+            inst = bundle.institution_id
+            if t_last > self._institution_time.get(inst, 0):
+                self._institution_time[inst] = t_last
+            self._institution_wall[inst] = time.monotonic()
         outcome.events = len(bundle.events)
         self.events += outcome.events
         return outcome
@@ -308,22 +316,25 @@ class DetectorCore:
     def watermark_ns(
         self, now: float | None = None, lagging: frozenset[tuple[str, int]] = frozenset()
     ) -> int:
-        """Event time every active partition has reached, less the allowed lateness.
+        """Event time the whole input has reached, less the allowed lateness.
 
-        A partition holds the watermark back while it has records not yet read (``lagging``,
-        from the consumer's high-water marks) or delivered some in the last ``partition_idle_s``
-        wall seconds; one caught up and quiet (its institutions silent) does not, so silence is
-        still seen. A lagging partition that has not delivered anything yet stops the watermark.
+        Institutions stream independently (each through its own SDK, spool and retries), so one
+        may be hours of event time behind another, most of all in a full-speed replay: judging
+        it by the fastest would report it silent. The watermark is therefore the slowest of
+        - every institution that delivered in the last ``partition_idle_s`` wall seconds (one
+          that went quiet is not waited for: that is how its silence gets seen), and
+        - every partition with records not yet read (``lagging``, from the consumer's high-water
+          marks); a lagging partition that has delivered nothing yet stops the watermark.
+        With nothing active, the latest event time seen.
         """
         if any(tp not in self._partition_time for tp in lagging):
             return 0
         now = time.monotonic() if now is None else now
-        active = [
-            t
-            for tp, t in self._partition_time.items()
-            if tp in lagging or now - self._partition_wall[tp] < self.partition_idle_s
-        ]
-        wm = min(active) if active else self.max_event_time_ns
+        wall = self._institution_wall
+        idle = self.partition_idle_s
+        held = [t for inst, t in self._institution_time.items() if now - wall[inst] < idle]
+        held.extend(self._partition_time[tp] for tp in lagging)
+        wm = min(held) if held else self.max_event_time_ns
         return wm - self.engine.config.allowed_lateness_ns if wm > 0 else 0
 
     def advance(
