@@ -24,7 +24,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -256,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         feed.wait(timeout=1800)
         printer.join(timeout=5)
-        _summary(feed_lines, truth)
+        _summary(_list_alerts(alerts_port, supervisor_token), truth)
         return 0 if rejected == 0 and all(r["flushed"] for r in result.values()) else 1
     finally:
         if feed is not None and feed.poll() is None:
@@ -272,11 +271,69 @@ def _pump(proc: subprocess.Popen[str], sink: Callable[[str], Any]) -> None:
         sink(line)
 
 
-def _summary(feed_lines: list[str], truth: list[dict[str, Any]]) -> None:
-    by_family = Counter(g["family"] for g in truth if not g.get("benign"))
-    _say(
-        "injected incidents by family (ground truth): "
-        + ", ".join(f"{fam} {n}" for fam, n in sorted(by_family.items()))
+FAMILY_NAMES = {1: "data_leakage", 2: "it_autonomy", 3: "sandbox"}
+GRACE_S = 2 * 3600
+
+
+def _list_alerts(port: int, token: str) -> list[Any]:
+    """Every alert the supervisor can see, through ListAlerts pages."""
+    import grpc
+    from suptech.v1 import alerts_pb2, alerts_pb2_grpc
+
+    out: list[Any] = []
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = alerts_pb2_grpc.AlertServiceStub(channel)
+        token_ = ""
+        while True:
+            page = stub.ListAlerts(
+                alerts_pb2.ListAlertsRequest(page_size=500, page_token=token_),
+                metadata=[("authorization", f"Bearer {token}")],
+                timeout=30,
+            )
+            out.extend(page.alerts)
+            token_ = page.next_page_token
+            if not token_:
+                return out
+
+
+def _caught_by(alert: Any, g: dict[str, Any]) -> bool:
+    """Whether ``alert`` is about incident ``g`` (family, institution, entity, time window)."""
+    if FAMILY_NAMES.get(alert.family) != g["family"]:
+        return False
+    start = datetime.fromisoformat(g["start"]).timestamp()
+    end = datetime.fromisoformat(g["end"]).timestamp() + GRACE_S
+    if alert.last_seen.seconds < start or alert.first_seen.seconds > end:
+        return False
+    insts = {g["institution_id"], *g.get("affected_institutions", [])} - {""}
+    if alert.institution_id not in insts and alert.institution_id != "*":
+        return False
+    entities = {g["entity_id"], g.get("app_id", ""), *g.get("affected_systems", [])} - {""}
+    if g["entity_kind"] == "vendor":
+        return alert.entity_id in entities or alert.entity_kind == "system"
+    return alert.entity_id in entities or alert.entity_kind == "institution"
+
+
+def _summary(alerts: list[Any], truth: list[dict[str, Any]]) -> None:
+    """How the alerts a supervisor received compare with what the simulator injected."""
+    incidents = [g for g in truth if not g.get("benign")]
+    print()
+    _say(f"{len(alerts)} alerts against {len(incidents)} injected incidents (ground truth):")
+    print(f"  {'family':<14}{'incidents':>10}{'caught':>8}{'alerts':>8}{'unexplained':>13}")
+    for fam in ("data_leakage", "it_autonomy", "sandbox"):
+        inc = [g for g in incidents if g["family"] == fam]
+        fam_alerts = [a for a in alerts if FAMILY_NAMES.get(a.family) == fam]
+        caught = [g for g in inc if any(_caught_by(a, g) for a in fam_alerts)]
+        unexplained = [a for a in fam_alerts if not any(_caught_by(a, g) for g in inc)]
+        print(
+            f"  {fam:<14}{len(inc):>10}{len(caught):>8}{len(fam_alerts):>8}{len(unexplained):>13}"
+        )
+        for g in inc:
+            if g not in caught:
+                print(f"    missed: {g['kind']} at {g['institution_id'] or 'several'}")
+    print(
+        "  (unexplained: alerts matching no injected incident; the simulated market also has "
+        "normal events that look alarming, and the detector may see what the simulator did not "
+        "label)"
     )
 
 
