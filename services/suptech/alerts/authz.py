@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextvars
 import enum
 import hashlib
-import hmac
 import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -29,6 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
+from suptech.common.credentials import (
+    MalformedAuthorization,
+    TokenTable,
+    bearer_token,
+    certificate_identity,
+)
 
 __all__ = [
     "ALERT_SERVICE",
@@ -125,10 +131,6 @@ current_principal: contextvars.ContextVar[Principal | None] = contextvars.Contex
 """The caller of the gRPC method being served, set by :class:`AuthInterceptor`."""
 
 
-def _digest(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
-
-
 class TokenStore:
     """Credentials by token and by certificate common name.
 
@@ -137,13 +139,14 @@ class TokenStore:
     """
 
     def __init__(self, entries: Mapping[str, Principal]) -> None:
-        self._tokens: list[tuple[bytes, Principal]] = []
         self._certs: dict[str, Principal] = {}
+        tokens: dict[str, Principal] = {}
         for key, principal in entries.items():
             if key.startswith(CERT_PREFIX):
                 self._certs[key[len(CERT_PREFIX) :]] = principal
             else:
-                self._tokens.append((_digest(key), principal))
+                tokens[key] = principal
+        self._tokens = TokenTable(tokens)
 
     @classmethod
     def from_json(cls, raw: str | bytes, source: str = "tokens file") -> TokenStore:
@@ -164,13 +167,7 @@ class TokenStore:
         return cls.from_json(raw, str(path))
 
     def by_token(self, token: str) -> Principal | None:
-        presented = _digest(token)
-        found: Principal | None = None
-        for digest, principal in self._tokens:
-            # No early exit: the time taken does not depend on which entry matched.
-            if hmac.compare_digest(digest, presented):
-                found = principal
-        return found
+        return self._tokens.find(token)
 
     def by_certificate(self, common_name: str) -> Principal | None:
         return self._certs.get(common_name)
@@ -209,13 +206,6 @@ def _parse_entry(source: str, key: str, value: Any) -> Principal:
     return Principal(name, role, frozenset(jurisdictions))
 
 
-def _metadata_value(metadata: Iterable[tuple[str, str | bytes]] | None, key: str) -> str | None:
-    for k, v in metadata or ():
-        if k.lower() == key:
-            return v.decode(errors="replace") if isinstance(v, bytes) else v
-    return None
-
-
 def authenticate(
     tokens: TokenStore,
     invocation_metadata: Iterable[tuple[str, str | bytes]] | None,
@@ -226,20 +216,21 @@ def authenticate(
     A presented token decides: a wrong token is refused even over a trusted certificate, so a
     misconfigured client fails loudly instead of acting under another identity.
     """
-    header = _metadata_value(invocation_metadata, "authorization")
-    if header is not None:
-        scheme, _, token = header.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise UnauthenticatedError("authorization header must be 'Bearer <token>'")
-        principal = tokens.by_token(token.strip())
+    try:
+        token = bearer_token(invocation_metadata)
+    except MalformedAuthorization as exc:
+        raise UnauthenticatedError(str(exc)) from None
+    if token is not None:
+        principal = tokens.by_token(token)
         if principal is None:
             raise UnauthenticatedError("unknown token")
         return principal
-    for cn in (auth_context or {}).get("x509_common_name", ()):
-        principal = tokens.by_certificate(cn.decode(errors="replace"))
-        if principal is not None:
-            return principal
-        raise UnauthenticatedError(f"client certificate {cn!r} is not registered")
+    name = certificate_identity(auth_context)
+    if name is not None:
+        principal = tokens.by_certificate(name)
+        if principal is None:
+            raise UnauthenticatedError(f"client certificate {name!r} is not registered")
+        return principal
     raise UnauthenticatedError(
         "no credentials: send 'authorization: Bearer <token>' or a certificate"
     )
