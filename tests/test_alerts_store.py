@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Table, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from suptech.alerts import bulk
 from suptech.alerts.config import AlertsConfig
 from suptech.alerts.database import open_database
@@ -343,3 +344,25 @@ def test_alert_times_reach_the_proto_exactly() -> None:
     assert alert.last_seen.ToDatetime(tzinfo=UTC) == row.last_seen
     assert alert.created_time.ToDatetime(tzinfo=UTC) == T0
     assert not alert.HasField("ack_deadline")
+
+
+def test_ingest_update_of_an_alert_changed_since_read_is_refused(store: AlertStore) -> None:
+    """Ingest's bulk UPDATE checks the version it read: a triage change in between wins and the
+    ingest batch is retried (StaleDataError), never silently overwriting the acknowledgement."""
+    (alert_id,) = store.ingest([finding(1)]).created
+    with store._sessions() as s:
+        values = s.execute(
+            select(*[AlertRow.__table__.c[n] for n in NewAlert.__slots__]).where(
+                AlertRow.alert_id == alert_id
+            )
+        ).one()
+    stale = NewAlert(*values)
+    store.acknowledge(alert_id, 0, actor="ana", role="analyst")
+    stale.finding_count += 1
+    with store._sessions() as s, s.begin(), pytest.raises(StaleDataError):
+        AlertStore._update_alerts(s, [stale])
+    alert = store.get_alert(alert_id)
+    assert alert.state == alerts_pb2.ALERT_STATE_ACKNOWLEDGED and alert.finding_count == 1
+    # A later finding for the same group still lands on the acknowledged alert.
+    assert store.ingest([finding(2, minutes=1)]).updated == [alert_id]
+    assert store.get_alert(alert_id).finding_count == 2
