@@ -253,7 +253,11 @@ def test_production_install_uses_postgres_mtls_and_an_existing_secret(
     assert probe_port == int(env["GATEWAY_HEALTH_PORT"]) != 50051
     pdbs = by_kind(m, "PodDisruptionBudget")
     assert pdbs["suptech-gateway"]["spec"]["minAvailable"] == 2
-    assert set(pdbs) == {"suptech-gateway", "suptech-detector", "suptech-alerts"}
+    # The single detector worker gets no PodDisruptionBudget: with one replica it would block
+    # every node drain.
+    assert set(pdbs) == {"suptech-gateway", "suptech-alerts"}
+    detector = by_kind(m, "StatefulSet")["suptech-detector"]
+    assert detector["spec"]["replicas"] == 1
 
 
 def test_helm_refuses_bad_values_with_a_reason(helm: str, tmp_path: Path) -> None:
