@@ -1,12 +1,16 @@
 """SDK -> gateway (subprocess) -> Kafka (acks=all) throughput, by SDK batch size.
 
-    python -m perf.ingest_throughput [--quick] [--kafka 127.0.0.1:19092]
+    python -m perf.ingest_throughput [--quick] [--kafka 127.0.0.1:19092] [--sizes 1,100,1000]
+        [--runs 3] [--seconds 12]
 
 For each batch size (1, 100, 1000) it streams data-access events through a real ``TelemetryClient``
 (durable spool included) to a real gateway on loopback that writes them to the shared broker under
 a topic prefix of its own, and reports acknowledged events/s, the gateway's CPU per event (from
 /proc/<pid>/stat) and the SDK process's CPU per event. It also measures the SDK alone (encoding and
 spooling, no network) for the two ways of sending: the bulk template path and the per-event builder.
+Each batch size runs ``--runs`` times (default 3, 1 with ``--quick``) for ``--seconds`` of
+sustained sending after a warm-up that is not counted; the summary gives the median run (by
+events/s) with the range, and /proc/loadavg before and after, since the machine is shared.
 Writes perf/results/ingest_throughput.json.
 """
 
@@ -16,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -109,8 +114,10 @@ def run_one(
             linger_s=0.005,
             max_in_flight=8,
         )
-        # Warm-up: the first batch opens the stream and the gateway's Kafka connections.
-        client.send_many_encoded("data_access", block[:batch_size])
+        # Warm-up, not counted: opens the stream and the gateway's Kafka connections, and runs
+        # the hot paths a few times.
+        for _ in range(3):
+            client.send_many_encoded("data_access", block[:batch_size])
         client.flush(30)
         base_acked = client.stats().acknowledged
         gw0 = proc_cpu_s(gw_pid)
@@ -142,6 +149,7 @@ def run_one(
         "events_per_s": round(acked / elapsed, 1),
         "gateway_cpu_us_per_event": round(gw * 1e6 / max(acked, 1), 2),
         "sdk_cpu_us_per_event": round(me * 1e6 / max(acked, 1), 2),
+        "loadavg": Path("/proc/loadavg").read_text().split()[0],
     }
 
 
@@ -184,8 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="about 2 s per batch size")
     parser.add_argument("--kafka", default=os.environ.get("KAFKA_ADDR", "127.0.0.1:19092"))
+    parser.add_argument("--sizes", default="1,100,1000", help="batch sizes, comma-separated")
+    parser.add_argument("--runs", type=int, default=None, help="runs per batch size (3)")
+    parser.add_argument("--seconds", type=float, default=None, help="per run (12; quick 2)")
+    parser.add_argument("--no-sdk-only", action="store_true", help="skip the SDK-alone figures")
     args = parser.parse_args(argv)
-    seconds = 2.0 if args.quick else 8.0
+    seconds = args.seconds or (2.0 if args.quick else 12.0)
+    runs = args.runs or (1 if args.quick else 3)
+    sizes = [int(s) for s in args.sizes.split(",")]
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     ensure_topics(args.kafka, prefix)
     results: dict[str, Any] = {
@@ -193,35 +207,63 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "kafka": args.kafka,
         "cpus": os.cpu_count(),
-        "loadavg_start": os.getloadavg()[0],
-        "sdk_only": sdk_only(20_000 if args.quick else 100_000),
+        "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
+        "seconds_per_run": seconds,
+        "sdk_only": {} if args.no_sdk_only else sdk_only(20_000 if args.quick else 100_000),
         "runs": [],
+        "summary": [],
     }
     print(f"SDK alone (encode + spool, no network): {results['sdk_only']}")
     with tempfile.TemporaryDirectory(prefix="suptech-bench-gw-") as work:
         proc, port = start_gateway(args.kafka, prefix, Path(work))
         try:
-            for batch_size, max_events in (
-                (1, 300 if args.quick else 2000),
-                (100, 10**7),
-                (1000, 10**8),
-            ):
-                run = run_one(f"127.0.0.1:{port}", proc.pid, batch_size, seconds, max_events)
-                results["runs"].append(run)
-                print(
-                    f"batch {batch_size:>5}: {run['events_per_s']:>10,.0f} events/s  "
-                    f"gateway {run['gateway_cpu_us_per_event']:>8.1f} µs CPU/event  "
-                    f"SDK {run['sdk_cpu_us_per_event']:>7.1f} µs CPU/event  "
-                    f"({run['acknowledged']} acked in {run['seconds']} s)",
-                    flush=True,
-                )
+            for batch_size in sizes:
+                # Batch 1 is slow (one Kafka round trip per event): bounded by count too.
+                max_events = (300 if args.quick else 2000) if batch_size == 1 else 10**8
+                for _ in range(runs):
+                    run = run_one(f"127.0.0.1:{port}", proc.pid, batch_size, seconds, max_events)
+                    results["runs"].append(run)
+                    print(
+                        f"batch {batch_size:>5}: {run['events_per_s']:>10,.0f} events/s  "
+                        f"gateway {run['gateway_cpu_us_per_event']:>8.1f} µs CPU/event  "
+                        f"SDK {run['sdk_cpu_us_per_event']:>7.1f} µs CPU/event  "
+                        f"({run['acknowledged']} acked in {run['seconds']} s, "
+                        f"loadavg {run['loadavg']})",
+                        flush=True,
+                    )
         finally:
             proc.terminate()
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    results["loadavg_end"] = os.getloadavg()[0]
+    results["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    for size in sizes:
+        runs = [r for r in results["runs"] if r["batch_size"] == size]
+        rates = [r["events_per_s"] for r in runs]
+        mid = sorted(runs, key=lambda r: r["events_per_s"])[len(runs) // 2]
+        summary = {
+            "batch_size": size,
+            "runs": len(runs),
+            "median_events_per_s": statistics.median(rates),
+            "min_events_per_s": min(rates),
+            "max_events_per_s": max(rates),
+            "median_gateway_cpu_us_per_event": statistics.median(
+                r["gateway_cpu_us_per_event"] for r in runs
+            ),
+            "median_sdk_cpu_us_per_event": statistics.median(
+                r["sdk_cpu_us_per_event"] for r in runs
+            ),
+            "median_run_loadavg": mid["loadavg"],
+        }
+        results["summary"].append(summary)
+        print(
+            f"median batch {size:>5}: {summary['median_events_per_s']:>10,.0f} events/s "
+            f"({summary['min_events_per_s']:,.0f}-{summary['max_events_per_s']:,.0f})  "
+            f"gateway {summary['median_gateway_cpu_us_per_event']:.1f} µs/event  "
+            f"SDK {summary['median_sdk_cpu_us_per_event']:.1f} µs/event  "
+            f"loadavg {' '.join(results['loadavg_start'])} -> {' '.join(results['loadavg_end'])}"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS.relative_to(REPO)}")
