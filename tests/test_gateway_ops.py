@@ -274,7 +274,9 @@ async def test_sigterm_drains_batches_in_flight_then_refuses_and_exits_0(
             await proc.wait()
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "shutting down" in (refused.value.details() or "")
-    assert late.value.code() == grpc.StatusCode.UNAVAILABLE
+    # UNAVAILABLE from the draining gateway, or CANCELLED when the stream lands while the server
+    # is closing its port; the SDK retries both elsewhere, so neither loses an event.
+    assert late.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
     # Batches the gateway had taken when the signal came were still written and acknowledged.
     assert acked_after_signal, "no batch was in flight at SIGTERM"
     assert len(acked) < len(batches)
