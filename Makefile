@@ -32,5 +32,9 @@ kafka-up:
 kafka-down:
 	scripts/kafka.sh down
 
+# Every benchmark, each printing its figures and writing perf/results/<name>.json.
+# QUICK=1 runs the short versions.
+BENCHMARKS := ingest_throughput gateway_validation gateway_throughput detection_quality detector_speed alert_latency
 perf: install kafka-up
-	$(PYTHON) -m perf.ingest_throughput
+	scripts/postgres.sh up
+	for b in $(BENCHMARKS); do $(PYTHON) -m perf.$$b $(if $(QUICK),--quick) || exit 1; done
