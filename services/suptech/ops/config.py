@@ -1,0 +1,41 @@
+"""Configuration of ``suptech ops``, from environment variables (failing fast, by name).
+
+The consumer group ids are the services' own settings, read from the same variables the services
+read (``DETECTOR_APP_ID``, ``ALERTS_CONSUMER_GROUP``) so that one environment describes both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from suptech.common.config import env_float, env_str
+
+__all__ = ["OpsConfig", "load_config"]
+
+
+@dataclass(frozen=True)
+class OpsConfig:
+    kafka_addr: str = "127.0.0.1:19092"
+    topic_prefix: str = ""
+    # The detector's faust app id is its Kafka consumer group.
+    detector_group: str = "suptech-detector"
+    # The alert service's findings consumer group.
+    alerts_group: str = "suptech-alerts"
+    # Upper bound of each broker or gRPC request, so that a dead dependency fails the command
+    # instead of hanging the Kubernetes job that runs it.
+    timeout_s: float = 10.0
+
+    def suptech_groups(self) -> tuple[str, ...]:
+        return (self.detector_group, self.alerts_group)
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> OpsConfig:
+    d = OpsConfig()
+    return OpsConfig(
+        kafka_addr=env_str("KAFKA_ADDR", d.kafka_addr, environ),
+        topic_prefix=env_str("SUPTECH_TOPIC_PREFIX", "", environ),
+        detector_group=env_str("DETECTOR_APP_ID", d.detector_group, environ),
+        alerts_group=env_str("ALERTS_CONSUMER_GROUP", d.alerts_group, environ),
+        timeout_s=env_float("OPS_TIMEOUT_S", d.timeout_s, environ),
+    )
