@@ -8,15 +8,18 @@ from collections import deque
 from suptech.detector.logic.autonomy import AutonomyFamily
 from suptech.detector.logic.candidate import Candidate, to_finding
 from suptech.detector.logic.config import MINUTE_NS, EngineConfig
+from suptech.detector.logic.feedback import FeedbackMemory
 from suptech.detector.logic.leakage import LeakageFamily
 from suptech.detector.logic.sandbox import SandboxFamily
 from suptech.detector.logic.silence import SilenceWatch
-from suptech.v1 import findings_pb2, sandbox_pb2, telemetry_pb2
+from suptech.v1 import alerts_pb2, findings_pb2, sandbox_pb2, telemetry_pb2
 
 __all__ = ["DetectionEngine"]
 
 # Raised whenever per-entity state changes shape: an older snapshot is refused, not half-loaded.
-_SNAPSHOT_VERSION = 2
+_SNAPSHOT_VERSION = 3
+# Version 2 lacked only the feedback memory: it loads with none applied yet.
+_UPGRADABLE = {2}
 
 
 class DetectionEngine:
@@ -35,6 +38,7 @@ class DetectionEngine:
         self.autonomy = AutonomyFamily(cfg)
         self.sandbox = SandboxFamily(cfg)
         self.silence = SilenceWatch(cfg)
+        self.feedback = FeedbackMemory()
         self._seen: set[str] = set()
         self._seen_order: deque[str] = deque()
         # (detector, institution, kind, entity, window) already reported
@@ -122,6 +126,13 @@ class DetectionEngine:
             raise ValueError("a SandboxTest needs test_id and institution_id")
         self.sandbox.upsert(test)
 
+    def apply_feedback(self, fb: alerts_pb2.Feedback) -> None:
+        """Apply a supervisor's verdict (see :mod:`suptech.detector.logic.feedback`).
+
+        Idempotent per alert id and verdict; its event time is the latest event time seen.
+        """
+        self.feedback.apply(fb, self._max_event_ns, self.leakage)
+
     def advance(self, event_time_ns: int) -> list[findings_pb2.Finding]:
         """Move the watermark to ``event_time_ns``: report silent sources, forget old windows."""
         out: list[findings_pb2.Finding] = []
@@ -148,6 +159,10 @@ class DetectionEngine:
             self._seen.discard(self._seen_order.popleft())
 
     def _emit(self, c: Candidate) -> None:
+        judged = self.feedback.judge(c)
+        if judged is None:
+            return
+        c = judged
         window = c.event_time_ns // self.config.coalesce_window_ns
         basis = c.basis if c.basis is not None else f"w{window}"
         key = (c.detector_id, c.institution_id, c.entity_kind, c.entity_id, basis)
@@ -156,7 +171,9 @@ class DetectionEngine:
             return
         self._coalesced[key] = window
         detected = max(self._max_event_ns, c.event_time_ns)
-        self._out.append(to_finding(c, basis, detected, self.config.evidence_cap))
+        finding = to_finding(c, basis, detected, self.config.evidence_cap)
+        self.feedback.remember(finding)
+        self._out.append(finding)
         self._findings += 1
 
     def snapshot(self) -> bytes:
@@ -169,7 +186,9 @@ class DetectionEngine:
     def restore(cls, blob: bytes, config: EngineConfig | None = None) -> DetectionEngine:
         """Rebuild an engine from :meth:`snapshot`; a given ``config`` replaces the saved one."""
         version, state = pickle.loads(blob)
-        if version != _SNAPSHOT_VERSION:
+        if version in _UPGRADABLE:
+            state.setdefault("feedback", FeedbackMemory())
+        elif version != _SNAPSHOT_VERSION:
             raise ValueError(f"snapshot version {version} is not {_SNAPSHOT_VERSION}")
         engine = cls.__new__(cls)
         engine.__dict__.update(state)
@@ -191,4 +210,5 @@ class DetectionEngine:
         out["duplicates_skipped"] = self._duplicates
         out["findings_emitted"] = self._findings
         out["findings_coalesced"] = self._suppressed
+        out.update(self.feedback.stats())
         return out
