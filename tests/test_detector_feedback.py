@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import pickle
 import random
+import signal
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
+from suptech.common.topics import DATA_ACCESS, DEAD_LETTER, FEEDBACK, FINDINGS, topic_name
+from suptech.detector.checkpoint import CheckpointStore
 from suptech.detector.logic import DetectionEngine
+from suptech.detector.processing import DetectorCore
 from suptech.v1 import alerts_pb2, findings_pb2
 from suptech.v1 import telemetry_pb2 as T
+
+from tests.test_detector_service import Worker, bundle, findings_of, produce, read_until
 
 S = 1_000_000_000
 HOUR = 3600 * S
@@ -202,3 +211,110 @@ def test_feedback_survives_a_snapshot_and_old_snapshots_still_load() -> None:
     older = DetectionEngine.restore(pickle.dumps((2, state)))
     assert older.stats()["feedback_applied"] == 0
     assert len(spike(older, "2", SPIKE_T + 7 * HOUR)) == 1
+
+
+# ---- the service: feedback records ---------------------------------------------------------
+
+
+def core_for(tmp_path: Path) -> DetectorCore:
+    return DetectorCore.start(
+        CheckpointStore(tmp_path / "cp"),
+        {"telemetry.data_access.v1"},
+        "registry.sandbox.v1",
+        feedback_topic="feedback.v1",
+    )
+
+
+def test_feedback_records_reach_the_engine_and_bad_ones_are_dead_lettered(
+    tmp_path: Path,
+) -> None:
+    core = core_for(tmp_path)
+    fb = verdict("alert-1", alerts_pb2.VERDICT_FALSE_POSITIVE)
+    assert core.handle("feedback.v1", 0, 0, b"alert-1", fb.SerializeToString()).dead_letters == []
+    assert core.engine.stats()["feedback_applied"] == 1
+    # Redelivered after a crash: applied once.
+    core.handle("feedback.v1", 0, 1, b"alert-1", fb.SerializeToString())
+    assert core.engine.stats()["feedback_applied"] == 1
+
+    [bad] = core.handle("feedback.v1", 0, 2, b"x", b"\xff\xff not a verdict").dead_letters
+    assert (bad.reason, bad.source_topic, bad.value) == (
+        "undecodable_feedback",
+        "feedback.v1",
+        b"\xff\xff not a verdict",
+    )
+    anonymous = alerts_pb2.Feedback(verdict=alerts_pb2.VERDICT_BENIGN, institution_id=INST)
+    [bad] = core.handle("feedback.v1", 0, 3, None, anonymous.SerializeToString()).dead_letters
+    assert bad.reason == "incomplete_feedback"
+    # Verdicts are engine state: a restored checkpoint still knows them, and the offsets.
+    restored = DetectorCore.resume(
+        core.checkpoint(), "test", {"telemetry.data_access.v1"}, "registry.sandbox.v1"
+    )
+    assert restored.engine.stats()["feedback_applied"] == 1
+    assert restored.handle("feedback.v1", 0, 3, None, b"").skipped
+
+
+# ---- integration: a real worker on the real broker -----------------------------------------
+
+
+@pytest.fixture
+def worker(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[Worker]:
+    w = Worker(kafka_bootstrap, topic_prefix, tmp_path / "state", tmp_path / "worker.log")
+    yield w
+    if w.proc is not None and w.proc.poll() is None:
+        w.kill(signal.SIGTERM)
+
+
+def volume_findings(
+    records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]], actor: str
+) -> list[findings_pb2.Finding]:
+    return [
+        f
+        for f in findings_of(records)
+        if f.model_id == "leak.actor_volume" and f.entity_id == actor
+    ]
+
+
+@pytest.mark.integration
+def test_worker_stops_reporting_what_a_supervisor_called_a_false_positive(
+    kafka_bootstrap: str, topic_prefix: str, worker: Worker
+) -> None:
+    p = topic_prefix
+    da, findings = topic_name(DATA_ACCESS, p), topic_name(FINDINGS, p)
+    key = INST.encode()
+    worker.start()
+    # Alice and Bob share a routine, then both export 300 records.
+    first_spikes = [access(f"spike-1-{a[:1]}", SPIKE_T, a, 300) for a in (ALICE, BOB)]
+    history = office_days((ALICE, BOB))
+    produce(
+        kafka_bootstrap,
+        [(da, key, bundle(history[i : i + 100], INST)) for i in range(0, len(history), 100)]
+        + [(da, key, bundle(first_spikes, INST))],
+    )
+    found = read_until(
+        kafka_bootstrap,
+        findings,
+        lambda rs: volume_findings(rs, ALICE) and volume_findings(rs, BOB),
+    )
+    [alice_first] = volume_findings(found, ALICE)
+
+    # The alert service publishes the supervisor's verdict on Alice's alert.
+    fb = verdict("alert-alice", alerts_pb2.VERDICT_FALSE_POSITIVE, alice_first)
+    produce(kafka_bootstrap, [(topic_name(FEEDBACK, p), b"alert-alice", fb.SerializeToString())])
+    produce(kafka_bootstrap, [(topic_name(FEEDBACK, p), b"junk", b"\xff not a verdict")])
+    worker.wait_for(r'"feedback_applied": 1', 60)
+
+    # The same exports again, Alice's first in the bundle: once Bob's repeat is out, Alice's
+    # has been judged, and muted.
+    again = [access(f"spike-2-{a[:1]}", SPIKE_T + 7 * HOUR, a, 300) for a in (ALICE, BOB)]
+    produce(kafka_bootstrap, [(da, key, bundle(again, INST))])
+    found = read_until(kafka_bootstrap, findings, lambda rs: len(volume_findings(rs, BOB)) == 2)
+    assert volume_findings(found, ALICE) == [alice_first]
+
+    [(_, value, headers)] = read_until(
+        kafka_bootstrap, topic_name(DEAD_LETTER, p), lambda rs: len(rs) >= 1
+    )
+    assert value == b"\xff not a verdict"
+    assert dict(headers)["x-suptech-reason"] == b"undecodable_feedback"
+    assert worker.kill(signal.SIGTERM) == 0
+    stats = worker.last_stats("checkpoint written")
+    assert stats["feedback_applied"] == 1 and stats["findings_muted_by_feedback"] == 1

@@ -1,4 +1,4 @@
-"""The faust app: one agent over the telemetry topics and the sandbox registry, one timer.
+"""The faust app: one agent over the telemetry, the sandbox registry and the verdicts, one timer.
 
 Delivery is at-least-once and the engine state is exact across a crash:
 
@@ -28,6 +28,7 @@ from suptech.common.otel import extract_context, inject_headers, setup_telemetry
 from suptech.common.topics import (
     DEAD_LETTER,
     DETECTOR_CHECKPOINTS,
+    FEEDBACK,
     FINDINGS,
     REGISTRY_SANDBOX,
     TELEMETRY_TOPICS,
@@ -283,6 +284,7 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
     prefix = config.topic_prefix
     telemetry = sorted(topic_name(spec, prefix) for spec in TELEMETRY_TOPICS.values())
     registry = topic_name(REGISTRY_SANDBOX, prefix)
+    feedback = topic_name(FEEDBACK, prefix)
     (config.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         config.app_id,
@@ -315,6 +317,7 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
         config.checkpoint_interval_s,
         config.checkpoint_events,
         config.partition_idle_s,
+        feedback_topic=feedback,
     )
     detector = Detector(
         app,
@@ -328,7 +331,7 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
         HealthPort(config.health_host, config.health_port),
         setup_telemetry("detector")[0],
     )
-    source = app.topic(*telemetry, registry, key_type=bytes, value_type=bytes)
+    source = app.topic(*telemetry, registry, feedback, key_type=bytes, value_type=bytes)
 
     async def detect(stream: Any) -> None:
         async for event in stream.events():

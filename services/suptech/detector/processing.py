@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 from suptech.common.bundles import decode_bundle
 from suptech.detector.checkpoint import Checkpoint, CheckpointStore, Offsets
 from suptech.detector.logic import DetectionEngine, EngineConfig
-from suptech.v1 import findings_pb2, sandbox_pb2
+from suptech.v1 import alerts_pb2, findings_pb2, sandbox_pb2
 
 __all__ = ["DeadLetter", "Outcome", "DetectorCore", "REASON_HEADER"]
 
@@ -72,10 +72,13 @@ class DetectorCore:
         checkpoint_interval_s: float = 30.0,
         checkpoint_events: int = 200_000,
         partition_idle_s: float = 30.0,
+        feedback_topic: str | None = None,
     ) -> None:
         self.engine = engine
         self.telemetry_topics = set(telemetry_topics)
         self.registry_topic = registry_topic
+        # Supervisors' verdicts (feedback.v1); None when the detector does not learn from them.
+        self.feedback_topic = feedback_topic
         self.offsets: Offsets = dict(offsets or {})
         self.max_event_time_ns = max_event_time_ns
         self.checkpoint_interval_s = checkpoint_interval_s
@@ -106,6 +109,7 @@ class DetectorCore:
         engine_config: EngineConfig | None = None,
         checkpoint_interval_s: float = 30.0,
         checkpoint_events: int = 200_000,
+        feedback_topic: str | None = None,
     ) -> DetectorCore:
         """Resume from the last checkpoint in ``store``, or start a fresh engine."""
         return cls.resume(
@@ -116,6 +120,7 @@ class DetectorCore:
             engine_config,
             checkpoint_interval_s,
             checkpoint_events,
+            feedback_topic=feedback_topic,
         )
 
     @classmethod
@@ -129,6 +134,7 @@ class DetectorCore:
         checkpoint_interval_s: float = 30.0,
         checkpoint_events: int = 200_000,
         partition_idle_s: float = 30.0,
+        feedback_topic: str | None = None,
     ) -> DetectorCore:
         """Resume from ``checkpoint`` (``source`` says where it came from), or start fresh."""
         # The service drives the watermark over all its partitions (see watermark_ns).
@@ -157,6 +163,7 @@ class DetectorCore:
             checkpoint_interval_s,
             checkpoint_events,
             partition_idle_s,
+            feedback_topic,
         )
 
     def handle(
@@ -173,6 +180,8 @@ class DetectorCore:
             outcome = self._handle_registry(topic, partition, offset, key, value)
         elif topic in self.telemetry_topics:
             outcome = self._handle_telemetry(topic, partition, offset, key, value)
+        elif topic == self.feedback_topic:
+            outcome = self._handle_feedback(topic, partition, offset, key, value)
         else:
             outcome = Outcome(
                 dead_letters=[
@@ -224,6 +233,30 @@ class DetectorCore:
                     DeadLetter("engine_error", repr(exc), topic, partition, offset, key, value)
                 ]
             )
+        return Outcome()
+
+    def _handle_feedback(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> Outcome:
+        def dead(reason: str, detail: str) -> Outcome:
+            return Outcome(
+                dead_letters=[
+                    DeadLetter(reason, detail, topic, partition, offset, key, value or b"")
+                ]
+            )
+
+        fb = alerts_pb2.Feedback()
+        try:
+            fb.ParseFromString(value or b"")
+        except DecodeError as exc:
+            return dead("undecodable_feedback", str(exc))
+        if not (fb.alert_id and fb.institution_id and fb.detector_id):
+            return dead("incomplete_feedback", "needs alert_id, institution_id and detector_id")
+        try:
+            self.engine.apply_feedback(fb)
+        except Exception as exc:  # one bad verdict must not stop the worker
+            log.exception("engine rejected feedback on alert %s", fb.alert_id)
+            return dead("engine_error", repr(exc))
         return Outcome()
 
     def preload_registry(self, values: list[bytes]) -> int:
