@@ -115,7 +115,11 @@ def _topics(args: argparse.Namespace, cfg: OpsConfig, out: Callable[[str], None]
     from suptech.ops import topics
     from suptech.ops.kafka_clients import open_admin
 
-    created = ensure_topics(cfg.kafka_addr, cfg.topic_prefix) if args.create else []
+    created = (
+        ensure_topics(cfg.kafka_addr, cfg.topic_prefix, timeout_s=cfg.timeout_s)
+        if args.create
+        else []
+    )
     admin = open_admin(cfg.kafka_addr, cfg.timeout_s)
     try:
         reports = topics.inspect_topics(admin, cfg.topic_prefix)

@@ -15,6 +15,7 @@ def open_admin(bootstrap: str, timeout_s: float) -> Any:
         bootstrap_servers=bootstrap,
         client_id="suptech-ops",
         request_timeout_ms=int(timeout_s * 1000),
+        bootstrap_timeout_ms=int(timeout_s * 1000),
     )
 
 
@@ -26,6 +27,7 @@ def open_reader(bootstrap: str, timeout_s: float) -> Any:
         group_id=None,
         enable_auto_commit=False,
         request_timeout_ms=int(timeout_s * 1000),
+        bootstrap_timeout_ms=int(timeout_s * 1000),
     )
 
 
@@ -35,6 +37,7 @@ def open_producer(bootstrap: str, timeout_s: float) -> Any:
         client_id="suptech-ops",
         acks="all",
         request_timeout_ms=int(timeout_s * 1000),
+        bootstrap_timeout_ms=int(timeout_s * 1000),
     )
 
 
