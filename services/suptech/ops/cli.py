@@ -11,7 +11,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from suptech.common.config import ConfigError
 from suptech.ops.config import OpsConfig, load_config
@@ -191,5 +190,6 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
 
 
 def _describe(exc: BaseException) -> str:
-    name: Any = type(exc).__name__
-    return f"{name}: {exc}" if str(exc) else str(name)
+    name, text = type(exc).__name__, str(exc)
+    # kafka-python's errors already start with their class name.
+    return text if text.startswith(name) else f"{name}: {text}" if text else name
