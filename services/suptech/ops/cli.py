@@ -11,9 +11,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from suptech.common.config import ConfigError
 from suptech.ops.config import OpsConfig, load_config
+
+if TYPE_CHECKING:
+    from suptech.ops.deadletters import DeadLetterRecord
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_UNHEALTHY", "EXIT_USAGE", "EXIT_CHECK_FAILED"]
 
@@ -63,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", metavar="WHEN", help="30m, 2h, 7d or an ISO 8601 time")
     p.add_argument(
         "--max-dead", type=int, metavar="N", help="exit 1 if more than N dead letters are read"
+    )
+    p.add_argument(
+        "--replay",
+        action="store_true",
+        help="re-produce the dead letters of --reason (within --since) to --to-source",
+    )
+    p.add_argument("--reason", metavar="R", help="reason code to replay")
+    p.add_argument(
+        "--to-source", action="store_true", help="replay to the topic each record came from"
     )
     return parser
 
@@ -139,23 +152,57 @@ def _deadletters(args: argparse.Namespace, cfg: OpsConfig, out: Callable[[str], 
     from suptech.ops import deadletters
     from suptech.ops.kafka_clients import open_reader
 
+    if args.replay and not (args.reason and args.to_source):
+        print("suptech-ops: --replay needs --reason R and --to-source", file=sys.stderr)
+        return EXIT_USAGE
     try:
         since = None if args.since is None else deadletters.parse_since(args.since)
     except ValueError as exc:
         print(f"suptech-ops: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    dlq = topic_name(DEAD_LETTER, cfg.topic_prefix)
     consumer = open_reader(cfg.kafka_addr, cfg.timeout_s)
     try:
         records = deadletters.read_dead_letters(consumer, cfg.topic_prefix, since, cfg.timeout_s)
+        existing = set(consumer.topics()) if args.replay else set()
     finally:
         consumer.close()
-    report = deadletters.summarize(
-        records, topic_name(DEAD_LETTER, cfg.topic_prefix), since, args.limit
-    )
+    report = deadletters.summarize(records, dlq, since, args.limit)
+    if args.replay:
+        return _replay(args, cfg, out, [r for r in records if r.reason == args.reason], existing)
     out(json.dumps(report.to_dict(), indent=2) if args.json else deadletters.render(report))
     if args.max_dead is not None and report.total > args.max_dead:
         return EXIT_UNHEALTHY
     return EXIT_OK
+
+
+def _replay(
+    args: argparse.Namespace,
+    cfg: OpsConfig,
+    out: Callable[[str], None],
+    records: list[DeadLetterRecord],
+    existing: set[str],
+) -> int:
+    from suptech.common.topics import DEAD_LETTER, topic_name
+    from suptech.ops.kafka_clients import open_producer
+    from suptech.ops.replay import replay
+
+    dlq = topic_name(DEAD_LETTER, cfg.topic_prefix)
+    producer = open_producer(cfg.kafka_addr, cfg.timeout_s)
+    try:
+        done = replay(producer, records, dlq, cfg.topic_prefix, existing, cfg.timeout_s)
+    finally:
+        producer.close()
+    skipped = [d for d in done if d.skipped]
+    if args.json:
+        out(json.dumps({"reason": args.reason, "replayed": [d.to_dict() for d in done]}, indent=2))
+    else:
+        lines = [f"replayed {len(done) - len(skipped)} of {len(done)} dead letters ({args.reason})"]
+        for d in done:
+            where = d.skipped or f"{d.partition}@{d.offset}"
+            lines.append(f"  {dlq}@{d.dead_letter_offset} -> {d.to_topic} {where}")
+        out("\n".join(lines))
+    return EXIT_UNHEALTHY if skipped else EXIT_OK
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, OpsConfig, Callable[[str], None]], int]] = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,9 +47,13 @@ class DeadLetterRecord:
     source_topic: str
     source_partition: int | None
     source_offset: int | None
+    # The record itself, kept for --replay; never printed.
+    key: bytes | None = field(default=None, repr=False)
+    value: bytes = field(default=b"", repr=False)
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
+        del d["key"], d["value"]
         d["time"] = _iso(self.timestamp_ms)
         return d
 
@@ -193,9 +197,8 @@ def read_dead_letters(
         for tp, batch in consumer.poll(timeout_ms=500).items():
             for rec in batch:
                 if rec.offset < end[tp]:
-                    records.append(
-                        classify(rec.partition, rec.offset, rec.timestamp, rec.headers or [])
-                    )
+                    r = classify(rec.partition, rec.offset, rec.timestamp, rec.headers or [])
+                    records.append(replace(r, key=rec.key, value=rec.value or b""))
         remaining = {tp for tp in remaining if consumer.position(tp) < end[tp]}
     return records
 
