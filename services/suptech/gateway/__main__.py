@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
+import threading
 
 from suptech.common.config import ConfigError
 from suptech.common.logging_setup import setup_logging
 from suptech.gateway.config import GatewayConfig, load_config
-from suptech.gateway.server import build_gateway
+from suptech.gateway.server import GatewayServer, build_gateway
 
 log = logging.getLogger("suptech.gateway")
+
+# Container allocations between young collections (CPython's default is 700).
+GC_GEN0_THRESHOLD = 20_000
 
 
 async def serve(config: GatewayConfig) -> None:
@@ -25,15 +30,41 @@ async def serve(config: GatewayConfig) -> None:
     log.info("gateway listening on %d", server.port)
     if server.health_port is not None:
         log.info("gateway plain-text health on %d", server.health_port)
-    # Calls fail with UNAVAILABLE while Kafka is away; serving anyway lets the gateway come up
-    # before the broker (as pods do) and recover without a restart.
-    if not await asyncio.to_thread(server.servicer.check_kafka):
-        log.warning("Kafka at %s not ready: batches fail with UNAVAILABLE", config.kafka_addr)
+    tune_gc()
+    check_kafka(server, config)
     await stop.wait()
     log.info("signal received: draining in-flight batches (grace %.0fs)", config.grace_s)
     await server.stop(config.grace_s)
     await cleanup()
     log.info("gateway stopped")
+
+
+def check_kafka(server: GatewayServer, config: GatewayConfig) -> None:
+    """Log whether Kafka answers, from a daemon thread: a SIGTERM while Kafka is slow to answer
+    drains at once, and the exit does not wait for the check."""
+
+    def run() -> None:
+        # Calls fail with UNAVAILABLE while Kafka is away; serving anyway lets the gateway come
+        # up before the broker (as pods do) and recover without a restart.
+        if not server.servicer.check_kafka():
+            log.warning("Kafka at %s not ready: batches fail with UNAVAILABLE", config.kafka_addr)
+
+    threading.Thread(target=run, name="kafka-check", daemon=True).start()
+
+
+def tune_gc() -> None:
+    """Cheaper garbage collection for the request path, once start-up is done.
+
+    Validating a batch wraps every event's sub-messages in short-lived Python objects, so young
+    collections ran every few hundred events and the older ones, walking the start-up heap of
+    gRPC, Kafka and OpenTelemetry modules, often enough to cost ~1 µs per event (measured end to
+    end). Frozen, that heap is never walked again; the larger first threshold makes collections
+    rare (the request path frees its objects by reference counting; cycles are still collected).
+    """
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 def main() -> None:
