@@ -57,6 +57,7 @@ _EVENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}").fullmatch
 # HMAC-SHA256 as lowercase hex: one spelling per actor, and no raw personal id fits it.
 _PSEUDONYM = re.compile(r"[0-9a-f]{64}").fullmatch
 _COUNTRY = re.compile(r"[A-Z]{2}").fullmatch
+_HEX_DIGITS = b"0123456789abcdef"
 
 T = telemetry_pb2
 _DATA_CLASS = frozenset(T.DataClass.values())
@@ -111,7 +112,7 @@ def _at_most(value: int, bound: int, name: str) -> Rejection | None:
 
 def _data_access(
     p: Any,
-    _pseudonym: Any = _PSEUDONYM,
+    _hex: bytes = _HEX_DIGITS,
     _country: Any = _COUNTRY,
     _role: frozenset[int] = _ROLE,
     _channel: frozenset[int] = _CHANNEL - {0},
@@ -120,10 +121,14 @@ def _data_access(
 ) -> Rejection | None:
     # Hot path: one expression that accepts; the slow path says why not. (fields.c1..c3 are
     # uint32, below any bound worth checking.)
+    # A pseudonym is 64 chars of which none is left once the lowercase hex digits are deleted:
+    # the same test as _PSEUDONYM, in a third of the time of the regex.
     system_id = p.system_id
+    actor = p.actor_pseudonym
     if (
         0 < len(system_id) <= MAX_ID_CHARS
-        and _pseudonym(p.actor_pseudonym) is not None
+        and len(actor) == 64
+        and not actor.encode().translate(None, _hex)
         and p.actor_role in _role
         and p.channel in _channel
         and p.operation in _operation
@@ -133,7 +138,7 @@ def _data_access(
     ):
         dest = p.destination_pseudonym
         country = p.destination_country
-        if (not dest or _pseudonym(dest) is not None) and (
+        if (not dest or (len(dest) == 64 and not dest.encode().translate(None, _hex))) and (
             not country or _country(country) is not None
         ):
             return None
@@ -306,12 +311,14 @@ def _check(
     # An unset event_time reads as 0, outside any window: HasField only on the slow path.
     if not (earliest_s <= seconds <= latest_s and 0 <= nanos <= 999_999_999):
         return _diagnose_time(ev, earliest_s, latest_s)
-    # An unset classification reads as zeros, which are valid.
-    c = ev.classification
-    if c.data_class not in _DATA_CLASS:
-        return ENUM, f"classification.data_class: unknown enum value {c.data_class}"
-    if c.security_level > MAX_SECURITY_LEVEL:
-        return RANGE, f"classification.security_level = {c.security_level} is not within 0..5"
+    # An unset classification reads as zeros, which are valid: not read at all (cheaper than
+    # wrapping the default message).
+    if ev.HasField("classification"):
+        c = ev.classification
+        if c.data_class not in _DATA_CLASS:
+            return ENUM, f"classification.data_class: unknown enum value {c.data_class}"
+        if c.security_level > MAX_SECURITY_LEVEL:
+            return RANGE, f"classification.security_level = {c.security_level} is not within 0..5"
     kind = ev.WhichOneof("payload")
     if kind is None:
         return (
