@@ -148,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--incidents", default="all", help="all | family:NAME,... | kind,kind")
     p.add_argument("--kafka", default=os.environ.get("KAFKA_ADDR", "127.0.0.1:19092"))
     p.add_argument("--idle-s", type=float, default=25.0, help="end after this long without alerts")
+    p.add_argument(
+        "--keep-topics",
+        action="store_true",
+        help="keep this run's Kafka topics (deleted by default, so repeated runs stay small)",
+    )
     args = p.parse_args(argv)
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -261,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         if feed is not None and feed.poll() is None:
             feed.terminate()
         stack.stop()
+        if not args.keep_topics:
+            from suptech.common.topics import delete_topics_with_prefix
+
+            delete_topics_with_prefix(args.kafka, prefix)
 
 
 def _pump(proc: subprocess.Popen[str], sink: Callable[[str], Any]) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from suptech.common.topics import ensure_topics
+from suptech.common.topics import delete_topics_with_prefix, ensure_topics
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_SH = REPO / "scripts" / "kafka.sh"
@@ -36,11 +37,17 @@ def kafka_bootstrap() -> str:
 
 
 @pytest.fixture
-def topic_prefix(kafka_bootstrap: str) -> str:
-    """A fresh namespace of every suptech topic, created on the shared broker."""
+def topic_prefix(kafka_bootstrap: str) -> Iterator[str]:
+    """A fresh namespace of every suptech topic, created on the shared broker and deleted after
+    the test: a broker that kept every test's partitions would run out of its small heap after
+    a few runs of the suite."""
     prefix = f"t{uuid.uuid4().hex[:10]}."
     ensure_topics(kafka_bootstrap, prefix)
-    return prefix
+    yield prefix
+    try:
+        delete_topics_with_prefix(kafka_bootstrap, prefix)
+    except Exception as exc:  # housekeeping: never the verdict on the test itself
+        warnings.warn(f"could not delete topics {prefix}*: {exc!r}", stacklevel=1)
 
 
 @pytest.fixture

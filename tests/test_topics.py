@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 from kafka import KafkaAdminClient
-from suptech.common.topics import REGISTRY_SANDBOX, TOPICS, ensure_topics, topic_name
+from suptech.common.topics import (
+    REGISTRY_SANDBOX,
+    TOPICS,
+    delete_topics_with_prefix,
+    ensure_topics,
+    topic_name,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -27,3 +33,17 @@ def test_topics_created_as_declared(kafka_bootstrap: str, topic_prefix: str) -> 
         assert cfg["cleanup.policy"]["value"] == "compact"
     finally:
         admin.close()
+
+
+def test_a_namespace_is_deleted_whole_and_only_with_a_prefix(kafka_bootstrap: str) -> None:
+    prefix = "tdel-namespace."
+    ensure_topics(kafka_bootstrap, prefix)
+    deleted = delete_topics_with_prefix(kafka_bootstrap, prefix)
+    assert sorted(deleted) == sorted(topic_name(s, prefix) for s in TOPICS)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        assert not [t for t in admin.list_topics() if t.startswith(prefix)]
+    finally:
+        admin.close()
+    with pytest.raises(ValueError):
+        delete_topics_with_prefix(kafka_bootstrap, "")

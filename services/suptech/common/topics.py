@@ -24,6 +24,7 @@ __all__ = [
     "TELEMETRY_TOPICS",
     "topic_name",
     "ensure_topics",
+    "delete_topics_with_prefix",
 ]
 
 DAY_MS = 24 * 3600 * 1000
@@ -129,6 +130,29 @@ def ensure_topics(
                     raise TimeoutError(f"topics not visible after {timeout_s}s: {sorted(names)}")
                 time.sleep(0.1)
         return [t.name for t in wanted]
+    finally:
+        admin.close()
+
+
+def delete_topics_with_prefix(bootstrap: str, prefix: str, timeout_s: float = 30) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (a test's or a demo run's namespace);
+    return the names. A non-empty prefix is required: this never deletes a deployment's topics."""
+    if not prefix:
+        raise ValueError("refusing to delete topics without a prefix")
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    try:
+        names = [t for t in admin.list_topics() if t.startswith(prefix)]
+        if names:
+            admin.delete_topics(names, timeout_ms=int(timeout_s * 1000))
+            # Metadata propagates asynchronously: wait until none is listed any more.
+            deadline = time.monotonic() + timeout_s
+            while set(names) & set(admin.list_topics()):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"topics still listed after {timeout_s}s: {names}")
+                time.sleep(0.1)
+        return names
     finally:
         admin.close()
 
