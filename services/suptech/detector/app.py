@@ -161,10 +161,13 @@ class Detector:
         )
 
     async def on_watermark(self) -> None:
+        # Asked of the broker before taking the lock, so records keep flowing meanwhile. Offsets
+        # can only move on in between: a partition seen lagging may have caught up, which holds
+        # the watermark back a moment longer, never lets it run ahead.
+        lagging = await self._lagging_partitions()
         async with self.lock:
             if self.core.failed:
                 return
-            lagging = await self._lagging_partitions()
             with self.tracer.start_as_current_span("detector.advance"):
                 findings = self.core.advance(lagging)
                 try:
