@@ -18,10 +18,10 @@ import grpc
 import pytest
 import pytest_asyncio
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pki import issue_cert as _cert
+from pki import pem as _pem
 from sqlalchemy import select
 from suptech.alerts import audit
 from suptech.alerts.app import AlertApp, build_alert_service
@@ -246,38 +246,6 @@ async def test_partner_cannot_expire_a_silence_outside_its_jurisdiction(service:
 
 
 # ---- mutual TLS ---------------------------------------------------------------------------------
-
-
-def _cert(
-    cn: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None = None,
-    san: x509.SubjectAlternativeName | None = None,
-) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    issuer_name, issuer_key = issuer or (name, key)
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
-    )
-    if san is not None:
-        builder = builder.add_extension(san, critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _pem(obj: x509.Certificate | ec.EllipticCurvePrivateKey) -> bytes:
-    if isinstance(obj, x509.Certificate):
-        return obj.public_bytes(serialization.Encoding.PEM)
-    return obj.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
 
 
 class RequireClientCert(ServerTLS):
