@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +30,8 @@ from typing import Any
 from suptech.common.topics import ensure_topics
 from suptech.sdk import TelemetryClient, pseudonymise
 from suptech.v1 import telemetry_pb2
+
+from simulators.run_pipeline import Service
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "perf" / "results" / "ingest_throughput.json"
@@ -48,10 +48,10 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def start_gateway(kafka: str, prefix: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_gateway(kafka: str, prefix: str, workdir: Path) -> Service:
+    """The gateway as its own process (as deployed), on its own topic namespace."""
     tokens = workdir / "tokens.json"
     tokens.write_text(json.dumps({TOKEN: INSTITUTION}))
-    log = workdir / "gateway.log"
     env = dict(
         os.environ,
         PYTHONPATH=f"{REPO / 'services'}:{REPO}",
@@ -61,20 +61,7 @@ def start_gateway(kafka: str, prefix: str, workdir: Path) -> tuple[subprocess.Po
         GATEWAY_TOKENS_FILE=str(tokens),
         GATEWAY_RATE_LIMIT_EPS="10000000",
     )
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "suptech.gateway"], env=env, stdout=out, stderr=out
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = re.search(r"listening on (?:port )?(\d+)", log.read_text(errors="replace"))
-        if found:
-            return proc, int(found.group(1))
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"gateway did not start:\n{log.read_text(errors='replace')}")
+    return Service("gateway", "suptech.gateway", env, workdir / "gateway.log")
 
 
 def payload_templates(n: int) -> list[bytes]:
@@ -215,13 +202,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"SDK alone (encode + spool, no network): {results['sdk_only']}")
     with tempfile.TemporaryDirectory(prefix="suptech-bench-gw-") as work:
-        proc, port = start_gateway(args.kafka, prefix, Path(work))
+        gateway = start_gateway(args.kafka, prefix, Path(work))
         try:
+            port = int(gateway.wait_for(r"gateway listening on (\d+)", 60).group(1))
             for batch_size in sizes:
                 # Batch 1 is slow (one Kafka round trip per event): bounded by count too.
                 max_events = (300 if args.quick else 2000) if batch_size == 1 else 10**8
                 for _ in range(runs):
-                    run = run_one(f"127.0.0.1:{port}", proc.pid, batch_size, seconds, max_events)
+                    run = run_one(
+                        f"127.0.0.1:{port}", gateway.proc.pid, batch_size, seconds, max_events
+                    )
                     results["runs"].append(run)
                     print(
                         f"batch {batch_size:>5}: {run['events_per_s']:>10,.0f} events/s  "
@@ -232,11 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            gateway.stop(15)
     results["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     for size in sizes:
         runs = [r for r in results["runs"] if r["batch_size"] == size]

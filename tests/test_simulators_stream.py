@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,6 +16,7 @@ from suptech.common.bundles import PAYLOAD_KINDS, decode_bundle, topic_spec_for
 from suptech.common.topics import REGISTRY_SANDBOX, topic_name
 from suptech.v1 import sandbox_pb2
 
+from simulators.run_pipeline import Service
 from simulators.scenario import generate, write
 from simulators.stream import publish_registry, read_registry, read_telemetry, stream_telemetry
 
@@ -65,10 +63,9 @@ def test_registry_round_trips_through_the_compacted_topic(
     assert all(t.user_cap > 0 and t.approved_features for t in got.values())
 
 
-def _start_gateway(kafka: str, prefix: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start_gateway(kafka: str, prefix: str, workdir: Path) -> Service:
     tokens = workdir / "tokens.json"
     tokens.write_text(json.dumps({tok: inst for inst, tok in TOKENS.items()}))
-    log = workdir / "gateway.log"
     env = dict(
         os.environ,
         PYTHONPATH=f"{REPO / 'services'}:{REPO}",
@@ -78,18 +75,7 @@ def _start_gateway(kafka: str, prefix: str, workdir: Path) -> tuple[subprocess.P
         GATEWAY_TOKENS_FILE=str(tokens),
         GATEWAY_GRACE_S="1",
     )
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "suptech.gateway"], env=env, stdout=out, stderr=out
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        found = re.search(r"gateway listening on (\d+)", log.read_text(errors="replace"))
-        if found:
-            return proc, f"127.0.0.1:{found.group(1)}"
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"gateway did not start:\n{log.read_text(errors='replace')}")
+    return Service("gateway", "suptech.gateway", env, workdir / "gateway.log")
 
 
 def test_streamed_scenario_arrives_in_kafka_with_the_same_event_ids(
@@ -104,8 +90,10 @@ def test_streamed_scenario_arrives_in_kafka_with_the_same_event_ids(
         for e in read_telemetry(tmp_path / "scenario" / "telemetry.jsonl")
         if e.institution_id in TOKENS
     }
-    proc, target = _start_gateway(kafka_bootstrap, topic_prefix, tmp_path)
+    gateway = _start_gateway(kafka_bootstrap, topic_prefix, tmp_path)
     try:
+        port = gateway.wait_for(r"gateway listening on (\d+)", 30).group(1)
+        target = f"127.0.0.1:{port}"
         result = stream_telemetry(
             read_telemetry(tmp_path / "scenario" / "telemetry.jsonl"),
             target,
@@ -115,8 +103,7 @@ def test_streamed_scenario_arrives_in_kafka_with_the_same_event_ids(
             flush_timeout_s=60,
         )
     finally:
-        proc.kill()
-        proc.wait(10)
+        gateway.stop(10)
     assert set(result) == set(TOKENS)
     for inst, r in result.items():
         assert r["flushed"] and not r["rejected"] and r["unacknowledged"] == 0, (inst, r)
