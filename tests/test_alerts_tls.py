@@ -6,7 +6,6 @@ a CA generated here.
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 import json
 import uuid
@@ -17,10 +16,10 @@ import grpc
 import pytest
 import pytest_asyncio
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pki import issue_cert
+from pki import pem as pem_bytes
 from suptech.alerts.app import AlertApp, build_alert_service
 from suptech.alerts.config import AlertsConfig, load_config
 from suptech.common.config import ConfigError
@@ -32,45 +31,24 @@ TOKENS = {
 }
 
 
+LOOPBACK = x509.SubjectAlternativeName(
+    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+)
+
+
 def _cert(
     cn: str,
     key: ec.EllipticCurvePrivateKey,
     issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None = None,
 ) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    issuer_name, issuer_key = issuer or (name, key)
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
-    )
-    if issuer is not None:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
+    # Leaf certificates also name loopback, so the server's is valid for 127.0.0.1.
+    return issue_cert(cn, key, issuer, LOOPBACK if issuer is not None else None)
 
 
 def _write(path: Path, obj: x509.Certificate | ec.EllipticCurvePrivateKey) -> bytes:
-    if isinstance(obj, x509.Certificate):
-        pem = obj.public_bytes(serialization.Encoding.PEM)
-    else:
-        pem = obj.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    path.write_bytes(pem)
-    return pem
+    data = pem_bytes(obj)
+    path.write_bytes(data)
+    return data
 
 
 @pytest_asyncio.fixture
