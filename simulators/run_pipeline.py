@@ -22,9 +22,7 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -202,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     n = publish_registry(args.kafka, prefix, scenario.registry)
     _say(f"published {n} sandbox tests to {prefix}registry.sandbox.v1")
 
-    feed: subprocess.Popen[str] | None = None
+    feed: subprocess.Popen[bytes] | None = None
     stack = Stack(
         run_dir,
         base_env,
@@ -230,15 +228,10 @@ def main(argv: list[str] | None = None) -> int:
                 "--until-idle",
                 str(args.idle_s),
             ],
+            # The supervisor's feed writes straight to this terminal.
             env=base_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
             cwd=REPO,
         )
-        feed_lines: list[str] = []
-        printer = threading.Thread(target=_pump, args=(feed, feed_lines.append), daemon=True)
-        printer.start()
 
         _say("streaming the fleet through the SDK ...")
         began = time.monotonic()
@@ -259,7 +252,6 @@ def main(argv: list[str] | None = None) -> int:
             f"waiting for the detector and alert service (feed ends after {args.idle_s:.0f}s idle)"
         )
         feed.wait(timeout=1800)
-        printer.join(timeout=5)
         _summary(_list_alerts(alerts_port, supervisor_token), truth)
         return 0 if rejected == 0 and all(r["flushed"] for r in result.values()) else 1
     finally:
@@ -270,14 +262,6 @@ def main(argv: list[str] | None = None) -> int:
             from suptech.common.topics import delete_topics_with_prefix
 
             delete_topics_with_prefix(args.kafka, prefix)
-
-
-def _pump(proc: subprocess.Popen[str], sink: Callable[[str], Any]) -> None:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        sys.stdout.write(line)
-        sys.stdout.flush()
-        sink(line)
 
 
 FAMILY_NAMES = {1: "data_leakage", 2: "it_autonomy", 3: "sandbox"}

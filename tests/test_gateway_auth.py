@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from suptech.gateway.auth import Authenticator, identity_from_auth_context
+from suptech.common.credentials import certificate_identity
+from suptech.gateway.auth import Authenticator
 from suptech.gateway.ratelimit import RateLimiter
 
 TOKEN_A = "a" * 43
@@ -29,9 +30,9 @@ def test_missing_wrong_or_malformed_token_is_refused() -> None:
 
 
 def test_certificate_identity_cn_then_first_san() -> None:
-    assert identity_from_auth_context(CERT_CN) == "bank-c"
-    assert identity_from_auth_context(CERT_SAN_ONLY) == "bank-u.example"
-    assert identity_from_auth_context({"transport_security_type": [b"insecure"]}) is None
+    assert certificate_identity(CERT_CN) == "bank-c"
+    assert certificate_identity(CERT_SAN_ONLY) == "bank-u.example"
+    assert certificate_identity({"transport_security_type": [b"insecure"]}) is None
     assert AUTH.identify([], CERT_CN) == "bank-c"
 
 

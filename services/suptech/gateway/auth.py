@@ -14,10 +14,7 @@ from suptech.common.credentials import (
     certificate_identity,
 )
 
-__all__ = ["Authenticator", "identity_from_auth_context"]
-
-# The institution id of a verified client certificate: its subject CN, else its first SAN.
-identity_from_auth_context = certificate_identity
+__all__ = ["Authenticator"]
 
 
 class Authenticator:
