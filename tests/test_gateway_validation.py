@@ -72,11 +72,32 @@ def valid_event(
         p.transaction_amount_fen = 12_000_000
         p.features_in_use.extend(["credit-scoring", "face-login"])
         p.interval_seconds = 3600
+    elif kind == "metrics":
+        p = ev.metrics
+        p.system_id = "core-banking"
+        p.interval_seconds = 60
+        p.samples.add(name="cpu_utilization", unit="%", value=41.5, component="db-1")
+        p.samples.add(name="latency_ms_p99", unit="ms", value=-0.0)
+        p.samples.add(name="queue.depth", unit="1", value=1e12)
+    elif kind == "maintenance":
+        p = ev.maintenance
+        p.window_id = "chg-2026-118"
+        p.kind = T.WINDOW_KIND_CHANGE
+        p.start.FromSeconds(int(NOW) + 3600)
+        p.end.FromSeconds(int(NOW) + 4 * 3600)
+        p.system_ids.append("core-banking")
+        p.reason = "DM8 upgrade"
+    elif kind == "calendar":
+        p = ev.calendar
+        p.time_zone = "Asia/Shanghai"
+        p.holidays.extend(["2026-10-01", "2026-10-02"])
+        p.working_days.append("2026-10-11")
     else:
         p = ev.heartbeat
         p.source_id = "smart-loan"
         p.interval_seconds = 60
         p.sdk_version = "0.1.0"
+        p.vouches_for.extend(["sandbox:smart-loan", "data_access"])
     return ev
 
 
@@ -84,7 +105,10 @@ def check(ev: telemetry_pb2.TelemetryEnvelope) -> tuple[int, str] | None:
     return validate_event(ev, INST, NOW, Limits(max_skew_s=300, max_age_s=30 * 86400))
 
 
-@pytest.mark.parametrize("kind", ["data_access", "it_posture", "sandbox", "heartbeat"])
+KINDS = ["data_access", "it_posture", "sandbox", "heartbeat", "metrics", "maintenance", "calendar"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_valid_event_of_each_kind_is_accepted(kind: str) -> None:
     assert check(valid_event(kind)) is None
 
@@ -100,8 +124,151 @@ def _set(path: str, value: Any) -> Callable[[Any], None]:
     return mutate
 
 
+def _add_sample(**fields: Any) -> Callable[[Any], None]:
+    return lambda ev: ev.metrics.samples.add(**fields)
+
+
+def _many_samples(ev: Any) -> None:
+    for i in range(300):
+        ev.metrics.samples.add(name=f"m{i}", value=1.0)
+
+
 # (name, payload kind, mutation, expected reason, field the detail must name)
 CASES: list[tuple[str, str, Callable[[Any], None], int, str]] = [
+    (
+        "metric NaN",
+        "metrics",
+        _set("metrics.samples.0.value", float("nan")),
+        R.REJECT_REASON_OUT_OF_RANGE,
+        "metrics.samples[0].value",
+    ),
+    (
+        "metric infinite",
+        "metrics",
+        _set("metrics.samples.1.value", float("-inf")),
+        R.REJECT_REASON_OUT_OF_RANGE,
+        "metrics.samples[1].value",
+    ),
+    (
+        "metric name with spaces",
+        "metrics",
+        _set("metrics.samples.0.name", "CPU usage"),
+        R.REJECT_REASON_INVALID_FORMAT,
+        "metrics.samples[0].name",
+    ),
+    (
+        "metric name too long",
+        "metrics",
+        _set("metrics.samples.0.name", "m" * 65),
+        R.REJECT_REASON_INVALID_FORMAT,
+        "metrics.samples[0].name",
+    ),
+    (
+        "metric without name",
+        "metrics",
+        _add_sample(value=1.0),
+        R.REJECT_REASON_MISSING_FIELD,
+        "metrics.samples[3].name",
+    ),
+    (
+        "metric unit too long",
+        "metrics",
+        _set("metrics.samples.0.unit", "u" * 17),
+        R.REJECT_REASON_TOO_LARGE,
+        "metrics.samples[0].unit",
+    ),
+    (
+        "metric repeated in one report",
+        "metrics",
+        _add_sample(name="latency_ms_p99", value=3.0),
+        R.REJECT_REASON_INVALID_FORMAT,
+        "metrics.samples[3]",
+    ),
+    ("too many metrics", "metrics", _many_samples, R.REJECT_REASON_TOO_LARGE, "metrics.samples"),
+    (
+        "metrics without samples",
+        "metrics",
+        lambda ev: ev.metrics.ClearField("samples"),
+        R.REJECT_REASON_MISSING_FIELD,
+        "metrics.samples",
+    ),
+    (
+        "metrics without system",
+        "metrics",
+        _set("metrics.system_id", ""),
+        R.REJECT_REASON_MISSING_FIELD,
+        "metrics.system_id",
+    ),
+    (
+        "window ends before it starts",
+        "maintenance",
+        _set("maintenance.end.seconds", int(NOW)),
+        R.REJECT_REASON_OUT_OF_RANGE,
+        "maintenance window",
+    ),
+    (
+        "window of a month",
+        "maintenance",
+        _set("maintenance.end.seconds", int(NOW) + 31 * 86400),
+        R.REJECT_REASON_OUT_OF_RANGE,
+        "maintenance window",
+    ),
+    (
+        "window without kind",
+        "maintenance",
+        _set("maintenance.kind", 0),
+        R.REJECT_REASON_MISSING_FIELD,
+        "maintenance.kind",
+    ),
+    (
+        "window without id",
+        "maintenance",
+        _set("maintenance.window_id", ""),
+        R.REJECT_REASON_MISSING_FIELD,
+        "maintenance.window_id",
+    ),
+    (
+        "unknown time zone",
+        "calendar",
+        _set("calendar.time_zone", "Mars/Olympus"),
+        R.REJECT_REASON_INVALID_FORMAT,
+        "calendar.time_zone",
+    ),
+    (
+        "time zone path",
+        "calendar",
+        _set("calendar.time_zone", "../../etc/passwd"),
+        R.REJECT_REASON_INVALID_FORMAT,
+        "calendar.time_zone",
+    ),
+    (
+        "holiday not a date",
+        "calendar",
+        lambda ev: ev.calendar.holidays.append("2026-02-30"),
+        R.REJECT_REASON_INVALID_FORMAT,
+        "calendar.holidays[2]",
+    ),
+    (
+        "heartbeat vouches for an unknown stream kind",
+        "heartbeat",
+        lambda ev: ev.heartbeat.vouches_for.append("everything"),
+        R.REJECT_REASON_INVALID_FORMAT,
+        "heartbeat.vouches_for[2]",
+    ),
+    (
+        "data access duration beyond a year",
+        "data_access",
+        _set("data_access.duration_ms", 10**12),
+        R.REJECT_REASON_OUT_OF_RANGE,
+        "data_access.duration_ms",
+    ),
+    (
+        "data access bytes_in beyond a petabyte",
+        "data_access",
+        _set("data_access.bytes_in", 10**16),
+        R.REJECT_REASON_OUT_OF_RANGE,
+        "data_access.bytes_in",
+    ),
     ("no event_id", "heartbeat", _set("event_id", ""), R.REJECT_REASON_MISSING_FIELD, "event_id"),
     (
         "short event_id",

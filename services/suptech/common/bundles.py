@@ -13,7 +13,7 @@ from suptech.v1 import telemetry_pb2
 __all__ = ["PAYLOAD_KINDS", "topic_spec_for", "encode_bundle", "decode_bundle", "iter_events"]
 
 # The payload oneof's field names, which are also the keys of TELEMETRY_TOPICS.
-PAYLOAD_KINDS: tuple[str, ...] = ("data_access", "it_posture", "sandbox", "heartbeat")
+PAYLOAD_KINDS: tuple[str, ...] = tuple(TELEMETRY_TOPICS)
 
 
 def topic_spec_for(kind: str) -> TopicSpec:

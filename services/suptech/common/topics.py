@@ -16,6 +16,9 @@ __all__ = [
     "IT_POSTURE",
     "SANDBOX",
     "HEARTBEAT",
+    "METRICS",
+    "CONTEXT",
+    "SCORES",
     "REGISTRY_SANDBOX",
     "FINDINGS",
     "FEEDBACK",
@@ -51,6 +54,12 @@ DATA_ACCESS = TopicSpec("telemetry.data_access.v1", 6, 14 * DAY_MS)
 IT_POSTURE = TopicSpec("telemetry.it_posture.v1", 3, 30 * DAY_MS)
 SANDBOX = TopicSpec("telemetry.sandbox.v1", 3, 30 * DAY_MS)
 HEARTBEAT = TopicSpec("telemetry.heartbeat.v1", 3, 3 * DAY_MS)
+METRICS = TopicSpec("telemetry.metrics.v1", 6, 14 * DAY_MS)
+# What institutions declare about themselves (maintenance windows, business calendars): rare
+# records the detector needs long after they were sent.
+CONTEXT = TopicSpec("telemetry.context.v1", 3, 400 * DAY_MS)
+# Per-event anomaly scores (AnomalyScoreBatch keyed by institution), for charts and ROC/PR.
+SCORES = TopicSpec("scores.v1", 3, 7 * DAY_MS)
 REGISTRY_SANDBOX = TopicSpec(
     "registry.sandbox.v1", 1, -1, compacted=True, extra={"min.cleanable.dirty.ratio": "0.1"}
 )
@@ -77,6 +86,9 @@ TELEMETRY_TOPICS: dict[str, TopicSpec] = {
     "it_posture": IT_POSTURE,
     "sandbox": SANDBOX,
     "heartbeat": HEARTBEAT,
+    "metrics": METRICS,
+    "maintenance": CONTEXT,
+    "calendar": CONTEXT,
 }
 
 TOPICS: tuple[TopicSpec, ...] = (
@@ -84,8 +96,11 @@ TOPICS: tuple[TopicSpec, ...] = (
     IT_POSTURE,
     SANDBOX,
     HEARTBEAT,
+    METRICS,
+    CONTEXT,
     REGISTRY_SANDBOX,
     FINDINGS,
+    SCORES,
     FEEDBACK,
     DEAD_LETTER,
     DETECTOR_CHECKPOINTS,

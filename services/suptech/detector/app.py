@@ -285,7 +285,7 @@ def restore_point(
 def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None) -> Detector:
     """The detector's faust app, its engine restored from the last checkpoint if there is one."""
     prefix = config.topic_prefix
-    telemetry = sorted(topic_name(spec, prefix) for spec in TELEMETRY_TOPICS.values())
+    telemetry = sorted({topic_name(spec, prefix) for spec in TELEMETRY_TOPICS.values()})
     registry = topic_name(REGISTRY_SANDBOX, prefix)
     feedback = topic_name(FEEDBACK, prefix)
     (config.state_dir / "faust").mkdir(parents=True, exist_ok=True)

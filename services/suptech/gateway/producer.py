@@ -16,7 +16,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.codec import has_lz4
 
-from suptech.common.bundles import encode_bundle, topic_spec_for
+from suptech.common.bundles import PAYLOAD_KINDS, encode_bundle, topic_spec_for
 from suptech.common.topics import ensure_topics, topic_name
 from suptech.gateway.forward import bundle_event_fields, encode_bundle_head
 from suptech.v1 import telemetry_pb2
@@ -57,8 +57,7 @@ class TelemetryProducer:
         self._prefix = topic_prefix
         self._timeout_s = timeout_s
         self._topics = {
-            kind: topic_name(topic_spec_for(kind), topic_prefix)
-            for kind in ("data_access", "it_posture", "sandbox", "heartbeat")
+            kind: topic_name(topic_spec_for(kind), topic_prefix) for kind in PAYLOAD_KINDS
         }
         self._lock = threading.Lock()
         self._producer: Any = None

@@ -7,8 +7,10 @@ module constants bound as defaults, no allocation on the accepting path.
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
+import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +26,7 @@ __all__ = [
     "MAX_ID_CHARS",
     "MAX_COMPONENTS",
     "MAX_FEATURES",
+    "MAX_METRIC_SAMPLES",
 ]
 
 R = ingest_pb2.RejectReason
@@ -52,12 +55,27 @@ MAX_FEN = 10**16  # 100 trillion CNY
 MAX_INTERVAL_S = 366 * 24 * 3600
 MAX_LATENCY_MS = 1e9
 MAX_SECURITY_LEVEL = 5
+MAX_DURATION_MS = 366 * 24 * 3600 * 1000
+MAX_METRIC_SAMPLES = 256
+MAX_METRIC_NAME = 64
+MAX_UNIT_CHARS = 16
+MAX_VOUCHES = 64
+MAX_WINDOW_SYSTEMS = 256
+MAX_WINDOW_S = 7 * 24 * 3600
+MAX_REASON_CHARS = 256
+MAX_HOLIDAYS = 400
+MAX_WORKING_DAYS = 100
+# A magnitude beyond this is a unit mistake or garbage (it also keeps squares finite).
+MAX_METRIC_MAGNITUDE = 1e15
 
 _EVENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}").fullmatch
 # HMAC-SHA256 as lowercase hex: one spelling per actor, and no raw personal id fits it.
 _PSEUDONYM = re.compile(r"[0-9a-f]{64}").fullmatch
 _COUNTRY = re.compile(r"[A-Z]{2}").fullmatch
 _HEX_DIGITS = b"0123456789abcdef"
+_METRIC_NAME = re.compile(r"[a-z][a-z0-9_.]{0,63}").fullmatch
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}").fullmatch
+_STREAM_KINDS = frozenset({"data_access", "it_posture", "metrics", "sandbox"})
 
 T = telemetry_pb2
 _DATA_CLASS = frozenset(T.DataClass.values())
@@ -68,6 +86,7 @@ _ROLE = frozenset(T.ActorRole.values())
 _TIER = frozenset(T.SystemTier.values())
 _LAYER = frozenset(T.Layer.values())
 _MIGRATION = frozenset(T.MigrationStatus.values())
+_WINDOW_KIND = frozenset(T.WindowKind.values())
 _INTERNAL = T.DESTINATION_KIND_INTERNAL
 
 
@@ -135,6 +154,8 @@ def _data_access(
         and p.destination_kind in _destination
         and p.records <= MAX_COUNT
         and p.bytes_out <= MAX_BYTES
+        and p.bytes_in <= MAX_BYTES
+        and p.duration_ms <= MAX_DURATION_MS
     ):
         dest = p.destination_pseudonym
         country = p.destination_country
@@ -169,6 +190,10 @@ def _diagnose_data_access(p: Any) -> Rejection | None:
         return _at_most(p.records, MAX_COUNT, "data_access.records")
     if p.bytes_out > MAX_BYTES:
         return _at_most(p.bytes_out, MAX_BYTES, "data_access.bytes_out")
+    if p.bytes_in > MAX_BYTES:
+        return _at_most(p.bytes_in, MAX_BYTES, "data_access.bytes_in")
+    if p.duration_ms > MAX_DURATION_MS:
+        return _at_most(p.duration_ms, MAX_DURATION_MS, "data_access.duration_ms")
     dest = p.destination_pseudonym
     if dest and _PSEUDONYM(dest) is None:
         return (
@@ -211,6 +236,11 @@ def _it_posture(p: Any) -> Rejection | None:
             p.unpatched_critical_vulns, MAX_SMALL_COUNT, "it_posture.unpatched_critical_vulns"
         )
         or _at_most(p.interval_seconds, MAX_INTERVAL_S, "it_posture.interval_seconds")
+        or _at_most(
+            p.oldest_unpatched_critical_days,
+            MAX_INTERVAL_S // 86400 * 30,
+            "it_posture.oldest_unpatched_critical_days",
+        )
     )
     if r is not None:
         return r
@@ -263,7 +293,125 @@ def _heartbeat(p: Any) -> Rejection | None:
         return r
     if len(p.sdk_version) > MAX_ID_CHARS:
         return LARGE, f"heartbeat.sdk_version is longer than {MAX_ID_CHARS} chars"
-    return _at_most(p.interval_seconds, MAX_INTERVAL_S, "heartbeat.interval_seconds")
+    r = _at_most(p.interval_seconds, MAX_INTERVAL_S, "heartbeat.interval_seconds")
+    if r is not None:
+        return r
+    vouches = p.vouches_for
+    if len(vouches) > MAX_VOUCHES:
+        return LARGE, f"heartbeat.vouches_for has {len(vouches)} items, at most {MAX_VOUCHES}"
+    for i, stream in enumerate(vouches):
+        kind, _, sid = stream.partition(":")
+        if kind not in _STREAM_KINDS or len(sid) > MAX_ID_CHARS or (":" in stream and not sid):
+            return FORMAT, (
+                f"heartbeat.vouches_for[{i}] {_short(stream)} is not <kind> or <kind>:<id> "
+                f"with kind one of {', '.join(sorted(_STREAM_KINDS))}"
+            )
+    return None
+
+
+def _metrics(p: Any) -> Rejection | None:
+    r = _id(p.system_id, "metrics.system_id")
+    if r is not None:
+        return r
+    r = _at_most(p.interval_seconds, MAX_INTERVAL_S, "metrics.interval_seconds")
+    if r is not None:
+        return r
+    samples = p.samples
+    if not samples:
+        return MISSING, "metrics.samples needs at least one sample"
+    if len(samples) > MAX_METRIC_SAMPLES:
+        return LARGE, f"metrics.samples has {len(samples)} items, at most {MAX_METRIC_SAMPLES}"
+    seen: set[tuple[str, str]] = set()
+    for i, m in enumerate(samples):
+        r = _metric_sample(m, f"metrics.samples[{i}]")
+        if r is not None:
+            return r
+        key = (m.component, m.name)
+        if key in seen:
+            return FORMAT, f"metrics.samples[{i}] repeats {m.component}/{m.name} in one report"
+        seen.add(key)
+    return None
+
+
+def _metric_sample(m: Any, where: str) -> Rejection | None:
+    name = m.name
+    if not name:
+        return MISSING, f"{where}.name is required"
+    if _METRIC_NAME(name) is None:
+        return FORMAT, f"{where}.name {_short(name)} is not [a-z][a-z0-9_.]* of at most 64 chars"
+    if len(m.unit) > MAX_UNIT_CHARS:
+        return LARGE, f"{where}.unit has {len(m.unit)} chars, at most {MAX_UNIT_CHARS}"
+    if len(m.component) > MAX_ID_CHARS:
+        return LARGE, f"{where}.component has {len(m.component)} chars, at most {MAX_ID_CHARS}"
+    # Written so that NaN fails too.
+    if not -MAX_METRIC_MAGNITUDE <= m.value <= MAX_METRIC_MAGNITUDE:
+        return RANGE, f"{where}.value = {m.value} is not finite within +-{MAX_METRIC_MAGNITUDE:.0e}"
+    return None
+
+
+def _maintenance(p: Any) -> Rejection | None:
+    r = _id(p.window_id, "maintenance.window_id")
+    if r is not None:
+        return r
+    kind = p.kind
+    if kind not in _WINDOW_KIND or not kind:
+        return _enum(kind, _WINDOW_KIND, "maintenance.kind", True)
+    if not p.HasField("start") or not p.HasField("end"):
+        return MISSING, "maintenance.start and maintenance.end are required"
+    length = p.end.seconds - p.start.seconds
+    if not 0 < length <= MAX_WINDOW_S:
+        return RANGE, f"maintenance window lasts {length}s, not within 1..{MAX_WINDOW_S}s"
+    systems = p.system_ids
+    if len(systems) > MAX_WINDOW_SYSTEMS:
+        return (
+            LARGE,
+            f"maintenance.system_ids has {len(systems)} items, at most {MAX_WINDOW_SYSTEMS}",
+        )
+    for i, sid in enumerate(systems):
+        r = _id(sid, f"maintenance.system_ids[{i}]")
+        if r is not None:
+            return r
+    if len(p.reason) > MAX_REASON_CHARS:
+        return LARGE, f"maintenance.reason has {len(p.reason)} chars, at most {MAX_REASON_CHARS}"
+    return None
+
+
+def _calendar(p: Any) -> Rejection | None:
+    zone = p.time_zone
+    if not zone:
+        return MISSING, "calendar.time_zone is required"
+    if not _known_zone(zone):
+        return FORMAT, f"calendar.time_zone {_short(zone)} is not an IANA time zone"
+    for name, days, bound in (
+        ("holidays", p.holidays, MAX_HOLIDAYS),
+        ("working_days", p.working_days, MAX_WORKING_DAYS),
+    ):
+        if len(days) > bound:
+            return LARGE, f"calendar.{name} has {len(days)} items, at most {bound}"
+        for i, day in enumerate(days):
+            if not _is_date(day):
+                return FORMAT, f"calendar.{name}[{i}] {_short(day)} is not a YYYY-MM-DD date"
+    return None
+
+
+def _known_zone(zone: str) -> bool:
+    if len(zone) > MAX_ID_CHARS or ".." in zone or zone.startswith("/"):
+        return False
+    try:
+        zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _is_date(day: str) -> bool:
+    if _DATE(day) is None:
+        return False
+    try:
+        datetime.date.fromisoformat(day)
+    except ValueError:
+        return False
+    return True
 
 
 _PAYLOAD_CHECKS = {
@@ -271,6 +419,9 @@ _PAYLOAD_CHECKS = {
     "it_posture": _it_posture,
     "sandbox": _sandbox,
     "heartbeat": _heartbeat,
+    "metrics": _metrics,
+    "maintenance": _maintenance,
+    "calendar": _calendar,
 }
 
 
@@ -323,7 +474,7 @@ def _check(
     if kind is None:
         return (
             NO_PAYLOAD,
-            "payload is required (one of data_access, it_posture, sandbox, heartbeat)",
+            "payload is required (one of " + ", ".join(_checks) + ")",
         )
     r: Rejection | None = _checks[kind](getattr(ev, kind))
     return kind if r is None else r

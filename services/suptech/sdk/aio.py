@@ -33,6 +33,15 @@ class AsyncTelemetryClient:
     def heartbeat(self, *args: Any, **kwargs: Any) -> str:
         return self.client.heartbeat(*args, **kwargs)
 
+    def metrics(self, **kwargs: Any) -> str:
+        return self.client.metrics(**kwargs)
+
+    def maintenance_window(self, **kwargs: Any) -> str:
+        return self.client.maintenance_window(**kwargs)
+
+    def business_calendar(self, **kwargs: Any) -> str:
+        return self.client.business_calendar(**kwargs)
+
     def stats(self) -> ClientStats:
         return self.client.stats()
 

@@ -23,6 +23,7 @@ from typing import TextIO
 from google.protobuf import json_format
 
 from suptech.sdk.client import ClientStats, TelemetryClient, new_event_id
+from suptech.sdk.wire import PAYLOAD_FIELDS
 from suptech.v1 import telemetry_pb2
 
 __all__ = ["main", "parse_lines", "LineError"]
@@ -48,7 +49,7 @@ def parse_lines(
             yield LineError(number, str(exc).splitlines()[0][:200])
             continue
         if env.WhichOneof("payload") is None:
-            yield LineError(number, "no payload (data_access, it_posture, sandbox or heartbeat)")
+            yield LineError(number, "no payload (one of " + ", ".join(PAYLOAD_FIELDS) + ")")
             continue
         if not env.event_id:
             env.event_id = new_event_id()

@@ -64,6 +64,9 @@ _PAYLOAD_KIND: dict[type[Message], str] = {
     telemetry_pb2.ITPostureReport: "it_posture",
     telemetry_pb2.SandboxMetricsReport: "sandbox",
     telemetry_pb2.Heartbeat: "heartbeat",
+    telemetry_pb2.MetricsReport: "metrics",
+    telemetry_pb2.MaintenanceWindow: "maintenance",
+    telemetry_pb2.BusinessCalendar: "calendar",
 }
 
 EventTime = datetime | float | int | timestamp_pb2.Timestamp | None
@@ -460,12 +463,84 @@ class TelemetryClient:
         source_id: str | None = None,
         *,
         interval_seconds: int = 60,
+        vouches_for: Iterable[str] = (),
         event_time: EventTime = None,
     ) -> str:
+        """Spool a heartbeat of ``source_id`` (the institution by default). It keeps only the
+        streams named in ``vouches_for`` ("metrics:core-banking", "data_access", ...) alive."""
         msg = telemetry_pb2.Heartbeat(
             source_id=source_id or self.institution_id,
             interval_seconds=interval_seconds,
             sdk_version=__version__,
+            vouches_for=list(vouches_for),
+        )
+        return self.send(msg, event_time=event_time)
+
+    def metrics(
+        self,
+        *,
+        system_id: str,
+        samples: Mapping[str, float] | Iterable[telemetry_pb2.MetricSample],
+        units: Mapping[str, str] | None = None,
+        component: str = "",
+        interval_seconds: int = 0,
+        event_time: EventTime = None,
+    ) -> str:
+        """Spool named numeric metrics of one system, e.g.
+        ``metrics(system_id="core", samples={"cpu_utilization": 41.5}, units={"cpu_utilization":
+        "%"})``; ``samples`` may also be ``MetricSample`` messages (one component each)."""
+        if isinstance(samples, Mapping):
+            units = units or {}
+            msgs = [
+                telemetry_pb2.MetricSample(
+                    name=name, value=float(v), unit=units.get(name, ""), component=component
+                )
+                for name, v in samples.items()
+            ]
+        else:
+            msgs = list(samples)
+        msg = telemetry_pb2.MetricsReport(
+            system_id=system_id, samples=msgs, interval_seconds=interval_seconds
+        )
+        return self.send(msg, event_time=event_time)
+
+    def maintenance_window(
+        self,
+        *,
+        window_id: str,
+        kind: str | int,
+        start: EventTime,
+        end: EventTime,
+        system_ids: Iterable[str] = (),
+        reason: str = "",
+        cancelled: bool = False,
+        event_time: EventTime = None,
+    ) -> str:
+        """Declare (or cancel) a planned maintenance, change or batch window in advance;
+        ``kind`` is "maintenance", "change" or "batch" (or a ``WindowKind``)."""
+        msg = telemetry_pb2.MaintenanceWindow(
+            window_id=window_id,
+            kind=_enum(telemetry_pb2.WindowKind, "WINDOW_KIND_", kind),
+            system_ids=list(system_ids),
+            reason=reason,
+            cancelled=cancelled,
+        )
+        msg.start.FromNanoseconds(_time_ns(start))
+        msg.end.FromNanoseconds(_time_ns(end))
+        return self.send(msg, event_time=event_time)
+
+    def business_calendar(
+        self,
+        *,
+        time_zone: str,
+        holidays: Iterable[str] = (),
+        working_days: Iterable[str] = (),
+        event_time: EventTime = None,
+    ) -> str:
+        """Declare the institution's calendar: IANA ``time_zone``, public ``holidays`` and make-up
+        ``working_days`` as "YYYY-MM-DD"; the latest one sent replaces the previous."""
+        msg = telemetry_pb2.BusinessCalendar(
+            time_zone=time_zone, holidays=list(holidays), working_days=list(working_days)
         )
         return self.send(msg, event_time=event_time)
 

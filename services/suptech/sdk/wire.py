@@ -26,6 +26,9 @@ PAYLOAD_FIELDS: dict[str, int] = {
     "it_posture": 11,
     "sandbox": 12,
     "heartbeat": 13,
+    "metrics": 14,
+    "maintenance": 15,
+    "calendar": 16,
 }
 
 _LEN = 2  # wire type of length-delimited fields

@@ -25,19 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19suptech/v1/findings.proto\x12\nsuptech.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"S\n\x0c\x43ontribution\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x10\n\x08observed\x18\x02 \x01(\x01\x12\x10\n\x08\x62\x61seline\x18\x03 \x01(\x01\x12\x0e\n\x06weight\x18\x04 \x01(\x01\"\xca\x03\n\x07\x46inding\x12\x12\n\nfinding_id\x18\x01 \x01(\t\x12\"\n\x06\x66\x61mily\x18\x02 \x01(\x0e\x32\x12.suptech.v1.Family\x12\x16\n\x0einstitution_id\x18\x03 \x01(\t\x12\x13\n\x0b\x65ntity_kind\x18\x04 \x01(\t\x12\x11\n\tentity_id\x18\x05 \x01(\t\x12\x0f\n\x07rule_id\x18\x06 \x01(\t\x12\x10\n\x08model_id\x18\x07 \x01(\t\x12\r\n\x05score\x18\x08 \x01(\x01\x12\x11\n\tthreshold\x18\t \x01(\x01\x12 \n\x05grade\x18\n \x01(\x0e\x32\x11.suptech.v1.Grade\x12\x0f\n\x07summary\x18\x0b \x01(\t\x12/\n\rcontributions\x18\x0c \x03(\x0b\x32\x18.suptech.v1.Contribution\x12\x1a\n\x12\x65vidence_event_ids\x18\r \x03(\t\x12.\n\nevent_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdetected_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17related_institution_ids\x18\x10 \x03(\t*e\n\x06\x46\x61mily\x12\x16\n\x12\x46\x41MILY_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46\x41MILY_DATA_LEAKAGE\x10\x01\x12\x16\n\x12\x46\x41MILY_IT_AUTONOMY\x10\x02\x12\x12\n\x0e\x46\x41MILY_SANDBOX\x10\x03*m\n\x05Grade\x12\x15\n\x11GRADE_UNSPECIFIED\x10\x00\x12\x11\n\rGRADE_GENERAL\x10\x01\x12\x15\n\x11GRADE_SIGNIFICANT\x10\x02\x12\x0f\n\x0bGRADE_MAJOR\x10\x03\x12\x12\n\x0eGRADE_CRITICAL\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19suptech/v1/findings.proto\x12\nsuptech.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"S\n\x0c\x43ontribution\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x10\n\x08observed\x18\x02 \x01(\x01\x12\x10\n\x08\x62\x61seline\x18\x03 \x01(\x01\x12\x0e\n\x06weight\x18\x04 \x01(\x01\"\x9e\x04\n\x07\x46inding\x12\x12\n\nfinding_id\x18\x01 \x01(\t\x12\"\n\x06\x66\x61mily\x18\x02 \x01(\x0e\x32\x12.suptech.v1.Family\x12\x16\n\x0einstitution_id\x18\x03 \x01(\t\x12\x13\n\x0b\x65ntity_kind\x18\x04 \x01(\t\x12\x11\n\tentity_id\x18\x05 \x01(\t\x12\x0f\n\x07rule_id\x18\x06 \x01(\t\x12\x10\n\x08model_id\x18\x07 \x01(\t\x12\r\n\x05score\x18\x08 \x01(\x01\x12\x11\n\tthreshold\x18\t \x01(\x01\x12 \n\x05grade\x18\n \x01(\x0e\x32\x11.suptech.v1.Grade\x12\x0f\n\x07summary\x18\x0b \x01(\t\x12/\n\rcontributions\x18\x0c \x03(\x0b\x32\x18.suptech.v1.Contribution\x12\x1a\n\x12\x65vidence_event_ids\x18\r \x03(\t\x12.\n\nevent_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdetected_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17related_institution_ids\x18\x10 \x03(\t\x12 \n\x05phase\x18\x11 \x01(\x0e\x32\x11.suptech.v1.Phase\x12\x14\n\x0c\x63ondition_id\x18\x12 \x01(\t\x12\x1a\n\x12\x64\x65\x63lared_window_id\x18\x13 \x01(\t\"\xf7\x01\n\x0c\x41nomalyScore\x12\x16\n\x0einstitution_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65ntity_kind\x18\x02 \x01(\t\x12\x11\n\tentity_id\x18\x03 \x01(\t\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x05 \x01(\t\x12.\n\nevent_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05score\x18\x07 \x01(\x01\x12\x11\n\tthreshold\x18\x08 \x01(\x01\x12\x10\n\x08observed\x18\t \x01(\x01\x12\x10\n\x08\x65xpected\x18\n \x01(\x01\x12\r\n\x05\x61larm\x18\x0b \x01(\x08\"U\n\x11\x41nomalyScoreBatch\x12\x16\n\x0einstitution_id\x18\x01 \x01(\t\x12(\n\x06scores\x18\x02 \x03(\x0b\x32\x18.suptech.v1.AnomalyScore*e\n\x06\x46\x61mily\x12\x16\n\x12\x46\x41MILY_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46\x41MILY_DATA_LEAKAGE\x10\x01\x12\x16\n\x12\x46\x41MILY_IT_AUTONOMY\x10\x02\x12\x12\n\x0e\x46\x41MILY_SANDBOX\x10\x03*m\n\x05Grade\x12\x15\n\x11GRADE_UNSPECIFIED\x10\x00\x12\x11\n\rGRADE_GENERAL\x10\x01\x12\x15\n\x11GRADE_SIGNIFICANT\x10\x02\x12\x0f\n\x0bGRADE_MAJOR\x10\x03\x12\x12\n\x0eGRADE_CRITICAL\x10\x04*R\n\x05Phase\x12\x15\n\x11PHASE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bPHASE_ONSET\x10\x01\x12\x10\n\x0cPHASE_UPDATE\x10\x02\x12\x0f\n\x0bPHASE_CLEAR\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'suptech.v1.findings_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FAMILY']._serialized_start=620
-  _globals['_FAMILY']._serialized_end=721
-  _globals['_GRADE']._serialized_start=723
-  _globals['_GRADE']._serialized_end=832
+  _globals['_FAMILY']._serialized_start=1041
+  _globals['_FAMILY']._serialized_end=1142
+  _globals['_GRADE']._serialized_start=1144
+  _globals['_GRADE']._serialized_end=1253
+  _globals['_PHASE']._serialized_start=1255
+  _globals['_PHASE']._serialized_end=1337
   _globals['_CONTRIBUTION']._serialized_start=74
   _globals['_CONTRIBUTION']._serialized_end=157
   _globals['_FINDING']._serialized_start=160
-  _globals['_FINDING']._serialized_end=618
+  _globals['_FINDING']._serialized_end=702
+  _globals['_ANOMALYSCORE']._serialized_start=705
+  _globals['_ANOMALYSCORE']._serialized_end=952
+  _globals['_ANOMALYSCOREBATCH']._serialized_start=954
+  _globals['_ANOMALYSCOREBATCH']._serialized_end=1039
 # @@protoc_insertion_point(module_scope)

@@ -25,45 +25,55 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asuptech/v1/telemetry.proto\x12\nsuptech.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"S\n\x0e\x43lassification\x12)\n\ndata_class\x18\x01 \x01(\x0e\x32\x15.suptech.v1.DataClass\x12\x16\n\x0esecurity_level\x18\x02 \x01(\r\"3\n\rFieldsByClass\x12\n\n\x02\x63\x31\x18\x01 \x01(\r\x12\n\n\x02\x63\x32\x18\x02 \x01(\r\x12\n\n\x02\x63\x33\x18\x03 \x01(\r\"\xfa\x02\n\x0f\x44\x61taAccessEvent\x12\x11\n\tsystem_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61\x63tor_pseudonym\x18\x02 \x01(\t\x12)\n\nactor_role\x18\x03 \x01(\x0e\x32\x15.suptech.v1.ActorRole\x12$\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x13.suptech.v1.Channel\x12(\n\toperation\x18\x05 \x01(\x0e\x32\x15.suptech.v1.Operation\x12\x0f\n\x07records\x18\x06 \x01(\x04\x12)\n\x06\x66ields\x18\x07 \x01(\x0b\x32\x19.suptech.v1.FieldsByClass\x12\x11\n\tbytes_out\x18\x08 \x01(\x04\x12\x35\n\x10\x64\x65stination_kind\x18\t \x01(\x0e\x32\x1b.suptech.v1.DestinationKind\x12\x1d\n\x15\x64\x65stination_pseudonym\x18\n \x01(\t\x12\x1b\n\x13\x64\x65stination_country\x18\x0b \x01(\t\"\x83\x01\n\tComponent\x12 \n\x05layer\x18\x01 \x01(\x0e\x32\x11.suptech.v1.Layer\x12\x0e\n\x06vendor\x18\x02 \x01(\t\x12\x0f\n\x07product\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\"\n\x1aindependently_controllable\x18\x05 \x01(\x08\"\xbd\x02\n\x0fITPostureReport\x12\x11\n\tsystem_id\x18\x01 \x01(\t\x12$\n\x04tier\x18\x02 \x01(\x0e\x32\x16.suptech.v1.SystemTier\x12)\n\ncomponents\x18\x03 \x03(\x0b\x32\x15.suptech.v1.Component\x12\x14\n\x0c\x61vailability\x18\x04 \x01(\x01\x12\x11\n\tincidents\x18\x05 \x01(\r\x12\x16\n\x0elatency_ms_p95\x18\x06 \x01(\x01\x12\x12\n\nerror_rate\x18\x07 \x01(\x01\x12 \n\x18unpatched_critical_vulns\x18\x08 \x01(\r\x12\x35\n\x10migration_status\x18\t \x01(\x0e\x32\x1b.suptech.v1.MigrationStatus\x12\x18\n\x10interval_seconds\x18\n \x01(\r\"\xb7\x02\n\x14SandboxMetricsReport\x12\x0f\n\x07test_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x63tive_users\x18\x03 \x01(\x04\x12\x18\n\x10\x63umulative_users\x18\x04 \x01(\x04\x12\x19\n\x11transaction_count\x18\x05 \x01(\x04\x12\x1e\n\x16transaction_amount_fen\x18\x06 \x01(\x04\x12\"\n\x1amax_transaction_amount_fen\x18\x07 \x01(\x04\x12\x12\n\ncomplaints\x18\x08 \x01(\r\x12\x11\n\tincidents\x18\t \x01(\r\x12\x15\n\rfund_loss_fen\x18\n \x01(\x04\x12\x17\n\x0f\x66\x65\x61tures_in_use\x18\x0b \x03(\t\x12\x18\n\x10interval_seconds\x18\x0c \x01(\r\"M\n\tHeartbeat\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\r\x12\x13\n\x0bsdk_version\x18\x03 \x01(\t\"\xf4\x02\n\x11TelemetryEnvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x16\n\x0einstitution_id\x18\x02 \x01(\t\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63lassification\x18\x04 \x01(\x0b\x32\x1a.suptech.v1.Classification\x12\x32\n\x0b\x64\x61ta_access\x18\n \x01(\x0b\x32\x1b.suptech.v1.DataAccessEventH\x00\x12\x31\n\nit_posture\x18\x0b \x01(\x0b\x32\x1b.suptech.v1.ITPostureReportH\x00\x12\x33\n\x07sandbox\x18\x0c \x01(\x0b\x32 .suptech.v1.SandboxMetricsReportH\x00\x12*\n\theartbeat\x18\r \x01(\x0b\x32\x15.suptech.v1.HeartbeatH\x00\x42\t\n\x07payload\"\x9d\x01\n\x0fTelemetryBundle\x12\x16\n\x0einstitution_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x31\n\rreceived_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x1d.suptech.v1.TelemetryEnvelope*`\n\tDataClass\x12\x1a\n\x16\x44\x41TA_CLASS_UNSPECIFIED\x10\x00\x12\x11\n\rDATA_CLASS_C1\x10\x01\x12\x11\n\rDATA_CLASS_C2\x10\x02\x12\x11\n\rDATA_CLASS_C3\x10\x03*p\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x43HANNEL_API\x10\x01\x12\x11\n\rCHANNEL_BATCH\x10\x02\x12\x13\n\x0f\x43HANNEL_CONSOLE\x10\x03\x12\x13\n\x0f\x43HANNEL_PARTNER\x10\x04*}\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\x13\n\x0fOPERATION_QUERY\x10\x01\x12\x12\n\x0eOPERATION_READ\x10\x02\x12\x14\n\x10OPERATION_EXPORT\x10\x03\x12\x16\n\x12OPERATION_TRANSFER\x10\x04*\xb2\x01\n\x0f\x44\x65stinationKind\x12 \n\x1c\x44\x45STINATION_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45STINATION_KIND_INTERNAL\x10\x01\x12\x1c\n\x18\x44\x45STINATION_KIND_PARTNER\x10\x02\x12\x1d\n\x19\x44\x45STINATION_KIND_EXTERNAL\x10\x03\x12!\n\x1d\x44\x45STINATION_KIND_CROSS_BORDER\x10\x04*\xa1\x01\n\tActorRole\x12\x1a\n\x16\x41\x43TOR_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43TOR_ROLE_EMPLOYEE\x10\x01\x12\x14\n\x10\x41\x43TOR_ROLE_ADMIN\x10\x02\x12\x16\n\x12\x41\x43TOR_ROLE_SERVICE\x10\x03\x12\x16\n\x12\x41\x43TOR_ROLE_PARTNER\x10\x04\x12\x19\n\x15\x41\x43TOR_ROLE_CONTRACTOR\x10\x05*s\n\nSystemTier\x12\x1b\n\x17SYSTEM_TIER_UNSPECIFIED\x10\x00\x12\x14\n\x10SYSTEM_TIER_CORE\x10\x01\x12\x19\n\x15SYSTEM_TIER_IMPORTANT\x10\x02\x12\x17\n\x13SYSTEM_TIER_GENERAL\x10\x03*\xa5\x01\n\x05Layer\x12\x15\n\x11LAYER_UNSPECIFIED\x10\x00\x12\x0e\n\nLAYER_CHIP\x10\x01\x12\x10\n\x0cLAYER_SERVER\x10\x02\x12\x0c\n\x08LAYER_OS\x10\x03\x12\x12\n\x0eLAYER_DATABASE\x10\x04\x12\x14\n\x10LAYER_MIDDLEWARE\x10\x05\x12\x1a\n\x16LAYER_CORE_APPLICATION\x10\x06\x12\x0f\n\x0bLAYER_CLOUD\x10\x07*\x97\x01\n\x0fMigrationStatus\x12 \n\x1cMIGRATION_STATUS_UNSPECIFIED\x10\x00\x12 \n\x1cMIGRATION_STATUS_NOT_STARTED\x10\x01\x12 \n\x1cMIGRATION_STATUS_IN_PROGRESS\x10\x02\x12\x1e\n\x1aMIGRATION_STATUS_COMPLETED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asuptech/v1/telemetry.proto\x12\nsuptech.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"S\n\x0e\x43lassification\x12)\n\ndata_class\x18\x01 \x01(\x0e\x32\x15.suptech.v1.DataClass\x12\x16\n\x0esecurity_level\x18\x02 \x01(\r\"3\n\rFieldsByClass\x12\n\n\x02\x63\x31\x18\x01 \x01(\r\x12\n\n\x02\x63\x32\x18\x02 \x01(\r\x12\n\n\x02\x63\x33\x18\x03 \x01(\r\"\xa1\x03\n\x0f\x44\x61taAccessEvent\x12\x11\n\tsystem_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61\x63tor_pseudonym\x18\x02 \x01(\t\x12)\n\nactor_role\x18\x03 \x01(\x0e\x32\x15.suptech.v1.ActorRole\x12$\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x13.suptech.v1.Channel\x12(\n\toperation\x18\x05 \x01(\x0e\x32\x15.suptech.v1.Operation\x12\x0f\n\x07records\x18\x06 \x01(\x04\x12)\n\x06\x66ields\x18\x07 \x01(\x0b\x32\x19.suptech.v1.FieldsByClass\x12\x11\n\tbytes_out\x18\x08 \x01(\x04\x12\x35\n\x10\x64\x65stination_kind\x18\t \x01(\x0e\x32\x1b.suptech.v1.DestinationKind\x12\x1d\n\x15\x64\x65stination_pseudonym\x18\n \x01(\t\x12\x1b\n\x13\x64\x65stination_country\x18\x0b \x01(\t\x12\x10\n\x08\x62ytes_in\x18\x0c \x01(\x04\x12\x13\n\x0b\x64uration_ms\x18\r \x01(\x04\"\x83\x01\n\tComponent\x12 \n\x05layer\x18\x01 \x01(\x0e\x32\x11.suptech.v1.Layer\x12\x0e\n\x06vendor\x18\x02 \x01(\t\x12\x0f\n\x07product\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\"\n\x1aindependently_controllable\x18\x05 \x01(\x08\"\xe5\x02\n\x0fITPostureReport\x12\x11\n\tsystem_id\x18\x01 \x01(\t\x12$\n\x04tier\x18\x02 \x01(\x0e\x32\x16.suptech.v1.SystemTier\x12)\n\ncomponents\x18\x03 \x03(\x0b\x32\x15.suptech.v1.Component\x12\x14\n\x0c\x61vailability\x18\x04 \x01(\x01\x12\x11\n\tincidents\x18\x05 \x01(\r\x12\x16\n\x0elatency_ms_p95\x18\x06 \x01(\x01\x12\x12\n\nerror_rate\x18\x07 \x01(\x01\x12 \n\x18unpatched_critical_vulns\x18\x08 \x01(\r\x12\x35\n\x10migration_status\x18\t \x01(\x0e\x32\x1b.suptech.v1.MigrationStatus\x12\x18\n\x10interval_seconds\x18\n \x01(\r\x12&\n\x1eoldest_unpatched_critical_days\x18\x0b \x01(\r\"\xb7\x02\n\x14SandboxMetricsReport\x12\x0f\n\x07test_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x63tive_users\x18\x03 \x01(\x04\x12\x18\n\x10\x63umulative_users\x18\x04 \x01(\x04\x12\x19\n\x11transaction_count\x18\x05 \x01(\x04\x12\x1e\n\x16transaction_amount_fen\x18\x06 \x01(\x04\x12\"\n\x1amax_transaction_amount_fen\x18\x07 \x01(\x04\x12\x12\n\ncomplaints\x18\x08 \x01(\r\x12\x11\n\tincidents\x18\t \x01(\r\x12\x15\n\rfund_loss_fen\x18\n \x01(\x04\x12\x17\n\x0f\x66\x65\x61tures_in_use\x18\x0b \x03(\t\x12\x18\n\x10interval_seconds\x18\x0c \x01(\r\"b\n\tHeartbeat\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\r\x12\x13\n\x0bsdk_version\x18\x03 \x01(\t\x12\x13\n\x0bvouches_for\x18\x04 \x03(\t\"L\n\x0cMetricSample\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x11\n\tcomponent\x18\x04 \x01(\t\"g\n\rMetricsReport\x12\x11\n\tsystem_id\x18\x01 \x01(\t\x12)\n\x07samples\x18\x02 \x03(\x0b\x32\x18.suptech.v1.MetricSample\x12\x18\n\x10interval_seconds\x18\x03 \x01(\r\"\xd7\x01\n\x11MaintenanceWindow\x12\x11\n\twindow_id\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.suptech.v1.WindowKind\x12)\n\x05start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsystem_ids\x18\x05 \x03(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x11\n\tcancelled\x18\x07 \x01(\x08\"M\n\x10\x42usinessCalendar\x12\x11\n\ttime_zone\x18\x01 \x01(\t\x12\x10\n\x08holidays\x18\x02 \x03(\t\x12\x14\n\x0cworking_days\x18\x03 \x03(\t\"\x8a\x04\n\x11TelemetryEnvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x16\n\x0einstitution_id\x18\x02 \x01(\t\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63lassification\x18\x04 \x01(\x0b\x32\x1a.suptech.v1.Classification\x12\x32\n\x0b\x64\x61ta_access\x18\n \x01(\x0b\x32\x1b.suptech.v1.DataAccessEventH\x00\x12\x31\n\nit_posture\x18\x0b \x01(\x0b\x32\x1b.suptech.v1.ITPostureReportH\x00\x12\x33\n\x07sandbox\x18\x0c \x01(\x0b\x32 .suptech.v1.SandboxMetricsReportH\x00\x12*\n\theartbeat\x18\r \x01(\x0b\x32\x15.suptech.v1.HeartbeatH\x00\x12,\n\x07metrics\x18\x0e \x01(\x0b\x32\x19.suptech.v1.MetricsReportH\x00\x12\x34\n\x0bmaintenance\x18\x0f \x01(\x0b\x32\x1d.suptech.v1.MaintenanceWindowH\x00\x12\x30\n\x08\x63\x61lendar\x18\x10 \x01(\x0b\x32\x1c.suptech.v1.BusinessCalendarH\x00\x42\t\n\x07payload\"\x9d\x01\n\x0fTelemetryBundle\x12\x16\n\x0einstitution_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x31\n\rreceived_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x1d.suptech.v1.TelemetryEnvelope*`\n\tDataClass\x12\x1a\n\x16\x44\x41TA_CLASS_UNSPECIFIED\x10\x00\x12\x11\n\rDATA_CLASS_C1\x10\x01\x12\x11\n\rDATA_CLASS_C2\x10\x02\x12\x11\n\rDATA_CLASS_C3\x10\x03*p\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x43HANNEL_API\x10\x01\x12\x11\n\rCHANNEL_BATCH\x10\x02\x12\x13\n\x0f\x43HANNEL_CONSOLE\x10\x03\x12\x13\n\x0f\x43HANNEL_PARTNER\x10\x04*}\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\x13\n\x0fOPERATION_QUERY\x10\x01\x12\x12\n\x0eOPERATION_READ\x10\x02\x12\x14\n\x10OPERATION_EXPORT\x10\x03\x12\x16\n\x12OPERATION_TRANSFER\x10\x04*\xb2\x01\n\x0f\x44\x65stinationKind\x12 \n\x1c\x44\x45STINATION_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45STINATION_KIND_INTERNAL\x10\x01\x12\x1c\n\x18\x44\x45STINATION_KIND_PARTNER\x10\x02\x12\x1d\n\x19\x44\x45STINATION_KIND_EXTERNAL\x10\x03\x12!\n\x1d\x44\x45STINATION_KIND_CROSS_BORDER\x10\x04*\xa1\x01\n\tActorRole\x12\x1a\n\x16\x41\x43TOR_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43TOR_ROLE_EMPLOYEE\x10\x01\x12\x14\n\x10\x41\x43TOR_ROLE_ADMIN\x10\x02\x12\x16\n\x12\x41\x43TOR_ROLE_SERVICE\x10\x03\x12\x16\n\x12\x41\x43TOR_ROLE_PARTNER\x10\x04\x12\x19\n\x15\x41\x43TOR_ROLE_CONTRACTOR\x10\x05*s\n\nSystemTier\x12\x1b\n\x17SYSTEM_TIER_UNSPECIFIED\x10\x00\x12\x14\n\x10SYSTEM_TIER_CORE\x10\x01\x12\x19\n\x15SYSTEM_TIER_IMPORTANT\x10\x02\x12\x17\n\x13SYSTEM_TIER_GENERAL\x10\x03*\xa5\x01\n\x05Layer\x12\x15\n\x11LAYER_UNSPECIFIED\x10\x00\x12\x0e\n\nLAYER_CHIP\x10\x01\x12\x10\n\x0cLAYER_SERVER\x10\x02\x12\x0c\n\x08LAYER_OS\x10\x03\x12\x12\n\x0eLAYER_DATABASE\x10\x04\x12\x14\n\x10LAYER_MIDDLEWARE\x10\x05\x12\x1a\n\x16LAYER_CORE_APPLICATION\x10\x06\x12\x0f\n\x0bLAYER_CLOUD\x10\x07*\x97\x01\n\x0fMigrationStatus\x12 \n\x1cMIGRATION_STATUS_UNSPECIFIED\x10\x00\x12 \n\x1cMIGRATION_STATUS_NOT_STARTED\x10\x01\x12 \n\x1cMIGRATION_STATUS_IN_PROGRESS\x10\x02\x12\x1e\n\x1aMIGRATION_STATUS_COMPLETED\x10\x03*u\n\nWindowKind\x12\x1b\n\x17WINDOW_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17WINDOW_KIND_MAINTENANCE\x10\x01\x12\x16\n\x12WINDOW_KIND_CHANGE\x10\x02\x12\x15\n\x11WINDOW_KIND_BATCH\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'suptech.v1.telemetry_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DATACLASS']._serialized_start=1976
-  _globals['_DATACLASS']._serialized_end=2072
-  _globals['_CHANNEL']._serialized_start=2074
-  _globals['_CHANNEL']._serialized_end=2186
-  _globals['_OPERATION']._serialized_start=2188
-  _globals['_OPERATION']._serialized_end=2313
-  _globals['_DESTINATIONKIND']._serialized_start=2316
-  _globals['_DESTINATIONKIND']._serialized_end=2494
-  _globals['_ACTORROLE']._serialized_start=2497
-  _globals['_ACTORROLE']._serialized_end=2658
-  _globals['_SYSTEMTIER']._serialized_start=2660
-  _globals['_SYSTEMTIER']._serialized_end=2775
-  _globals['_LAYER']._serialized_start=2778
-  _globals['_LAYER']._serialized_end=2943
-  _globals['_MIGRATIONSTATUS']._serialized_start=2946
-  _globals['_MIGRATIONSTATUS']._serialized_end=3097
+  _globals['_DATACLASS']._serialized_start=2706
+  _globals['_DATACLASS']._serialized_end=2802
+  _globals['_CHANNEL']._serialized_start=2804
+  _globals['_CHANNEL']._serialized_end=2916
+  _globals['_OPERATION']._serialized_start=2918
+  _globals['_OPERATION']._serialized_end=3043
+  _globals['_DESTINATIONKIND']._serialized_start=3046
+  _globals['_DESTINATIONKIND']._serialized_end=3224
+  _globals['_ACTORROLE']._serialized_start=3227
+  _globals['_ACTORROLE']._serialized_end=3388
+  _globals['_SYSTEMTIER']._serialized_start=3390
+  _globals['_SYSTEMTIER']._serialized_end=3505
+  _globals['_LAYER']._serialized_start=3508
+  _globals['_LAYER']._serialized_end=3673
+  _globals['_MIGRATIONSTATUS']._serialized_start=3676
+  _globals['_MIGRATIONSTATUS']._serialized_end=3827
+  _globals['_WINDOWKIND']._serialized_start=3829
+  _globals['_WINDOWKIND']._serialized_end=3946
   _globals['_CLASSIFICATION']._serialized_start=75
   _globals['_CLASSIFICATION']._serialized_end=158
   _globals['_FIELDSBYCLASS']._serialized_start=160
   _globals['_FIELDSBYCLASS']._serialized_end=211
   _globals['_DATAACCESSEVENT']._serialized_start=214
-  _globals['_DATAACCESSEVENT']._serialized_end=592
-  _globals['_COMPONENT']._serialized_start=595
-  _globals['_COMPONENT']._serialized_end=726
-  _globals['_ITPOSTUREREPORT']._serialized_start=729
-  _globals['_ITPOSTUREREPORT']._serialized_end=1046
-  _globals['_SANDBOXMETRICSREPORT']._serialized_start=1049
-  _globals['_SANDBOXMETRICSREPORT']._serialized_end=1360
-  _globals['_HEARTBEAT']._serialized_start=1362
-  _globals['_HEARTBEAT']._serialized_end=1439
-  _globals['_TELEMETRYENVELOPE']._serialized_start=1442
-  _globals['_TELEMETRYENVELOPE']._serialized_end=1814
-  _globals['_TELEMETRYBUNDLE']._serialized_start=1817
-  _globals['_TELEMETRYBUNDLE']._serialized_end=1974
+  _globals['_DATAACCESSEVENT']._serialized_end=631
+  _globals['_COMPONENT']._serialized_start=634
+  _globals['_COMPONENT']._serialized_end=765
+  _globals['_ITPOSTUREREPORT']._serialized_start=768
+  _globals['_ITPOSTUREREPORT']._serialized_end=1125
+  _globals['_SANDBOXMETRICSREPORT']._serialized_start=1128
+  _globals['_SANDBOXMETRICSREPORT']._serialized_end=1439
+  _globals['_HEARTBEAT']._serialized_start=1441
+  _globals['_HEARTBEAT']._serialized_end=1539
+  _globals['_METRICSAMPLE']._serialized_start=1541
+  _globals['_METRICSAMPLE']._serialized_end=1617
+  _globals['_METRICSREPORT']._serialized_start=1619
+  _globals['_METRICSREPORT']._serialized_end=1722
+  _globals['_MAINTENANCEWINDOW']._serialized_start=1725
+  _globals['_MAINTENANCEWINDOW']._serialized_end=1940
+  _globals['_BUSINESSCALENDAR']._serialized_start=1942
+  _globals['_BUSINESSCALENDAR']._serialized_end=2019
+  _globals['_TELEMETRYENVELOPE']._serialized_start=2022
+  _globals['_TELEMETRYENVELOPE']._serialized_end=2544
+  _globals['_TELEMETRYBUNDLE']._serialized_start=2547
+  _globals['_TELEMETRYBUNDLE']._serialized_end=2704
 # @@protoc_insertion_point(module_scope)
