@@ -209,7 +209,12 @@ def health_findings(shift: dict[str, float]) -> tuple[list[int], DetectionEngine
         if i >= 24 * 4 * 7:
             kw = {k: v * shift.get(k, 1.0) for k, v in kw.items()}
         out = engine.process(posture(i, T0 + i * 900 * S, **kw))  # type: ignore[arg-type]
-        found += [i for f in out if f.model_id == "it.health_anomaly"]
+        # A clear ends the condition; it is not an alarm.
+        found += [
+            i
+            for f in out
+            if f.model_id == "it.health_anomaly" and f.phase != findings_pb2.PHASE_CLEAR
+        ]
     return found, engine
 
 

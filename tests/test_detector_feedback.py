@@ -84,7 +84,8 @@ def spike(
     return [
         f
         for f in engine.process(access(f"spike-{tag}-{actor[:1]}", t, actor, records))
-        if f.model_id == "leak.actor_volume"
+        # The clear of an earlier condition is not a new alarm.
+        if f.model_id == "leak.actor_volume" and f.phase != findings_pb2.PHASE_CLEAR
     ]
 
 

@@ -148,6 +148,8 @@ class IngestResult:
     duplicates: int = 0
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
+    # Clears of a condition whose alert is no longer open: nothing to attach them to.
+    unmatched_clears: int = 0
 
 
 @dataclass(slots=True)
@@ -480,6 +482,16 @@ class AlertStore:
                     ),
                     None,
                 )
+                if f.phase == findings_pb2.PHASE_CLEAR:
+                    # The end of a condition: kept with its alert as evidence, never an alarm
+                    # (it neither opens an alert nor grows one).
+                    if row is None:
+                        result.unmatched_clears += 1
+                    else:
+                        finding_rows.append(
+                            (f.finding_id, row.alert_id, 0, event_time, now, f.SerializeToString())
+                        )
+                    continue
                 if row is None:
                     row = self._new_alert(f, key, event_time, now)
                     new_alerts.append(row)

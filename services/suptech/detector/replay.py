@@ -1,9 +1,11 @@
 """Replay recorded telemetry through the detection engine, without Kafka.
 
     python -m suptech.detector.replay TELEMETRY.jsonl [--registry sandbox_registry.jsonl] \
-        --out findings.jsonl
+        --out findings.jsonl [--scores scores.csv]
 
 Each input line is one ``TelemetryEnvelope`` in protobuf JSON; each output line one ``Finding``.
+``--scores`` writes every per-event anomaly score the engine made, one CSV row each (institution,
+entity, model, event, event time, score in [0, 1], alarm level, observed, expected, alarm).
 The engine runs on event time alone, so a replay at full speed gives the findings (and finding
 ids) the live detector gave.
 """
@@ -11,15 +13,17 @@ ids) the live detector gave.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
 from google.protobuf import json_format
 
 from suptech.detector.logic import DetectionEngine, EngineConfig
+from suptech.detector.logic.scores import Score, write_csv
 from suptech.v1 import findings_pb2, sandbox_pb2, telemetry_pb2
 
 __all__ = ["main", "read_envelopes", "read_registry", "replay"]
@@ -52,9 +56,13 @@ def replay(
     envelopes: Iterable[telemetry_pb2.TelemetryEnvelope],
     registry: Iterable[sandbox_pb2.SandboxTest] = (),
     engine: DetectionEngine | None = None,
+    on_scores: Callable[[list[Score]], object] | None = None,
 ) -> list[findings_pb2.Finding]:
-    """Run ``envelopes`` in order through ``engine``; flush silence at the last event time."""
-    engine = engine or DetectionEngine()
+    """Run ``envelopes`` in order through ``engine``; flush silence at the last event time.
+
+    ``on_scores`` receives the per-event scores as they are made (else they are dropped).
+    """
+    engine = engine or DetectionEngine(EngineConfig(record_scores=on_scores is not None))
     for test in registry:
         engine.upsert_sandbox_test(test)
     findings: list[findings_pb2.Finding] = []
@@ -62,8 +70,20 @@ def replay(
     for env in envelopes:
         findings.extend(engine.process(env))
         last = max(last, env.event_time.ToNanoseconds())
+        if on_scores is not None:
+            on_scores(engine.take_scores())
     findings.extend(engine.advance(last))
+    engine.take_scores()
     return findings
+
+
+@contextlib.contextmanager
+def _scores_file(path: Path | None) -> Iterator[TextIO | None]:
+    if path is None:
+        yield None
+        return
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        yield fh
 
 
 def _write(findings: list[findings_pb2.Finding], out: TextIO) -> None:
@@ -76,11 +96,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("telemetry", type=Path, help="JSON-lines file of TelemetryEnvelope")
     parser.add_argument("--registry", type=Path, help="JSON-lines file of SandboxTest")
     parser.add_argument("--out", type=Path, required=True, help="where to write findings")
+    parser.add_argument("--scores", type=Path, help="where to write per-event scores (CSV)")
     args = parser.parse_args(argv)
     try:
         registry = read_registry(args.registry) if args.registry else []
-        engine = DetectionEngine(EngineConfig())
-        findings = replay(read_envelopes(args.telemetry), registry, engine)
+        engine = DetectionEngine(EngineConfig(record_scores=args.scores is not None))
+        with _scores_file(args.scores) as scores_out:
+            on_scores = None
+            if scores_out is not None:
+                write_csv((), scores_out)
+                out_file = scores_out
+
+                def on_scores(scores: list[Score]) -> None:
+                    write_csv(scores, out_file, header=False)
+
+            findings = replay(read_envelopes(args.telemetry), registry, engine, on_scores)
     except (OSError, ValueError) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2

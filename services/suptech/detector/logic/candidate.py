@@ -33,6 +33,11 @@ class Candidate:
     related: list[str] = field(default_factory=list)
     # What makes the finding unique besides detector and entity; the coalescing window when None.
     basis: str | None = None
+    # Set by the engine's condition tracking for statistical detectors (findings_pb2.Phase).
+    phase: int = 0
+    condition_id: str = ""
+    # Declared maintenance / change / batch window the evidence fell in.
+    declared_window_id: str = ""
 
 
 def grade_for(score: float, threshold: float) -> int:
@@ -67,6 +72,9 @@ def to_finding(
         summary=c.summary,
         evidence_event_ids=c.evidence[:evidence_cap],
         related_institution_ids=c.related,
+        phase=c.phase,  # type: ignore[arg-type]
+        condition_id=c.condition_id,
+        declared_window_id=c.declared_window_id,
     )
     if c.is_rule:
         f.rule_id = c.detector_id

@@ -89,3 +89,10 @@ class EngineConfig:
     hst_enabled: bool = False
     hst_warmup: int = 1000
     seed: int = 7
+    # A statistical condition (the alarms of one model on one entity) is cleared after this long
+    # without an alarm; until then repeats are one finding, reported again only when worse.
+    condition_clear_ns: int = 6 * HOUR_NS
+    # Keep per-event scores for the caller (the scores topic, replay --scores).
+    record_scores: bool = True
+    # Time zone of an institution that has not sent its business calendar.
+    default_time_zone: str = "Asia/Shanghai"

@@ -6,20 +6,36 @@ import pickle
 from collections import deque
 
 from suptech.detector.logic.autonomy import AutonomyFamily
+from suptech.detector.logic.calendar import InstitutionContext
 from suptech.detector.logic.candidate import Candidate, to_finding
-from suptech.detector.logic.config import MINUTE_NS, EngineConfig
+from suptech.detector.logic.conditions import Conditions
+from suptech.detector.logic.config import DAY_NS, MINUTE_NS, EngineConfig
 from suptech.detector.logic.feedback import FeedbackMemory
 from suptech.detector.logic.leakage import LeakageFamily
+from suptech.detector.logic.metrics import MetricsFamily
 from suptech.detector.logic.sandbox import SandboxFamily
+from suptech.detector.logic.scores import Score, ScoreLog
 from suptech.detector.logic.silence import SilenceWatch
 from suptech.v1 import alerts_pb2, findings_pb2, sandbox_pb2, telemetry_pb2
 
 __all__ = ["DetectionEngine"]
 
 # Raised whenever per-entity state changes shape: an older snapshot is refused, not half-loaded.
-_SNAPSHOT_VERSION = 3
-# Version 2 lacked only the feedback memory: it loads with none applied yet.
-_UPGRADABLE = {2}
+_SNAPSHOT_VERSION = 4
+# Version 2 lacked the feedback memory, 3 the metric streams, conditions and declared context:
+# they load with those empty.
+_UPGRADABLE = {2, 3}
+# Stream kind named in Heartbeat.vouches_for -> (silence source kind, family).
+_VOUCHED_KINDS = {
+    "it_posture": ("system", findings_pb2.FAMILY_IT_AUTONOMY),
+    "metrics": ("metrics", findings_pb2.FAMILY_IT_AUTONOMY),
+    "sandbox": ("app", findings_pb2.FAMILY_SANDBOX),
+}
+_GRADE_DOWN: dict[int, int] = {
+    findings_pb2.GRADE_CRITICAL: findings_pb2.GRADE_MAJOR,
+    findings_pb2.GRADE_MAJOR: findings_pb2.GRADE_SIGNIFICANT,
+    findings_pb2.GRADE_SIGNIFICANT: findings_pb2.GRADE_GENERAL,
+}
 
 
 class DetectionEngine:
@@ -27,9 +43,13 @@ class DetectionEngine:
 
     Everything is driven by event time, never the wall clock, so replaying recorded telemetry at
     any speed yields the same findings with the same ids. Processing is idempotent per
-    ``event_id`` over a bounded memory of recent ids. Repeated findings of one detector on one
-    entity are coalesced: at most one per coalescing window, whose id derives from the detector,
-    the entity and the window, so a replay or a redelivery makes the same id.
+    ``event_id`` over a bounded memory of recent ids. A statistical detector's alarms on one
+    entity are one condition (:class:`Conditions`): a finding at onset, an update when the grade
+    rises, a clear once it has been quiet for ``condition_clear_ns``. Repeated rule findings are
+    coalesced, at most one per coalescing window. Ids derive from the detector, the entity and
+    the onset or window, so a replay or a redelivery makes the same ids. Findings whose evidence
+    falls in a window the institution declared (maintenance, change, batch) are graded down and
+    say so. Every scored event leaves a :class:`Score` in :attr:`scores` for the caller to take.
     """
 
     def __init__(self, config: EngineConfig | None = None) -> None:
@@ -39,6 +59,10 @@ class DetectionEngine:
         self.sandbox = SandboxFamily(cfg)
         self.silence = SilenceWatch(cfg)
         self.feedback = FeedbackMemory()
+        self.scores = ScoreLog(cfg.record_scores)
+        self.metrics = MetricsFamily(cfg, self.scores)
+        self.context = InstitutionContext(cfg.default_time_zone)
+        self.conditions = Conditions(cfg.condition_clear_ns)
         self._seen: set[str] = set()
         self._seen_order: deque[str] = deque()
         # (detector, institution, kind, entity, window) already reported
@@ -101,10 +125,24 @@ class DetectionEngine:
                 rep_s.interval_seconds,
                 eid,
             )
+        elif kind == "metrics":
+            self.metrics.process(env, t, self._emit)
+            rep_m = env.metrics
+            self.silence.seen(
+                inst_id,
+                "metrics",
+                rep_m.system_id,
+                findings_pb2.FAMILY_IT_AUTONOMY,
+                t,
+                rep_m.interval_seconds,
+                eid,
+            )
         elif kind == "heartbeat":
-            hb = env.heartbeat
-            src_kind, family = self._heartbeat_source(inst_id, hb.source_id)
-            self.silence.seen(inst_id, src_kind, hb.source_id, family, t, hb.interval_seconds, eid)
+            self._heartbeat(inst_id, env.heartbeat, t, eid)
+        elif kind == "maintenance":
+            self.context.upsert_window(inst_id, env.maintenance)
+        elif kind == "calendar":
+            self.context.upsert_calendar(inst_id, env.calendar)
         if t > self._max_event_ns:
             self._max_event_ns = t
             wm = t - self.config.allowed_lateness_ns
@@ -112,6 +150,22 @@ class DetectionEngine:
                 self._advance(wm)
         self._out = []
         return out
+
+    def _heartbeat(self, inst_id: str, hb: telemetry_pb2.Heartbeat, t: int, eid: str) -> None:
+        """A heartbeat keeps alive its source, and exactly the streams it vouches for: metrics
+        that stopped are reported silent even while their system's heartbeats go on."""
+        src_kind, family = self._heartbeat_source(inst_id, hb.source_id)
+        self.silence.seen(inst_id, src_kind, hb.source_id, family, t, hb.interval_seconds, eid)
+        for stream in hb.vouches_for:
+            kind, _, sid = stream.partition(":")
+            key_kind = {"it_posture": "system", "sandbox": "app"}.get(kind, kind)
+            if key_kind in ("system", "app", "metrics") and sid:
+                fam = (
+                    findings_pb2.FAMILY_SANDBOX
+                    if key_kind == "app"
+                    else findings_pb2.FAMILY_IT_AUTONOMY
+                )
+                self.silence.seen(inst_id, key_kind, sid, fam, t, 0, eid)
 
     def _heartbeat_source(self, inst_id: str, source_id: str) -> tuple[str, int]:
         if source_id == inst_id:
@@ -133,6 +187,10 @@ class DetectionEngine:
         """
         self.feedback.apply(fb, self._max_event_ns, self.leakage)
 
+    def take_scores(self) -> list[Score]:
+        """The per-event scores made since the last call (empty when record_scores is off)."""
+        return self.scores.take()
+
     def advance(self, event_time_ns: int) -> list[findings_pb2.Finding]:
         """Move the watermark to ``event_time_ns``: report silent sources, forget old windows."""
         out: list[findings_pb2.Finding] = []
@@ -146,11 +204,13 @@ class DetectionEngine:
         self._watermark_ns = max(self._watermark_ns, wm)
         self._last_check_ns = wm
         self.silence.check(wm, self._emit)
+        self.conditions.expire(wm, self._report)
         # Late events land at most a window back; older coalescing keys can go.
         horizon = (wm - 2 * self.config.coalesce_window_ns) // self.config.coalesce_window_ns
         if horizon > self._pruned_window:
             self._pruned_window = horizon
             self._coalesced = {k: w for k, w in self._coalesced.items() if w >= horizon}
+            self.context.forget_before(wm - DAY_NS)
 
     def _remember(self, eid: str) -> None:
         self._seen.add(eid)
@@ -162,7 +222,14 @@ class DetectionEngine:
         judged = self.feedback.judge(c)
         if judged is None:
             return
-        c = judged
+        c = self._in_declared_window(judged)
+        if not c.is_rule and c.basis is None:
+            tracked = self.conditions.alarm(c)
+            if tracked is None:
+                self._suppressed += 1
+                return
+            self._report(tracked)
+            return
         window = c.event_time_ns // self.config.coalesce_window_ns
         basis = c.basis if c.basis is not None else f"w{window}"
         key = (c.detector_id, c.institution_id, c.entity_kind, c.entity_id, basis)
@@ -170,6 +237,20 @@ class DetectionEngine:
             self._suppressed += 1
             return
         self._coalesced[key] = window
+        self._report(c, basis)
+
+    def _in_declared_window(self, c: Candidate) -> Candidate:
+        system = c.entity_id.split("/", 1)[0] if c.entity_kind in ("system", "metric") else ""
+        wid = self.context.window_at(c.institution_id, system, c.family, c.event_time_ns)
+        if not wid:
+            return c
+        c.declared_window_id = wid
+        c.grade = _GRADE_DOWN.get(c.grade, c.grade)
+        c.summary = f"[in declared window {wid}] {c.summary}"
+        return c
+
+    def _report(self, c: Candidate, basis: str | None = None) -> None:
+        basis = basis if basis is not None else (c.basis or "")
         detected = max(self._max_event_ns, c.event_time_ns)
         finding = to_finding(c, basis, detected, self.config.evidence_cap)
         self.feedback.remember(finding)
@@ -180,6 +261,7 @@ class DetectionEngine:
         """Every detector's state, river models included, as one pickle."""
         state = dict(self.__dict__)
         state["_out"] = []
+        state["scores"] = ScoreLog(self.scores.enabled)
         return pickle.dumps((_SNAPSHOT_VERSION, state), protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
@@ -188,24 +270,34 @@ class DetectionEngine:
         version, state = pickle.loads(blob)
         if version in _UPGRADABLE:
             state.setdefault("feedback", FeedbackMemory())
+            cfg = config or state["config"]
+            state["scores"] = ScoreLog(cfg.record_scores)
+            state["metrics"] = MetricsFamily(cfg, state["scores"])
+            state["context"] = InstitutionContext(cfg.default_time_zone)
+            state["conditions"] = Conditions(cfg.condition_clear_ns)
         elif version != _SNAPSHOT_VERSION:
             raise ValueError(f"snapshot version {version} is not {_SNAPSHOT_VERSION}")
         engine = cls.__new__(cls)
         engine.__dict__.update(state)
+        engine.metrics.scores = engine.scores
         if config is not None:
             engine._set_config(config)
         return engine
 
     def _set_config(self, config: EngineConfig) -> None:
         self.config = config
-        for part in (self.leakage, self.autonomy, self.sandbox, self.silence):
+        for part in (self.leakage, self.autonomy, self.sandbox, self.silence, self.metrics):
             part.cfg = config
+        self.scores.enabled = config.record_scores
+        self.conditions.clear_after_ns = config.condition_clear_ns
 
     def stats(self) -> dict[str, int]:
         """Tracked entities per kind, events processed and findings emitted."""
         out: dict[str, int] = {}
-        for part in (self.leakage, self.autonomy, self.sandbox, self.silence):
+        for part in (self.leakage, self.autonomy, self.sandbox, self.silence, self.metrics):
             out.update(part.stats())
+        out.update(self.context.stats())
+        out["open_conditions"] = len(self.conditions)
         out["events_processed"] = self._events
         out["duplicates_skipped"] = self._duplicates
         out["findings_emitted"] = self._findings

@@ -1,0 +1,126 @@
+"""Generic metric streams: every (system, component, metric name) modelled on its own.
+
+Each stream has its own univariate model (:class:`MetricAnomaly`, with its defaults: one
+configuration for every stream) that gives every sample a calibrated score in [0, 1] and raises
+an alarm at the onset of an anomaly. Findings are those alarms, made one condition per stream by
+the engine (onset, updates, clear).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from suptech.detector.logic.candidate import Candidate
+from suptech.detector.logic.config import EngineConfig
+from suptech.detector.logic.metric_anomaly import MetricAnomaly
+from suptech.detector.logic.scores import Score, ScoreLog
+from suptech.v1 import findings_pb2, telemetry_pb2
+
+__all__ = ["MetricsFamily", "stream_id"]
+
+FAMILY = findings_pb2.FAMILY_IT_AUTONOMY
+MODEL_ID = "metric.anomaly"
+Emit = Callable[[Candidate], None]
+_NS = 1_000_000_000
+# Grades by how rare the sample is: the tail probability 1 - score.
+_GRADE_TAILS = (
+    (1e-7, findings_pb2.GRADE_MAJOR),
+    (1e-6, findings_pb2.GRADE_SIGNIFICANT),
+)
+
+
+def stream_id(system_id: str, component: str, name: str) -> str:
+    """Entity id of one metric stream: ``system/name`` or ``system/component/name``."""
+    return f"{system_id}/{component}/{name}" if component else f"{system_id}/{name}"
+
+
+class _Stream:
+    __slots__ = ("model", "unit", "n")
+
+    def __init__(self, model: Any, unit: str) -> None:
+        self.model = model
+        self.unit = unit
+        self.n = 0
+
+
+class MetricsFamily:
+    def __init__(self, cfg: EngineConfig, scores: ScoreLog) -> None:
+        self.cfg = cfg
+        self.scores = scores
+        # (institution, stream id) -> stream
+        self.streams: dict[tuple[str, str], _Stream] = {}
+
+    def stats(self) -> dict[str, int]:
+        return {"metric_streams": len(self.streams)}
+
+    def process(self, env: telemetry_pb2.TelemetryEnvelope, t: int, emit: Emit) -> None:
+        rep = env.metrics
+        inst_id = env.institution_id
+        for sample in rep.samples:
+            self._sample(inst_id, rep.system_id, sample, env.event_id, t, emit)
+
+    def _sample(
+        self,
+        inst_id: str,
+        system_id: str,
+        sample: telemetry_pb2.MetricSample,
+        eid: str,
+        t: int,
+        emit: Emit,
+    ) -> None:
+        sid = stream_id(system_id, sample.component, sample.name)
+        stream = self.streams.get((inst_id, sid))
+        if stream is None:
+            stream = self.streams[(inst_id, sid)] = _Stream(MetricAnomaly(), sample.unit)
+        model = stream.model
+        x = {"t": t / _NS, "value": sample.value}
+        expected = model.expected(x["t"])
+        score, alarm = model.process_one(x)
+        stream.n += 1
+        thr = model.threshold
+        self.scores.add(
+            Score(
+                inst_id,
+                "metric",
+                sid,
+                MODEL_ID,
+                eid,
+                t,
+                score,
+                thr,
+                sample.value,
+                expected,
+                model.flagged,
+            )
+        )
+        if not alarm:
+            return
+        tail = max(1.0 - score, 0.0)
+        grade = findings_pb2.GRADE_GENERAL
+        for bound, g in _GRADE_TAILS:
+            if tail <= bound:
+                grade = g
+                break
+        direction = "above" if sample.value > expected else "below"
+        unit = f" {stream.unit}" if stream.unit else ""
+        emit(
+            Candidate(
+                FAMILY,
+                inst_id,
+                "metric",
+                sid,
+                MODEL_ID,
+                False,
+                score,
+                thr,
+                grade,
+                f"{sample.name} of {system_id}"
+                + (f" ({sample.component})" if sample.component else "")
+                + f" at {sample.value:.6g}{unit}, {direction} the expected {expected:.6g}{unit} "
+                f"(tail probability {tail:.1e})",
+                t,
+                [eid],
+                [(sample.name, sample.value, expected, 1.0)],
+            )
+        )
