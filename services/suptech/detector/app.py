@@ -14,6 +14,7 @@ Delivery is at-least-once and the engine state is exact across a crash:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -31,6 +32,7 @@ from suptech.common.topics import (
     FEEDBACK,
     FINDINGS,
     REGISTRY_SANDBOX,
+    SCORES,
     TELEMETRY_TOPICS,
     topic_name,
 )
@@ -67,17 +69,27 @@ class Detector:
     lock: asyncio.Lock
     findings_topic: Any
     dead_letter_topic: Any
+    scores_topic: Any
     health: HealthPort
     tracer: trace.Tracer
     _last_progress: dict[str, int] = field(default_factory=dict)
 
     async def publish(self, outcome: Outcome) -> None:
-        await self._publish(outcome.findings, outcome.dead_letters)
+        await self._publish(outcome.findings, outcome.dead_letters, outcome.scores)
 
     async def _publish(
-        self, findings: Iterable[findings_pb2.Finding], dead_letters: Iterable[DeadLetter]
+        self,
+        findings: Iterable[findings_pb2.Finding],
+        dead_letters: Iterable[DeadLetter],
+        scores: Iterable[findings_pb2.AnomalyScoreBatch] = (),
     ) -> None:
         futures = []
+        for batch in scores:
+            futures.append(
+                await self.scores_topic.send(
+                    key=batch.institution_id.encode(), value=batch.SerializeToString(), force=True
+                )
+            )
         for finding in findings:
             futures.append(
                 await self.findings_topic.send(
@@ -284,6 +296,9 @@ def restore_point(
 
 def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None) -> Detector:
     """The detector's faust app, its engine restored from the last checkpoint if there is one."""
+    engine_config = dataclasses.replace(
+        engine_config or EngineConfig(), record_scores=config.publish_scores
+    )
     prefix = config.topic_prefix
     telemetry = sorted({topic_name(spec, prefix) for spec in TELEMETRY_TOPICS.values()})
     registry = topic_name(REGISTRY_SANDBOX, prefix)
@@ -331,6 +346,7 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
         asyncio.Lock(),
         app.topic(topic_name(FINDINGS, prefix), key_type=bytes, value_type=bytes),
         app.topic(topic_name(DEAD_LETTER, prefix), key_type=bytes, value_type=bytes),
+        app.topic(topic_name(SCORES, prefix), key_type=bytes, value_type=bytes),
         HealthPort(config.health_host, config.health_port),
         setup_telemetry("detector")[0],
     )

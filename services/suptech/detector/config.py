@@ -41,6 +41,8 @@ class DetectorConfig:
     # by default (DETECTOR_HEALTH_HOST): the kubelet probes the pod's IP, not loopback.
     health_host: str = "0.0.0.0"
     health_port: int = 50071
+    # Publish every per-event anomaly score to scores.v1 (DETECTOR_PUBLISH_SCORES).
+    publish_scores: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DetectorConfig:
@@ -63,6 +65,7 @@ class DetectorConfig:
             session_timeout_s=env_float("DETECTOR_SESSION_TIMEOUT_S", d.session_timeout_s, environ),
             health_host=env_str("DETECTOR_HEALTH_HOST", d.health_host, environ),
             health_port=env_int("DETECTOR_HEALTH_PORT", d.health_port, environ),
+            publish_scores=env_bool("DETECTOR_PUBLISH_SCORES", d.publish_scores, environ),
         )
         cfg.validate()
         return cfg

@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 from suptech.common.bundles import decode_bundle
 from suptech.detector.checkpoint import Checkpoint, CheckpointStore, Offsets
 from suptech.detector.logic import DetectionEngine, EngineConfig
+from suptech.detector.logic.scores import to_batches
 from suptech.v1 import alerts_pb2, findings_pb2, sandbox_pb2
 
 __all__ = ["DeadLetter", "Outcome", "DetectorCore", "REASON_HEADER"]
@@ -54,6 +55,8 @@ class DeadLetter:
 class Outcome:
     findings: list[findings_pb2.Finding] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    # Per-event anomaly scores, one batch per institution, for scores.v1.
+    scores: list[findings_pb2.AnomalyScoreBatch] = field(default_factory=list)
     events: int = 0
     # The record was already in the restored engine state.
     skipped: bool = False
@@ -332,6 +335,9 @@ class DetectorCore:
             if t > max_t:
                 max_t = t
         self.max_event_time_ns = max_t
+        made = self.engine.take_scores()
+        if made:
+            outcome.scores = to_batches(made)
         if bundle.events:
             last = bundle.events[-1].event_time
             t_last = last.seconds * 1_000_000_000 + last.nanos

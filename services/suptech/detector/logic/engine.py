@@ -261,7 +261,6 @@ class DetectionEngine:
         """Every detector's state, river models included, as one pickle."""
         state = dict(self.__dict__)
         state["_out"] = []
-        state["scores"] = ScoreLog(self.scores.enabled)
         return pickle.dumps((_SNAPSHOT_VERSION, state), protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod

@@ -40,6 +40,14 @@ class ScoreLog:
         self.enabled = enabled
         self._items: list[Score] = []
 
+    def __getstate__(self) -> tuple[bool]:
+        # Pending scores are the caller's to publish, not state to restore.
+        return (self.enabled,)
+
+    def __setstate__(self, state: tuple[bool]) -> None:
+        self.enabled = state[0]
+        self._items = []
+
     def add(self, s: Score) -> None:
         if self.enabled:
             self._items.append(s)
