@@ -54,12 +54,12 @@ class DetectionEngine:
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = cfg = config or EngineConfig()
-        self.leakage = LeakageFamily(cfg)
+        self.scores = ScoreLog(cfg.record_scores)
+        self.leakage = LeakageFamily(cfg, self.scores)
         self.autonomy = AutonomyFamily(cfg)
         self.sandbox = SandboxFamily(cfg)
         self.silence = SilenceWatch(cfg)
         self.feedback = FeedbackMemory()
-        self.scores = ScoreLog(cfg.record_scores)
         self.metrics = MetricsFamily(cfg, self.scores)
         self.context = InstitutionContext(cfg.default_time_zone)
         self.conditions = Conditions(cfg.condition_clear_ns)
@@ -274,11 +274,12 @@ class DetectionEngine:
             state["metrics"] = MetricsFamily(cfg, state["scores"])
             state["context"] = InstitutionContext(cfg.default_time_zone)
             state["conditions"] = Conditions(cfg.condition_clear_ns)
+            state["leakage"].upgrade()
         elif version != _SNAPSHOT_VERSION:
             raise ValueError(f"snapshot version {version} is not {_SNAPSHOT_VERSION}")
         engine = cls.__new__(cls)
         engine.__dict__.update(state)
-        engine.metrics.scores = engine.scores
+        engine.metrics.scores = engine.leakage.scores = engine.scores
         if config is not None:
             engine._set_config(config)
         return engine

@@ -10,11 +10,13 @@ from typing import Any
 
 from river import stats
 
+from suptech.detector.logic.access_scorer import AccessScorer
 from suptech.detector.logic.candidate import Candidate, grade_for
 from suptech.detector.logic.config import DAY_NS, HOUR_NS, EngineConfig
 from suptech.detector.logic.cusum import CusumDrift
 from suptech.detector.logic.hst import ScaledHalfSpaceTrees
 from suptech.detector.logic.robust_zscore import RobustZScore
+from suptech.detector.logic.scores import Score, ScoreLog
 from suptech.detector.logic.threshold import update_quantile
 from suptech.v1 import findings_pb2, telemetry_pb2
 
@@ -70,6 +72,7 @@ class _Actor:
         "rate_mean",
         "rate_hours",
         "day_flagged",
+        "access",
     )
 
     def __init__(self, cfg: EngineConfig) -> None:
@@ -90,6 +93,8 @@ class _Actor:
         self.rate_hours = 0
         # Today already produced a finding for this actor: its total is not a drip's evidence.
         self.day_flagged = False
+        # Multivariate per-event score of the actor's accesses (the per-event anomaly score).
+        self.access = AccessScorer()
 
 
 class _System:
@@ -113,14 +118,87 @@ class _Institution:
 
 
 class LeakageFamily:
-    def __init__(self, cfg: EngineConfig) -> None:
+    def __init__(self, cfg: EngineConfig, scores: ScoreLog | None = None) -> None:
         self.cfg = cfg
+        self.scores = scores or ScoreLog(False)
         self.actors: dict[tuple[str, str], _Actor] = {}
         self.systems: dict[tuple[str, str], _System] = {}
         self.institutions: dict[str, _Institution] = {}
 
     def stats(self) -> dict[str, int]:
         return {"actors": len(self.actors), "data_systems": len(self.systems)}
+
+    def upgrade(self) -> None:
+        """Fill what a snapshot of version 3 or older lacks (the per-event access scorers)."""
+        for actor in self.actors.values():
+            if not hasattr(actor, "access"):
+                actor.access = AccessScorer()
+
+    def _access_score(
+        self,
+        env: telemetry_pb2.TelemetryEnvelope,
+        actor: _Actor,
+        t: int,
+        outbound: bool,
+        new_destination: bool,
+        flagged: bool,
+        emit: Emit,
+    ) -> None:
+        """Score the event against the actor's multivariate habit; alarm only on what the other
+        detectors of this event did not already report, learn only what was not flagged."""
+        da = env.data_access
+        f = da.fields
+        x = {
+            "records": float(da.records),
+            "bytes_out": float(da.bytes_out),
+            "bytes_in": float(da.bytes_in),
+            "duration_s": da.duration_ms / 1000.0,
+            "c1": float(f.c1),
+            "c2": float(f.c2),
+            "c3": float(f.c3),
+            "outbound": 1.0 if outbound else 0.0,
+            "new_destination": 1.0 if new_destination else 0.0,
+        }
+        scorer = actor.access
+        score = scorer.score_one(x)
+        thr = self.cfg.access_alarm_score
+        alarm = score >= thr and scorer.n >= scorer.warmup and not flagged
+        actor_id = da.actor_pseudonym
+        inst_id = env.institution_id
+        self.scores.add(
+            Score(
+                inst_id, "actor", actor_id, "leak.access", env.event_id, t, score, thr,
+                float(da.records), scorer.baseline("records"), alarm or flagged,
+            )
+        )  # fmt: skip
+        if not (alarm or flagged):
+            scorer.learn_one(x)
+        if not alarm:
+            return
+        contrib = scorer.contributions(x)
+        top = sorted(contrib.items(), key=lambda kv: -kv[1])[:3]
+        emit(
+            Candidate(
+                FAMILY,
+                inst_id,
+                "actor",
+                actor_id,
+                "leak.access",
+                False,
+                score,
+                thr,
+                findings_pb2.GRADE_SIGNIFICANT
+                if 1.0 - score < 1e-7
+                else findings_pb2.GRADE_GENERAL,
+                f"{_op_name(da.operation)} of {da.records} records ({da.bytes_out} bytes out) "
+                f"from {da.system_id} unlike this actor's accesses, mostly in "
+                + ", ".join(k for k, _ in top)
+                + f" (tail probability {max(1.0 - score, 0.0):.1e})",
+                t,
+                [env.event_id],
+                [(k, x.get(k, 0.0), scorer.baseline(k), w) for k, w in top],
+            )
+        )
 
     def process(self, env: telemetry_pb2.TelemetryEnvelope, t: int, emit: Emit) -> None:
         cfg = self.cfg
@@ -160,9 +238,11 @@ class LeakageFamily:
                 )
             )
 
+        new_destination = False
         if dk in _FOREIGN:
             key = _dest_key(da.destination_pseudonym, da.destination_country)
             if key not in inst.destinations:
+                new_destination = True
                 if t - inst.first_ns >= DAY_NS:
                     cross = dk == telemetry_pb2.DESTINATION_KIND_CROSS_BORDER
                     country = da.destination_country or "?"
@@ -327,6 +407,7 @@ class LeakageFamily:
         if outbound and day == actor.day:
             actor.day_out += records
 
+        self._access_score(env, actor, t, outbound, new_destination, flagged or frozen, emit)
         self._system(inst_id, da.system_id, x, t, eid, records, op, vol.n, flagged, emit)
         if outbound:
             self._hst(inst, inst_id, actor_id, x, c3, dk, local_hour, t, eid, flagged, emit)

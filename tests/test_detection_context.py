@@ -1,0 +1,166 @@
+"""What institutions declare (windows, calendars, vouched streams), metric streams, conditions
+and per-event scores, through the whole engine."""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from pathlib import Path
+
+from google.protobuf import json_format
+from suptech.detector.logic import DetectionEngine, EngineConfig
+from suptech.detector.logic.calendar import BusinessCalendar
+from suptech.detector.replay import main as replay_main
+from suptech.detector.replay import replay
+from suptech.v1 import findings_pb2
+from suptech.v1 import telemetry_pb2 as T
+
+S = 1_000_000_000
+T0 = 1_790_000_000 * S
+MIN = 60 * S
+HOUR = 60 * MIN
+F = findings_pb2
+
+
+def envelope(eid: str, t: int, inst: str = "bank-1") -> T.TelemetryEnvelope:
+    env = T.TelemetryEnvelope(event_id=eid, institution_id=inst)
+    env.event_time.FromNanoseconds(t)
+    return env
+
+
+def posture(n: int, t: int, availability: float = 0.999) -> T.TelemetryEnvelope:
+    env = envelope(f"p-{n}", t)
+    env.it_posture.CopyFrom(
+        T.ITPostureReport(
+            system_id="core",
+            tier=T.SYSTEM_TIER_CORE,
+            availability=availability,
+            latency_ms_p95=100.0,
+            error_rate=0.001,
+            interval_seconds=900,
+        )
+    )
+    return env
+
+
+def window(t0: int, t1: int, kind: int = T.WINDOW_KIND_MAINTENANCE) -> T.TelemetryEnvelope:
+    env = envelope("w-chg-1", t0 - HOUR)
+    w = env.maintenance
+    w.window_id, w.kind, w.reason = "chg-1", kind, "DB upgrade"
+    w.system_ids.append("core")
+    w.start.FromNanoseconds(t0)
+    w.end.FromNanoseconds(t1)
+    return env
+
+
+def metric(n: int, t: int, value: float, name: str = "cpu_utilization") -> T.TelemetryEnvelope:
+    env = envelope(f"m-{name}-{n}", t)
+    env.metrics.system_id = "core"
+    env.metrics.interval_seconds = 300
+    env.metrics.samples.add(name=name, unit="%", value=value)
+    return env
+
+
+def daily(i: int, rng: random.Random) -> float:
+    """A busy-by-day CPU curve with noise, one sample every 5 minutes."""
+    return 40.0 + 15.0 * math.sin(2 * math.pi * (i % 288) / 288) + rng.gauss(0, 1.5)
+
+
+def metric_stream(days: int, anomaly: dict[int, float] | None = None) -> list[T.TelemetryEnvelope]:
+    rng = random.Random(4)
+    out = []
+    for i in range(days * 288):
+        v = daily(i, rng)
+        out.append(metric(i, T0 + i * 5 * MIN, (anomaly or {}).get(i, v)))
+    return out
+
+
+def test_outage_in_a_declared_maintenance_window_is_graded_down_and_says_so() -> None:
+    reports = [posture(i, T0 + i * 15 * MIN) for i in range(8)]
+    down_in = posture(8, T0 + 8 * 15 * MIN, availability=0.2)
+    inside = replay([window(T0 + 7 * 15 * MIN, T0 + 9 * 15 * MIN), *reports, down_in])
+    outside = replay([*reports, down_in])
+    [found_in] = [f for f in inside if f.rule_id == "it.outage"]
+    [found_out] = [f for f in outside if f.rule_id == "it.outage"]
+    assert found_in.declared_window_id == "chg-1" and "declared window chg-1" in found_in.summary
+    assert found_in.grade == found_out.grade - 1 and not found_out.declared_window_id
+
+
+def test_a_batch_window_does_not_excuse_an_outage() -> None:
+    reports = [posture(i, T0 + i * 15 * MIN) for i in range(8)]
+    down = posture(8, T0 + 8 * 15 * MIN, availability=0.2)
+    found = replay([window(T0, T0 + 3 * HOUR, T.WINDOW_KIND_BATCH), *reports, down])
+    [outage] = [f for f in found if f.rule_id == "it.outage"]
+    assert outage.declared_window_id == ""
+
+
+def test_business_calendar_knows_holidays_and_make_up_days() -> None:
+    cal = BusinessCalendar("Asia/Shanghai", ["2026-10-01", "2026-10-02"], ["2026-09-27"])
+    at = lambda day, hour: (
+        int(  # noqa: E731
+            __import__("datetime")
+            .datetime.fromisoformat(f"{day}T{hour:02d}:00:00+08:00")
+            .timestamp()
+        )
+        * S
+    )
+    assert cal.slot(at("2026-10-01", 10)) == 34  # Thursday, but National Day: a rest day
+    assert cal.slot(at("2026-09-27", 10)) == 10  # Sunday worked in exchange (调休)
+    assert cal.slot(at("2026-09-28", 23)) == 23  # ordinary Monday
+    assert cal.day_of_month(at("2026-09-30", 12)) == (30, 0)
+
+
+def test_metric_spike_and_drop_are_each_one_condition_and_the_plain_stream_is_quiet() -> None:
+    days = 6
+    at = days * 288 - 200
+    quiet = [f for f in replay(metric_stream(days)) if f.model_id == "metric.anomaly"]
+    assert quiet == []
+    for bad in (100.0, -5.0):  # a rise and a drop are both anomalous
+        burst = {at + k: bad for k in range(24)}
+        found = [f for f in replay(metric_stream(days, burst)) if f.model_id == "metric.anomaly"]
+        onsets = [f for f in found if f.phase == F.PHASE_ONSET]
+        assert len(onsets) == 1, [(f.phase, f.summary) for f in found]
+        assert onsets[0].entity_id == "core/cpu_utilization"
+        assert onsets[0].contributions[0].feature == "cpu_utilization"
+        assert all(f.condition_id == onsets[0].condition_id for f in found)
+
+
+def test_metric_stream_silent_while_heartbeats_go_on_is_reported() -> None:
+    events = metric_stream(1)[:100]
+    last = events[-1].event_time.ToNanoseconds()
+    for k in range(1, 40):
+        hb = envelope(f"hb-{k}", last + k * 5 * MIN)
+        hb.heartbeat.source_id, hb.heartbeat.interval_seconds = "core", 300
+        events.append(hb)
+    found = replay(events)
+    assert [f.entity_id for f in found if f.rule_id == "silence.metrics"] == ["core"]
+    # A heartbeat that vouches for the metrics stream keeps it alive (the SDK's own exporter).
+    for hb in events[100:]:
+        hb.heartbeat.vouches_for.append("metrics:core")
+    assert [f for f in replay(events) if f.rule_id == "silence.metrics"] == []
+
+
+def test_replay_writes_one_calibrated_score_per_sample(tmp_path: Path) -> None:
+    src = tmp_path / "telemetry.jsonl"
+    events = metric_stream(2, {500: 400.0})
+    src.write_text(
+        "".join(json_format.MessageToJson(e, indent=None) + "\n" for e in events), "utf-8"
+    )
+    out, scores = tmp_path / "findings.jsonl", tmp_path / "scores.csv"
+    assert replay_main([str(src), "--out", str(out), "--scores", str(scores)]) == 0
+    rows = list(csv.DictReader(scores.open()))
+    assert len(rows) == len(events)
+    assert all(0.0 <= float(r["score"]) <= 1.0 for r in rows)
+    top = max(rows, key=lambda r: float(r["score"]))
+    assert top["event_id"] == "m-cpu_utilization-500" and top["alarm"] == "1"
+
+
+def test_scores_are_not_kept_in_snapshots_and_conditions_survive_them() -> None:
+    engine = DetectionEngine(EngineConfig())
+    for env in metric_stream(3, {800 + k: 100.0 for k in range(5)})[:810]:
+        engine.process(env)
+    assert engine.stats()["open_conditions"] == 1
+    restored = DetectionEngine.restore(engine.snapshot())
+    assert restored.take_scores() == [] and restored.stats()["open_conditions"] == 1
+    assert len(engine.take_scores()) == 810
