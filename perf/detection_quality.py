@@ -61,6 +61,8 @@ def evaluate(seed: int, days: int) -> dict[str, Any]:
         findings.extend(engine.process(env))
     findings.extend(engine.advance(envs[-1].event_time.ToNanoseconds()))
     elapsed = time.perf_counter() - start
+    # The clear of a condition tells that it ended: not an alarm, neither true nor false.
+    findings = [f for f in findings if f.phase != findings_pb2.PHASE_CLEAR]
     app_of_test = {t.test_id: t.app_id for t in sc.registry}
     truths = [g for g in sc.ground_truth if not g.benign]
     benign = [g for g in sc.ground_truth if g.benign]
@@ -72,6 +74,7 @@ def evaluate(seed: int, days: int) -> dict[str, Any]:
         first: dict[str, int] = {}
         tp = 0
         benign_hits = 0
+        false_by: dict[str, int] = {}
         for f in fs:
             t_us = f.event_time.ToMicroseconds()
             hit = [g for g in gs if _matches(f, g, t_us, app_of_test)]
@@ -79,7 +82,10 @@ def evaluate(seed: int, days: int) -> dict[str, Any]:
                 first[g.incident_id] = min(first.get(g.incident_id, t_us), t_us)
             if hit:
                 tp += 1
-            elif any(_matches(f, g, t_us, app_of_test) for g in benign):
+                continue
+            det = f.rule_id or f.model_id
+            false_by[det] = false_by.get(det, 0) + 1
+            if any(_matches(f, g, t_us, app_of_test) for g in benign):
                 benign_hits += 1
         delays = [(first[g.incident_id] - g.start_us) / 1e6 for g in gs if g.incident_id in first]
         out[fam] = {
@@ -88,6 +94,7 @@ def evaluate(seed: int, days: int) -> dict[str, Any]:
             "findings": len(fs),
             "true_findings": tp,
             "benign_alerts": benign_hits,
+            "false_by_detector": false_by,
             "false_alarms_per_institution_day": (len(fs) - tp) / n_inst / days,
             "delays_s": delays,
             "missed": sorted(g.kind for g in gs if g.incident_id not in first),
@@ -107,7 +114,12 @@ def summarise(runs: list[dict[str, Any]], days: int) -> dict[str, Any]:
         precision = tp / nf if nf else 1.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         delays = sorted(d for r in rs for d in r["delays_s"])
+        false_by: dict[str, int] = {}
+        for r in rs:
+            for det_id, n in r["false_by_detector"].items():
+                false_by[det_id] = false_by.get(det_id, 0) + n
         out[fam] = {
+            "false_findings_by_detector": false_by,
             "precision": precision,
             "recall": recall,
             "f1": f1,
@@ -206,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{fam:13s} P={s['precision']:.2f} R={s['recall']:.2f} F1={s['f1']:.2f} "
             f"delay median={s['delay_median_s']} p90={s['delay_p90_s']} s "
             f"false alarms/inst/day={s['false_alarms_per_institution_day']:.2f} "
-            f"missed={s['missed']}"
+            f"missed={s['missed']} false by detector={s['false_findings_by_detector']}"
         )
     print(f"engine speed {speed:,.0f} events/s (one core, in process)")
     print(

@@ -96,6 +96,6 @@ class EngineConfig:
     record_scores: bool = True
     # Data access: alarm when an actor's multivariate per-event score reaches this level (one in
     # a million of its normal events) and no other detector reported the event.
-    access_alarm_score: float = 0.999999
+    access_alarm_score: float = 0.99999999
     # Time zone of an institution that has not sent its business calendar.
     default_time_zone: str = "Asia/Shanghai"

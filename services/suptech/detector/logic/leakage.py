@@ -140,12 +140,14 @@ class LeakageFamily:
         actor: _Actor,
         t: int,
         outbound: bool,
+        moving: bool,
         new_destination: bool,
         flagged: bool,
         emit: Emit,
     ) -> None:
-        """Score the event against the actor's multivariate habit; alarm only on what the other
-        detectors of this event did not already report, learn only what was not flagged."""
+        """Score the event against the actor's multivariate habit. Alarm only on data that moves
+        (an export, a transfer, anything outbound) and that the other detectors of this event
+        did not already report; learn only what was not flagged."""
         da = env.data_access
         f = da.fields
         x = {
@@ -162,7 +164,7 @@ class LeakageFamily:
         scorer = actor.access
         score = scorer.score_one(x)
         thr = self.cfg.access_alarm_score
-        alarm = score >= thr and scorer.n >= scorer.warmup and not flagged
+        alarm = moving and score >= thr and scorer.n >= scorer.warmup and not flagged
         actor_id = da.actor_pseudonym
         inst_id = env.institution_id
         self.scores.add(
@@ -407,7 +409,9 @@ class LeakageFamily:
         if outbound and day == actor.day:
             actor.day_out += records
 
-        self._access_score(env, actor, t, outbound, new_destination, flagged or frozen, emit)
+        self._access_score(
+            env, actor, t, outbound, moving, new_destination, flagged or frozen, emit
+        )
         self._system(inst_id, da.system_id, x, t, eid, records, op, vol.n, flagged, emit)
         if outbound:
             self._hst(inst, inst_id, actor_id, x, c3, dk, local_hour, t, eid, flagged, emit)
