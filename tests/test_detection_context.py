@@ -4,6 +4,7 @@ and per-event scores, through the whole engine."""
 from __future__ import annotations
 
 import csv
+import datetime
 import math
 import random
 from pathlib import Path
@@ -97,14 +98,11 @@ def test_a_batch_window_does_not_excuse_an_outage() -> None:
 
 def test_business_calendar_knows_holidays_and_make_up_days() -> None:
     cal = BusinessCalendar("Asia/Shanghai", ["2026-10-01", "2026-10-02"], ["2026-09-27"])
-    at = lambda day, hour: (
-        int(  # noqa: E731
-            __import__("datetime")
-            .datetime.fromisoformat(f"{day}T{hour:02d}:00:00+08:00")
-            .timestamp()
-        )
-        * S
-    )
+
+    def at(day: str, hour: int) -> int:
+        local = datetime.datetime.fromisoformat(f"{day}T{hour:02d}:00:00+08:00")
+        return int(local.timestamp()) * S
+
     assert cal.slot(at("2026-10-01", 10)) == 34  # Thursday, but National Day: a rest day
     assert cal.slot(at("2026-09-27", 10)) == 10  # Sunday worked in exchange (调休)
     assert cal.slot(at("2026-09-28", 23)) == 23  # ordinary Monday

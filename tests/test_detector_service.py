@@ -29,8 +29,10 @@ from suptech.common.topics import (
     DEAD_LETTER,
     DETECTOR_CHECKPOINTS,
     FINDINGS,
+    METRICS,
     REGISTRY_SANDBOX,
     SANDBOX,
+    SCORES,
     topic_name,
 )
 from suptech.detector.checkpoint import (
@@ -497,6 +499,25 @@ def test_worker_turns_telemetry_into_findings_and_survives_a_poison_record(
     assert dvalue == b"\x08\x96\x01 this is not a bundle \xff" and dkey == key
     assert dict(headers)[REASON_HEADER] == b"undecodable_bundle"
     assert dict(headers)["x-suptech-source-topic"] == da.encode()
+
+    # Every event scored is on scores.v1, a metric sample as well as a data access.
+    report = envelope("ev-metrics-1", T0_NS + 120 * 10**9)
+    report.metrics.system_id = "core-banking"
+    report.metrics.samples.add(name="cpu_utilization", unit="%", value=37.0)
+    produce(kafka_bootstrap, [(topic_name(METRICS, p), key, bundle([report]))])
+
+    def scored(rs: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]) -> dict[str, str]:
+        out = {}
+        for _, value, _ in rs:
+            batch = findings_pb2.AnomalyScoreBatch.FromString(value)
+            out.update({s.event_id: s.model_id for s in batch.scores})
+        return out
+
+    scores = scored(
+        read_until(kafka_bootstrap, topic_name(SCORES, p), lambda rs: len(scored(rs)) >= 52)
+    )
+    assert scores["ev-c3"] == "leak.access" and scores["ev-metrics-1"] == "metric.anomaly"
+    assert {f"ev-{INST}-{i}" for i in range(50)} <= set(scores)
 
     assert worker.kill(signal.SIGTERM) == 0
     assert "checkpoint written" in worker.text()
