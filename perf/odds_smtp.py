@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.io import loadmat
 from suptech.detector.logic.access_scorer import AccessScorer
 
@@ -44,7 +45,7 @@ DATA = REPO.parent / "shared" / "datasets" / "odds" / "smtp.mat"
 RESULTS = REPO / "perf" / "results" / "odds_smtp.json"
 # Columns of X, in the file's order, and the DataAccessEvent features they map to.
 COLUMNS = ("duration_s", "bytes_out", "bytes_in")
-THRESHOLDS = (0.9, 0.99, 0.998, 0.999)
+THRESHOLDS = (0.9, 0.99, 0.998, 0.999, 0.9999, 0.99999, 0.999999)
 
 Features = dict[str, float]
 Step = Callable[[Features], float]
@@ -64,7 +65,7 @@ def load(path: Path = DATA) -> tuple[list[Features], np.ndarray]:
     return events, y
 
 
-def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
+def roc_auc(scores: ArrayLike, labels: ArrayLike) -> float:
     """Mann-Whitney ROC-AUC; ties count one half."""
     s = np.asarray(scores, dtype=float)
     pos = np.asarray(labels) == 1
@@ -81,7 +82,7 @@ def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def average_precision(scores: Sequence[float], labels: Sequence[int]) -> float:
+def average_precision(scores: ArrayLike, labels: ArrayLike) -> float:
     """Average precision as scikit-learn defines it: sum over thresholds of precision times the
     recall gained, tied scores forming one threshold."""
     s = np.asarray(scores, dtype=float)
@@ -182,9 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "AccessScorer()":
             r["thresholds"] = threshold_rates(scores, labels)
         results[name] = r
-    print(
-        f"{'detector':40} {'ROC-AUC':>8} {'AP':>7} {'AUC 1st':>8} {'AUC 2nd':>8} {'µs/event':>9}"
-    )
+    print(f"{'detector':40} {'ROC-AUC':>8} {'AP':>7} {'AUC 1st':>8} {'AUC 2nd':>8} {'µs/event':>9}")
     for name, r in results.items():
         print(
             f"{name:40} {r['roc_auc']:8.4f} {r['average_precision']:7.4f} "
@@ -193,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print("AccessScorer() above threshold: normal events (false alarms) and attacks")
     for t, v in results["AccessScorer()"]["thresholds"].items():
-        print(f"  > {t:6}  false alarms {v['false_alarm_rate']:.4%}  attacks {v['attacks_above']}")
+        print(f"  > {t:8}  false alarms {v['false_alarm_rate']:.4%}  attacks {v['attacks_above']}")
     if not args.quick:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(
