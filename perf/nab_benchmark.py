@@ -1,0 +1,209 @@
+"""NAB benchmark of the metric anomaly detector, next to Numenta HTM and ARTime.
+
+    python -m perf.nab_benchmark [--files N]
+
+Streams every series under ``../shared/datasets/nab/data`` (one fresh detector per series, its
+DEFAULT settings, each row ``{"t": epoch seconds, "value": value}``), takes the detector's alarms
+as NAB detections and scores them with :mod:`perf.nab_scoring` (which reproduces NAB's published
+scores: the reproduction's max difference is printed). Numenta HTM is scored the same way from its
+published per-row scores and thresholds, over the same files; ARTime and null come from their
+published per-file standard scores (ARTime publishes no per-row scores, so only its standard
+profile is shown). Writes perf/results/nab.json.
+
+The detector is reached through one seam, :data:`AlarmFn` (epoch seconds and values of one series
+in, one alarm boolean per row out), so the same benchmark can later stream through the full engine
+as metric telemetry: pass another ``AlarmFn`` to :func:`run_corpus`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from calendar import timegm
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from perf import nab_scoring as nab
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "perf" / "results" / "nab.json"
+
+AlarmFn = Callable[[Sequence[float], Sequence[float]], Sequence[bool]]
+
+
+def epoch(ts: datetime) -> float:
+    """NAB's naive timestamps read as UTC."""
+    return float(timegm(ts.timetuple()))
+
+
+def detector_alarms(factory: Callable[[], Any]) -> AlarmFn:
+    """An :data:`AlarmFn` streaming one series through ``factory()``: for each row, the
+    detector's ``process_one(x) -> (score, alarm)``."""
+
+    def run(ts: Sequence[float], values: Sequence[float]) -> list[bool]:
+        det = factory()
+        step = det.process_one
+        return [step({"t": t, "value": v})[1] for t, v in zip(ts, values, strict=True)]
+
+    return run
+
+
+def default_alarms() -> AlarmFn:
+    from suptech.detector.logic.metric_anomaly import MetricAnomaly
+
+    return detector_alarms(MetricAnomaly)
+
+
+def run_corpus(
+    alarms: AlarmFn, files: Sequence[str] | None = None, root: Path = nab.NAB_ROOT
+) -> dict[str, Any]:
+    """Stream each file through ``alarms``; per-file raw scores for every profile and timing."""
+    profiles = nab.load_profiles(root)
+    windows = nab.load_windows(root)
+    out: dict[str, Any] = {}
+    rows = 0
+    busy = 0.0
+    for rel in files if files is not None else nab.data_files(root):
+        ts, vs = nab.read_series(root / "data" / rel)
+        ep = [epoch(t) for t in ts]
+        t0 = time.perf_counter()
+        det = list(alarms(ep, vs))
+        busy += time.perf_counter() - t0
+        rows += len(ts)
+        res = {}
+        for name, prof in profiles.items():
+            d = nab.score_file_detail(ts, det, windows.get(rel, []), prof)
+            res[name] = d.as_dict()
+        out[rel] = {"rows": len(ts), "alarms": sum(det), "profiles": res}
+    return {"files": out, "rows": rows, "seconds": busy}
+
+
+def numenta_corpus(files: Sequence[str], root: Path = nab.NAB_ROOT) -> dict[str, Any]:
+    """Numenta HTM's published per-row scores with its published per-profile thresholds."""
+    profiles = nab.load_profiles(root)
+    thresholds = nab.load_thresholds(root)["numenta"]
+    windows = nab.load_windows(root)
+    out: dict[str, Any] = {}
+    for rel in files:
+        cat, name = rel.split("/", 1)
+        ts, sc = nab.read_scores_column(root / "results" / "numenta" / cat / f"numenta_{name}")
+        res = {}
+        for pname, prof in profiles.items():
+            det = [s >= thresholds[pname] for s in sc]
+            res[pname] = nab.score_file_detail(ts, det, windows.get(rel, []), prof).as_dict()
+        out[rel] = {"profiles": res}
+    return out
+
+
+def table(files: dict[str, Any], profile: str, prof: nab.Profile) -> dict[str, Any]:
+    per = {k: v["profiles"][profile]["score"] for k, v in files.items()}
+    nw = {k: v["profiles"][profile]["windows"] for k, v in files.items()}
+    return nab.summarise(per, nw, prof)
+
+
+def _fmt(v: dict[str, Any]) -> str:
+    return f"{v['score']:6.1f}" if v["score"] is not None else f"raw{v['raw']:+.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--files", type=int, default=None, help="only every k-th file (quick look)")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    if not (nab.NAB_ROOT / "data").is_dir():
+        print(f"NAB not found at {nab.NAB_ROOT}", file=sys.stderr)
+        return 2
+    from suptech.detector.logic.metric_anomaly import MetricAnomaly
+
+    files = nab.data_files()
+    if args.files:
+        files = files[:: args.files]
+    wall = time.perf_counter()
+    ours = run_corpus(detector_alarms(MetricAnomaly), files)
+    htm = numenta_corpus(files)
+    rep = nab.reproduce_numenta()
+    profiles = nab.load_profiles()
+    prof_std = profiles["standard"]
+    nwin = {k: v["profiles"]["standard"]["windows"] for k, v in ours["files"].items()}
+    artime = nab.summarise(
+        {k: v for k, v in nab.published_table("ARTime").items() if k in nwin}, nwin, prof_std
+    )
+    null = nab.summarise({k: 0.0 - prof_std["fnWeight"] * nwin[k] for k in nwin}, nwin, prof_std)
+
+    result: dict[str, Any] = {
+        "detector": "MetricAnomaly (defaults)",
+        "settings": MetricAnomaly()._get_params(),
+        "files": len(files),
+        "rows": ours["rows"],
+        "detector_seconds": ours["seconds"],
+        "us_per_sample": 1e6 * ours["seconds"] / max(1, ours["rows"]),
+        "scorer_max_abs_diff_vs_published_numenta": rep["max_abs_diff"],
+        "profiles": {},
+        "per_file": {
+            k: {
+                "alarms": v["alarms"],
+                "standard": v["profiles"]["standard"]["score"],
+                "numenta": htm[k]["profiles"]["standard"]["score"],
+            }
+            for k, v in ours["files"].items()
+        },
+    }
+    cats = list(table(ours["files"], "standard", prof_std))
+    print(
+        f"NAB v1.1, {len(files)} files, {ours['rows']} rows;"
+        " normalised scores (null 0, perfect 100)"
+    )
+    for pname, prof in profiles.items():
+        t_ours = table(ours["files"], pname, prof)
+        t_htm = table(htm, pname, prof)
+        result["profiles"][pname] = {"ours": t_ours, "numenta": t_htm}
+        if pname == "standard":
+            result["profiles"][pname]["ARTime"] = artime
+            result["profiles"][pname]["null"] = null
+        print(f"\nprofile {pname}")
+        head = f"{'category':24s} {'files':>5s} {'windows':>7s} {'ours':>7s} {'numenta':>7s}"
+        if pname == "standard":
+            head += f" {'ARTime':>7s} {'null':>7s}"
+        print(head)
+        for c in cats:
+            line = (
+                f"{c:24s} {t_ours[c]['files']:5d} {t_ours[c]['windows']:7d}"
+                f" {_fmt(t_ours[c]):>7s} {_fmt(t_htm[c]):>7s}"
+            )
+            if pname == "standard":
+                line += f" {_fmt(artime[c]):>7s} {_fmt(null[c]):>7s}"
+            print(line)
+    # Robustness: the two halves of the file list (alternate files, sorted by path).
+    halves = {}
+    for h in (0, 1):
+        sub = {k: v for i, (k, v) in enumerate(sorted(ours["files"].items())) if i % 2 == h}
+        halves[f"half{h}"] = table(sub, "standard", prof_std)["overall"]["score"]
+    result["halves_standard_overall"] = halves
+    print(
+        "\nsplit halves (alternate files), standard overall: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in halves.items())
+    )
+    tot_alarms = sum(v["alarms"] for v in ours["files"].values())
+    print(f"alarms raised: {tot_alarms}")
+    print(
+        "scorer reproduction of published numenta per-file scores:"
+        f" max |diff| = {rep['max_abs_diff']:.1e}"
+    )
+    print(
+        f"detector time {ours['seconds']:.1f} s for {ours['rows']} samples:"
+        f" {result['us_per_sample']:.1f} us/sample (score+learn+alarm, CPython, shared 2-core box);"
+        f" wall {time.perf_counter() - wall:.1f} s"
+    )
+    if not args.no_write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=1, default=float))
+        print(f"written {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
