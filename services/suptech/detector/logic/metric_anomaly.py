@@ -16,7 +16,8 @@ from river import base
 __all__ = ["MetricAnomaly"]
 
 _DAY = 86400.0
-_N_FEATURES = 4  # level residual, its short mean, seasonal residual, its short mean
+# level residual, its short mean, seasonal residual, its short mean, the two long means
+_N_FEATURES = 6
 
 
 class MetricAnomaly(base.AnomalyDetector):
@@ -104,7 +105,15 @@ class MetricAnomaly(base.AnomalyDetector):
         seasonal_gain: float = 0.5,
         excess_floor: float = 0.25,
         freeze_while_flagged: bool = False,
+        level_clip: float = 0.0,
+        long_window: int = 60,
     ) -> None:
+        self.long_window = long_window
+        self._a_long = 2.0 / (long_window + 1) if long_window > 0 else 0.0
+        self._n_tests = 3.0 if long_window > 0 else 2.0
+        self._ew_l = 0.0
+        self._ew_s = 0.0
+        self.level_clip = level_clip
         self.freeze_while_flagged = freeze_while_flagged
         self.excess_floor = excess_floor
         self.threshold = threshold
@@ -252,12 +261,18 @@ class MetricAnomaly(base.AnomalyDetector):
             if self._ring_s_n >= w - 1:
                 q = self._tail_p(3, (self._sum_s - self._ring_s[i] + r_s) / w)
                 p = q if q < p else p
+            if self.long_window > 0:
+                q = self._tail_p(5, self._ew_s + self._a_long * (r_s - self._ew_s))
+                p = q if q < p else p
         else:
             p = self._tail_p(0, r_l)
             if self.n >= w:
                 q = self._tail_p(1, (self._sum_l - self._ring_l[i] + r_l) / w)
                 p = q if q < p else p
-        p *= 2.0
+            if self.long_window > 0:
+                q = self._tail_p(4, self._ew_l + self._a_long * (r_l - self._ew_l))
+                p = q if q < p else p
+        p *= self._n_tests
         return p if p < 1.0 else 1.0
 
     # -- river API -----------------------------------------------------------------------------
@@ -325,6 +340,15 @@ class MetricAnomaly(base.AnomalyDetector):
                 self._learn_feature(2, r_s)
                 if self._ring_s_n >= w:
                     self._learn_feature(3, self._sum_s / w)
+        a_long = self._a_long
+        self._ew_l += a_long * (r_l - self._ew_l)
+        if r_s is not None:
+            self._ew_s += a_long * (r_s - self._ew_s)
+        if self.long_window > 0 and not (self.freeze_while_flagged and self.flagged):
+            if self.n >= self.long_window:
+                self._learn_feature(4, self._ew_l)
+            if r_s is not None and self._ring_s_n >= self.long_window:
+                self._learn_feature(5, self._ew_s)
         self.n = n = self.n + 1
         if n % 256 == 0 and n > self.memory:
             self._expire()
@@ -348,4 +372,8 @@ class MetricAnomaly(base.AnomalyDetector):
             if ab < 0.1:
                 ab = 0.1
             self._profile[b] += ab * (off - self._profile[b])
-        self._level += a * (v - self._level)
+        d = v - self._level
+        if self.level_clip > 0.0 and n > self.warmup:
+            lim = self.level_clip * self._err_level
+            d = lim if d > lim else (-lim if d < -lim else d)
+        self._level += a * d
