@@ -16,6 +16,7 @@ from simulators.clock import (
     SECOND_US,
     consumer_activity,
     local_day_start,
+    local_weekday,
     office_activity,
     poisson,
 )
@@ -31,18 +32,39 @@ __all__ = [
     "posture_stream",
     "sandbox_stream",
     "heartbeat_stream",
+    "metrics_stream",
+    "agent_heartbeat_stream",
+    "metrics_report",
+    "maintenance_window",
+    "business_calendar",
+    "system_load",
+    "institution_office_activity",
     "normal_records",
 ]
 
 POSTURE_INTERVAL_S = 300
 HEARTBEAT_INTERVAL_S = 300
 SANDBOX_INTERVAL_S = 3600
+METRICS_INTERVAL_S = 300
 
 E = tpb
 
 
-def _role_activity(role: int, t_us: int) -> float:
-    office = office_activity(t_us)
+def institution_office_activity(inst: Institution, t_us: int) -> float:
+    """Office activity at ``inst``: its business calendar turns weekdays into rest days
+    (holidays) and weekend days into working days (make-up days)."""
+    if inst.rest_days or inst.work_days:
+        day = local_day_start(t_us)
+        wd = local_weekday(t_us)
+        if wd < 5 and day in inst.rest_days:
+            return office_activity(t_us + (6 - wd) * DAY_US)  # as on the coming Sunday
+        if wd >= 5 and day in inst.work_days:
+            return office_activity(t_us - wd * DAY_US)  # as on that week's Monday
+    return office_activity(t_us)
+
+
+def _role_activity(role: int, t_us: int, inst: Institution) -> float:
+    office = institution_office_activity(inst, t_us)
     if role == E.ACTOR_ROLE_SERVICE:
         return 0.15 + 0.85 * office  # machines work at night too, just less
     if role == E.ACTOR_ROLE_PARTNER:
@@ -131,7 +153,7 @@ def actor_stream(
     people = actor.role in (E.ACTOR_ROLE_EMPLOYEE, E.ACTOR_ROLE_ADMIN)
     t_hour = start
     while t_hour < end:
-        lam = actor.rate_per_hour * scale * _role_activity(actor.role, t_hour)
+        lam = actor.rate_per_hour * scale * _role_activity(actor.role, t_hour, inst)
         day = local_day_start(t_hour)
         # People take days off (a baseline must tolerate a silent day); machines do not.
         if people and random.Random(f"leave:{seed}:{actor.raw_id}:{day}").random() < 0.08:
@@ -174,10 +196,12 @@ def nightly_batch_stream(
         day += DAY_US
 
 
-def _load(system: System, t: int) -> float:
+def system_load(system: System, t: int, inst: Institution) -> float:
+    """Share of peak load: office systems follow the office, the others half the customers."""
+    office = institution_office_activity(inst, t)
     if system.system_id.endswith(("-oa", "-crm", "-dw")):
-        return office_activity(t)
-    return 0.5 * office_activity(t) + 0.5 * consumer_activity(t)
+        return office
+    return 0.5 * office + 0.5 * consumer_activity(t)
 
 
 def posture_stream(
@@ -187,9 +211,17 @@ def posture_stream(
     mods = effects.posture.get(system.system_id, [])
     step = POSTURE_INTERVAL_S * SECOND_US
     vulns = _vuln_windows(random.Random(f"vulns:{seed}:{system.system_id}"), start, end)
+    # The standing unpatched vulnerabilities are a rolling stock, each patched 1-4 days after
+    # it was found and replaced by a newer one: their count is steady, their age stays small.
+    age_rng = random.Random(f"vuln-age:{seed}:{system.system_id}")
+    cycles = [
+        (age_rng.randint(1, 4) * DAY_US, age_rng.randrange(4 * DAY_US))
+        for _ in range(system.unpatched_vulns)
+    ]
+    silent = effects.silent_from.get(f"it_posture:{system.system_id}", end)
     t = start + system.offset_s * SECOND_US
-    while t < end:
-        load = _load(system, t)
+    while t < min(end, silent):
+        load = system_load(system, t, inst)
         state = PostureState(
             availability=1.0,
             incidents=0,
@@ -198,6 +230,11 @@ def posture_stream(
             components=list(system.components),
             vulns=system.unpatched_vulns + sum(1 for a, b in vulns if a <= t < b),
             migration=system.migration_status,
+            oldest_vuln_days=max(
+                [t - a for a, b in vulns if a <= t < b] + [(t + p) % c for c, p in cycles],
+                default=0,
+            )
+            // DAY_US,
         )
         if rng.random() < 0.002:  # a blip nobody needs to be woken for
             state.availability = rng.uniform(0.995, 0.9995)
@@ -239,7 +276,11 @@ def app_users(app: App, start: int, t: int) -> float:
 def sandbox_stream(app: App, start: int, end: int, seed: int, effects: Effects) -> Stream:
     rng = random.Random(f"sandbox:{seed}:{app.app_id}")
     mods = effects.sandbox.get(app.app_id, [])
-    silent = effects.silent_from.get(app.app_id, end)
+    # The app going quiet altogether, or only its sandbox reports (its heartbeats go on).
+    silent = min(
+        effects.silent_from.get(app.app_id, end),
+        effects.silent_from.get(f"sandbox:{app.app_id}", end),
+    )
     t = start + app.offset_s * SECOND_US
     while t < min(end, silent):
         users = int(app_users(app, start, t))
@@ -291,3 +332,102 @@ def heartbeat_stream(
         if beat < min(end, silent):
             yield beat, events.heartbeat(institution_id, beat, source_id, HEARTBEAT_INTERVAL_S)
         t += HEARTBEAT_INTERVAL_S * SECOND_US
+
+
+def metrics_report(
+    institution_id: str,
+    t_us: int,
+    system_id: str,
+    samples: list[tuple[str, str, float]],
+    interval_s: int,
+) -> tpb.TelemetryEnvelope:
+    """A MetricsReport of ``(name, unit, value)`` samples."""
+    env = tpb.TelemetryEnvelope(institution_id=institution_id)
+    env.event_time.FromMicroseconds(t_us)
+    rep = env.metrics
+    rep.system_id = system_id
+    rep.interval_seconds = interval_s
+    for name, unit, value in samples:
+        rep.samples.add(name=name, unit=unit, value=round(value, 3))
+    return env
+
+
+def metrics_stream(
+    inst: Institution, system: System, start: int, end: int, seed: int, effects: Effects
+) -> Stream:
+    """What an SDK metrics exporter on the system sends every 5 minutes: CPU and p99 latency,
+    with the system's daily rhythm; whatever changes its posture (outages, batch load,
+    regressions) shows here too."""
+    rng = random.Random(f"metrics:{seed}:{system.system_id}")
+    mods = effects.posture.get(system.system_id, [])
+    silent = effects.silent_from.get(f"metrics:{system.system_id}", end)
+    step = METRICS_INTERVAL_S * SECOND_US
+    t = start + ((system.offset_s + 150) % METRICS_INTERVAL_S) * SECOND_US
+    while t < min(end, silent):
+        load = system_load(system, t, inst)
+        latency = system.base_latency_ms * (0.7 + 0.6 * load)
+        state = PostureState(
+            availability=1.0,
+            incidents=0,
+            latency_ms=latency,
+            error_rate=system.base_error_rate * (0.5 + load),
+            components=list(system.components),
+            vulns=0,
+            migration=system.migration_status,
+        )
+        for mod in mods:
+            mod(t, state)
+        busier = max(state.latency_ms / latency, 1.0) ** 0.5
+        cpu = min(100.0, (8.0 + 60.0 * load) * busier * rng.lognormvariate(0, 0.05))
+        p99 = state.latency_ms * 1.9 * rng.lognormvariate(0, 0.08)
+        samples = [("cpu_utilization", "%", cpu), ("latency_ms_p99", "ms", p99)]
+        yield (
+            t,
+            metrics_report(inst.institution_id, t, system.system_id, samples, METRICS_INTERVAL_S),
+        )
+        t += step
+
+
+def agent_heartbeat_stream(
+    inst: Institution, system: System, start: int, end: int, seed: int, effects: Effects
+) -> Stream:
+    """Heartbeats of the SDK agent on a system (``source_id`` = system id), vouching for no
+    stream: from a minute after the system's first posture report on."""
+    first = start + (system.offset_s + 60) * SECOND_US
+    return heartbeat_stream(inst.institution_id, system.system_id, 0, first, end, seed, effects)
+
+
+def maintenance_window(
+    institution_id: str,
+    sent_us: int,
+    window_id: str,
+    kind: int,
+    start_us: int,
+    end_us: int,
+    system_ids: list[str],
+    reason: str,
+) -> tpb.TelemetryEnvelope:
+    """A MaintenanceWindow the institution declares at ``sent_us`` (in advance)."""
+    env = tpb.TelemetryEnvelope(institution_id=institution_id)
+    env.event_time.FromMicroseconds(sent_us)
+    w = env.maintenance
+    w.window_id = window_id
+    w.kind = kind  # type: ignore[assignment]
+    w.start.FromMicroseconds(start_us)
+    w.end.FromMicroseconds(end_us)
+    w.system_ids.extend(system_ids)
+    w.reason = reason
+    return env
+
+
+def business_calendar(
+    institution_id: str, t_us: int, time_zone: str, holidays: list[str], working_days: list[str]
+) -> tpb.TelemetryEnvelope:
+    """The institution's BusinessCalendar (ISO dates, local)."""
+    env = tpb.TelemetryEnvelope(institution_id=institution_id)
+    env.event_time.FromMicroseconds(t_us)
+    cal = env.calendar
+    cal.time_zone = time_zone
+    cal.holidays.extend(holidays)
+    cal.working_days.extend(working_days)
+    return env

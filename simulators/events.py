@@ -41,6 +41,8 @@ class PostureState:
     components: list[ComponentSpec]
     vulns: int
     migration: int
+    # Age in days of the oldest unpatched critical vulnerability (0 when there is none).
+    oldest_vuln_days: int = 0
 
 
 @dataclass
@@ -157,6 +159,7 @@ def posture(
     rep.latency_ms_p95 = round(state.latency_ms, 1)
     rep.error_rate = round(state.error_rate, 5)
     rep.unpatched_critical_vulns = state.vulns
+    rep.oldest_unpatched_critical_days = state.oldest_vuln_days if state.vulns else 0
     rep.migration_status = state.migration  # type: ignore[assignment]
     rep.interval_seconds = interval_s
     return env

@@ -114,6 +114,9 @@ class System:
     unpatched_vulns: int
     migration_status: int  # suptech.v1.MigrationStatus
     offset_s: int  # where in each 5-minute interval this system reports
+    # An SDK metrics exporter on the system sends MetricsReports and its own heartbeats
+    # (switched on by simulators.confounders for a few systems).
+    metrics: bool = False
 
     def vendors(self) -> set[str]:
         return {c.vendor for c in self.components}
@@ -166,11 +169,18 @@ class Institution:
     destinations: dict[str, Destination] = field(default_factory=dict)
     apps: list[App] = field(default_factory=list)
     offset_s: int = 0
+    # Local day starts (us) its business calendar makes rest days (holidays on weekdays) and
+    # working days (make-up weekend days): office activity follows them.
+    rest_days: set[int] = field(default_factory=set)
+    work_days: set[int] = field(default_factory=set)
 
 
 @dataclass
 class Fleet:
     institutions: list[Institution]
+    # Whether institutions send the context contracts (metrics, maintenance windows, business
+    # calendars): switched on by simulators.confounders; the plain fleet sends none of them.
+    sends_context: bool = False
 
     def institution(self, institution_id: str) -> Institution:
         for inst in self.institutions:

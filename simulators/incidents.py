@@ -776,6 +776,11 @@ KINDS: dict[str, tuple[str, Planner]] = {
 }
 FAMILIES = ("data_leakage", "it_autonomy", "sandbox")
 
+# Kinds of the field studies, each module's dict merged in (numbers follow the library order).
+from simulators.field_autonomy import KINDS as _FIELD_AUTONOMY  # noqa: E402
+
+KINDS.update(_FIELD_AUTONOMY)
+
 
 def select_kinds(spec: str) -> list[str]:
     """``all`` | ``none`` | comma list of kinds and ``family:<name>``; returned in library order."""

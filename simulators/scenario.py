@@ -2,6 +2,8 @@
 
 ``generate(seed, days, scale, incidents)`` is all a test or benchmark needs; ``write(scenario,
 out_dir)`` produces the files the CLI writes. Everything is a pure function of the arguments.
+``confounders`` adds benign look-alikes of incidents (:mod:`simulators.confounders`) and the
+context telemetry they come with (metrics, declared windows, business calendars).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from suptech.v1 import sandbox_pb2, telemetry_pb2
 
 from simulators import baseline
 from simulators.clock import DAY_US, DEFAULT_START, parse_start
+from simulators.confounders import Delivery, plan_confounders, select_confounders
 from simulators.events import Effects, Stream
 from simulators.fleet import Fleet, build_fleet
 from simulators.incidents import GroundTruth, PlanContext, plan_incidents, select_kinds
@@ -60,6 +63,8 @@ class Scenario:
     ground_truth: list[GroundTruth]
     registry: list[sandbox_pb2.SandboxTest]
     effects: Effects = field(repr=False)
+    # Skewed clocks, re-sent events and unsent reports of the confounders (none by default).
+    delivery: Delivery = field(default_factory=Delivery, repr=False)
 
     def _streams(self) -> list[Stream]:
         start, end, seed = self.start_us, self.end_us, self.seed
@@ -104,8 +109,22 @@ class Scenario:
         return streams
 
     def timed_envelopes(self) -> Iterator[tuple[int, telemetry_pb2.TelemetryEnvelope]]:
-        """``(event_time_us, envelope)`` in event-time order; each call replays from the start."""
-        merged = heapq.merge(*self._streams(), key=lambda e: e[0])
+        """``(event_time_us, envelope)`` in event-time order; each call replays from the start.
+
+        With confounders the order is the arrival order: a skewed clock is a few seconds off
+        and a re-sent event (same id) comes again minutes after its event time.
+        """
+        merged: Iterator[tuple[int, telemetry_pb2.TelemetryEnvelope]] = heapq.merge(
+            *self._streams(), key=lambda e: e[0]
+        )
+        if self.delivery:
+            merged = self.delivery.drop_gaps(merged)
+        numbered = self._numbered(merged)
+        yield from self.delivery.deliver(numbered) if self.delivery else numbered
+
+    def _numbered(
+        self, merged: Iterator[tuple[int, telemetry_pb2.TelemetryEnvelope]]
+    ) -> Iterator[tuple[int, telemetry_pb2.TelemetryEnvelope]]:
         for n, (t, env) in enumerate(merged):
             env.event_id = event_id(self.seed, n)
             yield t, env
@@ -124,6 +143,7 @@ def generate(
     scale: float = 1.0,
     incidents: str | list[str] = "all",
     start: str = DEFAULT_START,
+    confounders: str | list[str] = "none",
 ) -> Scenario:
     if days < 1:
         raise ValueError(f"days must be at least 1, got {days}")
@@ -136,9 +156,13 @@ def generate(
     end_us = start_us + days * DAY_US
     fleet = build_fleet(seed, start_us)
     effects = Effects()
-    truth = plan_incidents(PlanContext(fleet, seed, start_us, end_us, effects), kinds)
+    delivery = Delivery()
+    ctx = PlanContext(fleet, seed, start_us, end_us, effects)
+    # Confounders first: they switch on the context telemetry the incidents may then use.
+    benign = plan_confounders(ctx, select_confounders(confounders), delivery)
+    truth = plan_incidents(ctx, kinds) + benign
     registry = [registry_entry(app) for app in fleet.apps()]
-    return Scenario(seed, days, scale, start_us, end_us, fleet, truth, registry, effects)
+    return Scenario(seed, days, scale, start_us, end_us, fleet, truth, registry, effects, delivery)
 
 
 def _to_json(msg: Any) -> str:
