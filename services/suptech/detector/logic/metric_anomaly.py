@@ -63,13 +63,15 @@ class MetricAnomaly(base.AnomalyDetector):
 
     Two operating points were measured on NAB (51 files, one configuration for all): the
     defaults (quiet: a finding is an extreme beyond the stream's whole history; standard score
-    55.5, 24 alarms outside windows, 60 of 97 windows found) and the sensitive
-    ``span=1, threshold=0.997, clear=0.99`` (70.9, 131 outside, 82 found), which alarms
+    56.8, 22 alarms outside windows, 61 of 97 windows found) and the sensitive
+    ``span=1, threshold=0.997, clear=0.99`` (72.4, 131 outside, 83 found), which alarms
     at about every new extreme of the history, NAB's optimum, but also on pure noise every few
     days (see perf/nab_benchmark.py).
 
-    Per stream the state is a few ``array`` buffers, about 7 KB at the defaults (100k streams in
-    under 1 GB); CPython spends about 5 to 10 us per sample in :meth:`process_one`.
+    Per stream the state is a few fixed-size ``array`` buffers: at most about 8 KB of Python
+    heap at the defaults (100k streams in under 1 GB), about 6 KB pickled; CPython spends about
+    7 us per sample in :meth:`process_one` (or :meth:`score_one` then :meth:`learn_one`, which
+    reuses the score).
 
     Parameters
     ----------
@@ -131,7 +133,7 @@ class MetricAnomaly(base.AnomalyDetector):
         window: int = 10,
         long_window: int = 60,
         level_alpha: float = 0.003,
-        tail: int = 32,
+        tail: int = 20,
         memory: int = 8640,
         warmup: int = 150,
         bins: int = 48,
@@ -178,14 +180,18 @@ class MetricAnomaly(base.AnomalyDetector):
         self._sum_l = 0.0
         self._sum_s = 0.0
         self._run_s = 0  # consecutive samples with a seasonal residual
-        # Per feature j: generation j (current) and j + _F (previous). Sorted upper and lower
-        # extremes, their sums, and how many samples each generation has learned.
-        self._hi = [array("d") for _ in range(2 * _F)]
-        self._lo = [array("d") for _ in range(2 * _F)]
+        # Per feature j: generation j (current) and j + _F (previous), each a block of `tail`
+        # slots at g * tail in one flat array per side, sorted ascending, `_hi_len[g]` used;
+        # the sums of the kept extremes and how many samples each generation has learned.
+        self._hi = array("d", [0.0] * (2 * _F * tail))
+        self._lo = array("d", [0.0] * (2 * _F * tail))
+        self._hi_len = array("q", [0] * (2 * _F))
+        self._lo_len = array("q", [0] * (2 * _F))
         self._hi_sum = array("d", [0.0] * (2 * _F))
         self._lo_sum = array("d", [0.0] * (2 * _F))
         self._count = array("q", [0] * (2 * _F))
         self._gen_n = 0
+        self._last: tuple[int, float, float, float] | None = None
 
     # -- features ------------------------------------------------------------------------------
 
@@ -214,60 +220,60 @@ class MetricAnomaly(base.AnomalyDetector):
         p = 1.0
         # Upper tail: exact count of kept values >= s, unless s is below a full generation's
         # kept extremes (then s is not in the upper tail at all).
+        hi = self._hi
+        hi_len = self._hi_len
         above = 0
         best = -1
         for g in (j, j + _F):
-            hi = self._hi[g]
-            k = len(hi)
+            k = hi_len[g]
             if k == 0:
                 continue
-            if k >= cap and s < hi[0]:
+            base = g * cap
+            if k >= cap and s < hi[base]:
                 above = -1
                 break
-            above += k - bisect_left(hi, s)
-            if best < 0 or k > len(self._hi[best]):
+            above += base + k - bisect_left(hi, s, base, base + k)
+            if best < 0 or k > hi_len[best]:
                 best = g
         if above >= 0 and best >= 0:
             p = (above + 1.0) / (n + 1.0)
-            if above == 0:
-                hi = self._hi[best]
-                k = len(hi)
-                if k >= 5:
-                    u = hi[0]
-                    me = self._hi_sum[best] / k - u
-                    if me < floor:
-                        me = floor
-                    if me > 0.0:
-                        ext = (k / cnt[best]) * math.exp(-(s - u) / me)
-                        if ext < p:
-                            p = ext
+            k = hi_len[best]
+            if above == 0 and k >= 5:
+                u = hi[best * cap]
+                me = self._hi_sum[best] / k - u
+                if me < floor:
+                    me = floor
+                if me > 0.0:
+                    ext = (k / cnt[best]) * math.exp(-(s - u) / me)
+                    if ext < p:
+                        p = ext
+        lo = self._lo
+        lo_len = self._lo_len
         below = 0
         best = -1
         for g in (j, j + _F):
-            lo = self._lo[g]
-            k = len(lo)
+            k = lo_len[g]
             if k == 0:
                 continue
-            if k >= cap and s > lo[-1]:
+            base = g * cap
+            if k >= cap and s > lo[base + k - 1]:
                 below = -1
                 break
-            below += bisect_right(lo, s)
-            if best < 0 or k > len(self._lo[best]):
+            below += bisect_right(lo, s, base, base + k) - base
+            if best < 0 or k > lo_len[best]:
                 best = g
         if below >= 0 and best >= 0:
             q = (below + 1.0) / (n + 1.0)
-            if below == 0:
-                lo = self._lo[best]
-                k = len(lo)
-                if k >= 5:
-                    u = lo[-1]
-                    me = u - self._lo_sum[best] / k
-                    if me < floor:
-                        me = floor
-                    if me > 0.0:
-                        ext = (k / cnt[best]) * math.exp(-(u - s) / me)
-                        if ext < q:
-                            q = ext
+            k = lo_len[best]
+            if below == 0 and k >= 5:
+                u = lo[best * cap + k - 1]
+                me = u - self._lo_sum[best] / k
+                if me < floor:
+                    me = floor
+                if me > 0.0:
+                    ext = (k / cnt[best]) * math.exp(-(u - s) / me)
+                    if ext < q:
+                        q = ext
             if q < p:
                 p = q
         p *= 2.0
@@ -311,8 +317,12 @@ class MetricAnomaly(base.AnomalyDetector):
         """Calibrated anomaly score in [0, 1] of ``x``, without learning it."""
         if self.n < self.warmup:
             return 0.0
-        _, r_l, r_s, use_s = self._features(float(x["t"]), float(x["value"]))
-        return 1.0 - self._p(r_l, r_s, use_s)
+        t = float(x["t"])
+        v = float(x["value"])
+        _, r_l, r_s, use_s = self._features(t, v)
+        score = 1.0 - self._p(r_l, r_s, use_s)
+        self._last = (self.n, t, v, score)  # learn_one of the same sample reuses it
+        return score
 
     def learn_one(self, x: dict[Any, Any]) -> None:
         """Learn ``x`` and advance the alarm policy (as :meth:`process_one`)."""
@@ -331,7 +341,11 @@ class MetricAnomaly(base.AnomalyDetector):
             self._level = v
             self._level_s = v
         b, r_l, r_s, use_s = self._features(t, v)
-        score = 0.0 if self.n < self.warmup else 1.0 - self._p(r_l, r_s, use_s)
+        last = self._last
+        if last is not None and last[0] == self.n and last[1] == t and last[2] == v:
+            score = last[3]
+        else:
+            score = 0.0 if self.n < self.warmup else 1.0 - self._p(r_l, r_s, use_s)
         alarm = False
         if self.flagged:
             if score < self.clear:
@@ -351,33 +365,50 @@ class MetricAnomaly(base.AnomalyDetector):
 
     def _learn_feature(self, j: int, s: float) -> None:
         cap = self.tail
+        base = j * cap
         self._count[j] += 1
-        hi = self._hi[j]
-        if len(hi) < cap or s > hi[0]:
-            if len(hi) >= cap:
-                self._hi_sum[j] -= hi[0]
-                del hi[0]
-            hi.insert(bisect_left(hi, s), s)
+        hi = self._hi
+        k = self._hi_len[j]
+        if k < cap:
+            pos = bisect_left(hi, s, base, base + k)
+            hi[pos + 1 : base + k + 1] = hi[pos : base + k]
+            hi[pos] = s
+            self._hi_len[j] = k + 1
             self._hi_sum[j] += s
-        lo = self._lo[j]
-        if len(lo) < cap or s < lo[-1]:
-            if len(lo) >= cap:
-                self._lo_sum[j] -= lo[-1]
-                del lo[-1]
-            lo.insert(bisect_right(lo, s), s)
+        elif s > hi[base]:
+            # Drop the smallest kept value, slide the ones below s down, put s in place.
+            self._hi_sum[j] += s - hi[base]
+            pos = bisect_left(hi, s, base, base + k)
+            hi[base : pos - 1] = hi[base + 1 : pos]
+            hi[pos - 1] = s
+        lo = self._lo
+        k = self._lo_len[j]
+        if k < cap:
+            pos = bisect_right(lo, s, base, base + k)
+            lo[pos + 1 : base + k + 1] = lo[pos : base + k]
+            lo[pos] = s
+            self._lo_len[j] = k + 1
             self._lo_sum[j] += s
+        elif s < lo[base + k - 1]:
+            # Drop the largest kept value, slide the ones above s up, put s in place.
+            self._lo_sum[j] += s - lo[base + k - 1]
+            pos = bisect_right(lo, s, base, base + k - 1)
+            lo[pos + 1 : base + k] = lo[pos : base + k - 1]
+            lo[pos] = s
 
     def _new_generation(self) -> None:
         """The current generation becomes the previous one; the oldest is forgotten."""
+        half = _F * self.tail
+        self._hi[half:] = self._hi[:half]
+        self._lo[half:] = self._lo[:half]
         for j in range(_F):
             g = j + _F
-            self._hi[g] = self._hi[j]
-            self._lo[g] = self._lo[j]
+            self._hi_len[g] = self._hi_len[j]
+            self._lo_len[g] = self._lo_len[j]
             self._hi_sum[g] = self._hi_sum[j]
             self._lo_sum[g] = self._lo_sum[j]
             self._count[g] = self._count[j]
-            self._hi[j] = array("d")
-            self._lo[j] = array("d")
+            self._hi_len[j] = self._lo_len[j] = 0
             self._hi_sum[j] = self._lo_sum[j] = 0.0
             self._count[j] = 0
         self._gen_n = 0
