@@ -210,6 +210,14 @@ class MetricAnomaly(base.AnomalyDetector):
         )
         return b, r_l, r_s, use_s
 
+    def expected(self, t: float) -> float:
+        """The value a sample at ``t`` is compared with: the level, or level plus the time-of-day
+        profile once that explains the stream (0 before the first sample)."""
+        if self.n == 0:
+            return 0.0
+        b, _, _, use_s = self._features(t, 0.0)
+        return self._level_s + self._profile[b] if use_s else self._level
+
     def _tail_p(self, j: int, s: float) -> float:
         """Two-sided tail probability of feature ``j`` taking the value ``s``."""
         cnt = self._count
