@@ -8,8 +8,10 @@ import random
 from typing import Any
 
 import pytest
+from suptech.detector.logic.access_scorer import AccessScorer
 from suptech.detector.logic.cusum import CusumDrift
 from suptech.detector.logic.hst import ScaledHalfSpaceTrees
+from suptech.detector.logic.metric_anomaly import MetricAnomaly
 from suptech.detector.logic.robust_zscore import RobustZScore
 from suptech.detector.logic.seasonal import SeasonalBaseline
 
@@ -18,6 +20,8 @@ DETECTORS = [
     SeasonalBaseline(rebaseline_after=50),
     CusumDrift(feature="value", h=5.0),
     ScaledHalfSpaceTrees(n_trees=10, height=8, window_size=100, seed=3),
+    MetricAnomaly(),
+    AccessScorer(),
 ]
 
 
@@ -34,6 +38,12 @@ def labelled_stream(kind: str, n: int = 1200, seed: int = 1) -> list[tuple[dict[
             v = 10.0 + rng.gauss(0, 1) + (2.5 if anomalous else 0.0)
             out.append(({"value": v}, anomalous))
             continue
+        if kind == "AccessScorer":
+            # One actor's accesses; anomalies are bulk exports of many more records and bytes.
+            records = rng.randint(2, 12) * (60 if anomalous else 1)
+            x = {"records": records, "bytes_out": records * 480 + rng.randint(0, 200)}
+            out.append((x, anomalous))
+            continue
         if kind == "ScaledHalfSpaceTrees":
             # Mass-based: anomalies sit in an empty region between two busy clusters (HST does
             # not extrapolate beyond the range its scaler has seen).
@@ -44,7 +54,7 @@ def labelled_stream(kind: str, n: int = 1200, seed: int = 1) -> list[tuple[dict[
         base = 50.0 + 20.0 * math.sin(2 * math.pi * (i % 96) / 96)
         v = base + rng.gauss(0, 2) + (60.0 if anomalous else 0.0)
         x: dict[str, Any] = {"value": v, "other": 5.0 + rng.gauss(0, 0.5)}
-        if kind == "SeasonalBaseline":
+        if kind in ("SeasonalBaseline", "MetricAnomaly"):
             x["t"] = t
         out.append((x, anomalous))
     return out
@@ -98,6 +108,19 @@ def test_better_than_chance_in_stream_order(detector: Any) -> None:
         if not y:
             detector.learn_one(x)
     assert roc_auc(scores, labels) > 0.7
+
+
+# Detectors whose score is a calibrated probability (what scores.v1 publishes).
+CALIBRATED = ("MetricAnomaly", "AccessScorer")
+
+
+def test_calibrated_scores_stay_within_0_and_1(detector: Any) -> None:
+    name = type(detector).__name__
+    if name not in CALIBRATED:
+        pytest.skip(f"{name} scores are not probabilities")
+    for x, _ in labelled_stream(name, 600):
+        assert 0.0 <= detector.score_one(x) <= 1.0
+        detector.learn_one(x)
 
 
 def test_seasonal_baseline_rebaselines_after_a_stable_shift() -> None:
