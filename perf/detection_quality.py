@@ -201,6 +201,48 @@ def rss_for_actors(n: int) -> dict[str, float]:
     }
 
 
+def rss_for_metric_streams(n: int) -> dict[str, float]:
+    """Resident memory of an engine after ``n`` distinct metric streams (10 systems x n/10
+    metric names, reports of up to 256 samples) were created through
+    :meth:`DetectionEngine.process`; about 256 streams per system then go on for 199 minutes, so
+    the figure includes streams with a history (a stream's buffers are allocated at creation)."""
+    gc.collect()
+    engine = DetectionEngine(EngineConfig(dedup_capacity=1, record_scores=False))
+    env = telemetry_pb2.TelemetryEnvelope(institution_id="bank-1")
+    rep = env.metrics
+    t0 = 1_790_000_000 * 10**9
+    names = [f"m{j}" for j in range(n // 10)]
+    before = _rss_bytes()
+    start = time.perf_counter()
+    samples = 0
+    for k in range(200):
+        for i in range(10):
+            env.event_id = f"s{k}-{i}"
+            env.event_time.FromNanoseconds(t0 + k * 60 * 10**9 + i)
+            rep.Clear()
+            rep.system_id = f"sys-{i}"
+            for j, name in enumerate(names[:: max(1, len(names) // 256)] if k else names):
+                rep.samples.add(name=name, value=float((j * 7 + k) % 13))
+                if len(rep.samples) == 256:
+                    engine.process(env)
+                    samples += 256
+                    rep.ClearField("samples")
+                    env.event_id += "x"
+            if rep.samples:
+                engine.process(env)
+                samples += len(rep.samples)
+    elapsed = time.perf_counter() - start
+    gc.collect()
+    used = _rss_bytes() - before
+    streams = engine.stats()["metric_streams"]
+    return {
+        "streams": streams,
+        "rss_growth_gib": used / 2**30,
+        "bytes_per_stream": used / streams,
+        "samples_per_s": samples / elapsed,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="one short scenario")
@@ -213,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     speed = statistics.mean(r["events_per_s"] for r in runs)
     mem = memory_per_entity(n_mem)
     rss = rss_for_actors(n_rss)
+    streams = rss_for_metric_streams(n_rss // 10)
     for fam, s in summary.items():
         print(
             f"{fam:13s} P={s['precision']:.2f} R={s['recall']:.2f} F1={s['f1']:.2f} "
@@ -229,6 +272,12 @@ def main(argv: list[str] | None = None) -> int:
         f"RSS after {rss['actors']:,} actors through process(): +{rss['rss_growth_gib']:.2f} GiB "
         f"({rss['bytes_per_actor']:.0f} B per actor, fed at {rss['events_per_s']:,.0f} events/s)"
     )
+    budget = (rss["bytes_per_actor"] * 1e6 + streams["bytes_per_stream"] * 1e5) / 2**30
+    print(
+        f"RSS after {streams['streams']:,} metric streams: +{streams['rss_growth_gib']:.2f} GiB "
+        f"({streams['bytes_per_stream']:.0f} B per stream, {streams['samples_per_s']:,.0f} "
+        f"samples/s); 1M actors + 100k metric streams -> {budget:.2f} GiB"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -239,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
                 "events_per_s": speed,
                 "memory": mem,
                 "rss": rss,
+                "metric_streams": streams,
+                "gib_1m_actors_100k_streams": budget,
                 "runs": [{k: v for k, v in r.items()} for r in runs],
             },
             indent=2,
