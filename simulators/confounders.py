@@ -783,6 +783,10 @@ CONFOUNDERS: dict[str, ConfounderPlanner] = {
     "clock_skew": clock_skew,
     "duplicate_events": duplicate_events,
 }
+# The data-leakage routines of the field study (simulators.field_leakage) join them.
+from simulators.field_leakage import LEAKAGE_CONFOUNDERS as _LEAKAGE  # noqa: E402
+
+CONFOUNDERS.update(_LEAKAGE)
 
 
 def select_confounders(spec: str | list[str]) -> list[str]:

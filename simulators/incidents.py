@@ -778,8 +778,10 @@ FAMILIES = ("data_leakage", "it_autonomy", "sandbox")
 
 # Kinds of the field studies, each module's dict merged in (numbers follow the library order).
 from simulators.field_autonomy import KINDS as _FIELD_AUTONOMY  # noqa: E402
+from simulators.field_leakage import LEAKAGE_KINDS as _FIELD_LEAKAGE  # noqa: E402
 
 KINDS.update(_FIELD_AUTONOMY)
+KINDS.update(_FIELD_LEAKAGE)
 
 
 def select_kinds(spec: str) -> list[str]:

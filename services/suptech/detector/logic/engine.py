@@ -21,9 +21,9 @@ from suptech.v1 import alerts_pb2, findings_pb2, sandbox_pb2, telemetry_pb2
 __all__ = ["DetectionEngine"]
 
 # Raised whenever per-entity state changes shape: an older snapshot is refused, not half-loaded.
-_SNAPSHOT_VERSION = 4
+_SNAPSHOT_VERSION = 5
 # Version 2 lacked the feedback memory, 3 the metric streams, conditions and declared context:
-# they load with those empty.
+# they load with those empty. Version 4 held the data-leakage state of before the calendar.
 _UPGRADABLE = {2, 3}
 # Stream kind named in Heartbeat.vouches_for -> (silence source kind, family).
 _VOUCHED_KINDS = {
@@ -55,13 +55,13 @@ class DetectionEngine:
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = cfg = config or EngineConfig()
         self.scores = ScoreLog(cfg.record_scores)
-        self.leakage = LeakageFamily(cfg, self.scores)
+        self.context = InstitutionContext(cfg.default_time_zone)
+        self.leakage = LeakageFamily(cfg, self.scores, self.context)
         self.autonomy = AutonomyFamily(cfg)
         self.sandbox = SandboxFamily(cfg)
         self.silence = SilenceWatch(cfg)
         self.feedback = FeedbackMemory()
         self.metrics = MetricsFamily(cfg, self.scores)
-        self.context = InstitutionContext(cfg.default_time_zone)
         self.conditions = Conditions(cfg.condition_clear_ns)
         self._seen: set[str] = set()
         self._seen_order: deque[str] = deque()
@@ -280,6 +280,7 @@ class DetectionEngine:
         engine = cls.__new__(cls)
         engine.__dict__.update(state)
         engine.metrics.scores = engine.leakage.scores = engine.scores
+        engine.leakage.context = engine.context
         if config is not None:
             engine._set_config(config)
         return engine

@@ -1,47 +1,93 @@
-"""Data leakage family: volume, data class and destination per actor and per system."""
+"""Data leakage family: volume, rhythm, data class, systems and destinations per actor, against
+its own history, in the institution's business calendar.
+
+Every statistic is the entity's own (an actor's volumes, its hourly rhythm per calendar slot,
+its rate of exports out of the institution, the data classes it touches per channel, the
+systems it uses, a partner's records per query), so one threshold means the same for a clerk
+and for a batch job. Nothing an entity does while it is flagged is learned. What the
+institution declared (a BATCH window) and what its calendar says (rest days, make-up days,
+month and quarter ends) is the context each one is judged in.
+"""
 
 from __future__ import annotations
 
+import datetime
 import math
 import zlib
-from array import array
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from river import stats
 
 from suptech.detector.logic.access_scorer import AccessScorer
+from suptech.detector.logic.calendar import BusinessCalendar, InstitutionContext
 from suptech.detector.logic.candidate import Candidate, grade_for
+from suptech.detector.logic.category_novelty import CategoryNovelty
 from suptech.detector.logic.config import DAY_NS, HOUR_NS, EngineConfig
-from suptech.detector.logic.cusum import CusumDrift
+from suptech.detector.logic.daily_drift import DailyDrift
 from suptech.detector.logic.hst import ScaledHalfSpaceTrees
-from suptech.detector.logic.robust_zscore import RobustZScore
+from suptech.detector.logic.log_volume import LogVolume
+from suptech.detector.logic.records_ratio import RecordsPerQuery
 from suptech.detector.logic.scores import Score, ScoreLog
+from suptech.detector.logic.slot_rate import SlotRate
+from suptech.detector.logic.system_spread import SystemSpread
 from suptech.detector.logic.threshold import update_quantile
 from suptech.v1 import findings_pb2, telemetry_pb2
 
-__all__ = ["LeakageFamily"]
+__all__ = ["LeakageFamily", "LeakageConfig"]
 
 FAMILY = findings_pb2.FAMILY_DATA_LEAKAGE
+T = telemetry_pb2
 _OUTBOUND = frozenset(
-    {
-        telemetry_pb2.DESTINATION_KIND_PARTNER,
-        telemetry_pb2.DESTINATION_KIND_EXTERNAL,
-        telemetry_pb2.DESTINATION_KIND_CROSS_BORDER,
-    }
+    {T.DESTINATION_KIND_PARTNER, T.DESTINATION_KIND_EXTERNAL, T.DESTINATION_KIND_CROSS_BORDER}
 )
-_FOREIGN = frozenset(
-    {telemetry_pb2.DESTINATION_KIND_EXTERNAL, telemetry_pb2.DESTINATION_KIND_CROSS_BORDER}
-)
-_MOVING_OPS = frozenset({telemetry_pb2.OPERATION_EXPORT, telemetry_pb2.OPERATION_TRANSFER})
+_FOREIGN = frozenset({T.DESTINATION_KIND_EXTERNAL, T.DESTINATION_KIND_CROSS_BORDER})
+_MOVING_OPS = frozenset({T.OPERATION_EXPORT, T.OPERATION_TRANSFER})
 _DEST_NAMES = {
-    telemetry_pb2.DESTINATION_KIND_PARTNER: "partner",
-    telemetry_pb2.DESTINATION_KIND_EXTERNAL: "external",
-    telemetry_pb2.DESTINATION_KIND_CROSS_BORDER: "cross-border",
+    T.DESTINATION_KIND_PARTNER: "partner",
+    T.DESTINATION_KIND_EXTERNAL: "external",
+    T.DESTINATION_KIND_CROSS_BORDER: "cross-border",
+}
+_CHANNEL_NAMES: dict[int, str] = {
+    T.CHANNEL_API: "API",
+    T.CHANNEL_BATCH: "batch",
+    T.CHANNEL_CONSOLE: "console",
+    T.CHANNEL_PARTNER: "partner",
 }
 _MAX_DESTINATIONS = 50_000
+_MAX_SYSTEMS = 4_096
 
 Emit = Callable[[Candidate], None]
+
+
+@dataclass(frozen=True)
+class LeakageConfig:
+    """Settings of the data leakage family that the engine-wide :class:`EngineConfig` lacks."""
+
+    # An actor is watched this long (a weekly cycle) before a data class, channel or system can
+    # be new for it; the same for an institution's role peers.
+    novelty_warmup_ns: int = 7 * DAY_NS
+    # New systems of one actor within this window, at least this many, are a lateral spread.
+    spread_window_ns: int = DAY_NS
+    spread_min_new: int = 2
+    # Daily drift of exports out of the institution: working days in the reference, nats of
+    # evidence for an alarm.
+    drift_reference_days: int = 3
+    drift_h: float = 5.0
+    # Records per query of a partner interface: z of an hour's mean, queries in the hour.
+    ratio_z: float = 6.0
+    ratio_min_queries: int = 5
+    # Internal bulk moves on a month's (a quarter's) closing days are judged against a
+    # threshold this many times higher: the close is when batch jobs export everything.
+    month_close_factor: float = 1.5
+    quarter_close_factor: float = 2.0
+    # leak.access alarms only on data leaving the institution, from an actor with at least
+    # this many outbound accesses learned.
+    access_min_outbound: int = 20
+    # In an institution's first week a new destination is reported only for a send this many
+    # deviations above its usual sends out of the institution.
+    young_destination_z: float = 3.0
 
 
 def _dest_key(pseudonym: str, country: str) -> int:
@@ -54,85 +100,633 @@ def _dest_key(pseudonym: str, country: str) -> int:
         return zlib.crc32(pseudonym.encode()) | (1 << 63)
 
 
+class _Clock:
+    """The institution's current local day, from its calendar: recomputed once a day."""
+
+    __slots__ = ("cal", "lo", "hi", "rest", "day", "dom", "left", "month")
+
+    def __init__(self) -> None:
+        self.cal: BusinessCalendar | None = None
+        self.lo = self.hi = 0
+        self.rest = False
+        self.day = self.dom = self.left = self.month = 0
+
+    def set(self, cal: BusinessCalendar, t: int) -> None:
+        local = cal.local(t)
+        date = local.date()
+        zone = local.tzinfo
+        midnight = datetime.datetime(date.year, date.month, date.day, tzinfo=zone)
+        nxt = date + datetime.timedelta(days=1)
+        self.cal = cal
+        self.lo = int(midnight.timestamp()) * 1_000_000_000
+        self.hi = int(datetime.datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone).timestamp())
+        self.hi *= 1_000_000_000
+        self.rest = cal.is_rest_day(t)
+        self.day = date.toordinal()
+        self.dom, self.left = cal.day_of_month(t)
+        self.month = date.month
+
+    def hour(self, t: int) -> int:
+        h = (t - self.lo) // HOUR_NS
+        return 23 if h > 23 else h
+
+
 class _Actor:
-    """Compact per-actor state: a few floats, a 24-slot hour histogram, the daily drip sum."""
+    """Per-actor state: a handful of small detectors, most created when first needed."""
 
     __slots__ = (
         "read",
         "move",
         "q",
-        "hours",
-        "day",
-        "day_out",
-        "days",
-        "drip",
-        "frozen_until",
-        "hour",
-        "hour_n",
-        "rate_mean",
-        "rate_hours",
-        "day_flagged",
+        "rate",
         "access",
+        "classes",
+        "spread",
+        "drift",
+        "ratio",
+        "frozen_until",
+        "day",
+        "day_rest",
+        "day_n",
+        "quiet_work",
+        "quiet_rest",
+        "day_flagged",
+        "outbound_n",
+        "ratio_hour",
     )
 
-    def __init__(self, cfg: EngineConfig) -> None:
+    def __init__(self, cfg: EngineConfig, lc: LeakageConfig) -> None:
         # Reading and moving data are different habits: one baseline each.
-        self.read = RobustZScore(alpha=0.02, clip=3.0, floor=0.5)
-        self.move: RobustZScore | None = None
+        self.read = LogVolume(alpha=0.02, clip=3.0, floor=0.5)
+        self.move: LogVolume | None = None
         self.q = 0.0
-        self.hours = array("H", bytes(48))
-        self.day = -1
-        self.day_out = 0.0
-        self.days = 0
-        self.drip = CusumDrift(feature="out", k=cfg.cusum_k, h=cfg.cusum_h, alpha=0.1, floor=1.0)
-        self.frozen_until = 0
-        # Events in the current clock hour, and the mean count over past active hours.
-        self.hour = -1
-        self.hour_n = 0
-        self.rate_mean = 0.0
-        self.rate_hours = 0
-        # Today already produced a finding for this actor: its total is not a drip's evidence.
-        self.day_flagged = False
+        self.rate = SlotRate(cfg.rate_ratio, cfg.rate_min_events, 0.2, cfg.rate_warmup_hours)
         # Multivariate per-event score of the actor's accesses (the per-event anomaly score).
         self.access = AccessScorer()
+        self.classes = CategoryNovelty(lc.novelty_warmup_ns)
+        self.spread = SystemSpread(lc.novelty_warmup_ns, lc.spread_window_ns, lc.spread_min_new)
+        # Exports out of the institution per working day, once the actor made one.
+        self.drift: DailyDrift | None = None
+        # Records per query, for a partner interface.
+        self.ratio: RecordsPerQuery | None = None
+        self.frozen_until = 0
+        # The local day being counted (its ordinal; a rest day?), its exports out; days (working,
+        # rest) counted before the first export out.
+        self.day = -1
+        self.day_rest = False
+        self.day_n = 0
+        self.quiet_work = 0
+        self.quiet_rest = 0
+        # The current day already produced a drift finding.
+        self.day_flagged = False
+        self.outbound_n = 0
+        self.ratio_hour = -1
 
 
 class _System:
     __slots__ = ("vol", "q", "frozen_until")
 
     def __init__(self) -> None:
-        self.vol = RobustZScore(alpha=0.01, clip=3.0, floor=0.5)
+        self.vol = LogVolume(alpha=0.01, clip=3.0, floor=0.5)
         self.q = 0.0
         self.frozen_until = 0
 
 
 class _Institution:
-    __slots__ = ("first_ns", "destinations", "hst", "hst_q", "hst_n")
+    __slots__ = (
+        "first_ns",
+        "destinations",
+        "hst",
+        "hst_q",
+        "hst_n",
+        "clock",
+        "roles",
+        "systems",
+    )
 
-    def __init__(self, cfg: EngineConfig, first_ns: int) -> None:
+    def __init__(self, first_ns: int) -> None:
         self.first_ns = first_ns
         self.destinations: set[int] = set()
         self.hst: ScaledHalfSpaceTrees | None = None
         self.hst_q: Any = None
         self.hst_n = 0
+        self.clock = _Clock()
+        # Data classes per channel and direction that each role has touched here.
+        self.roles: dict[int, CategoryNovelty] = {}
+        # System id -> its bit in the actors' system masks.
+        self.systems: dict[str, int] = {}
 
 
 class LeakageFamily:
-    def __init__(self, cfg: EngineConfig, scores: ScoreLog | None = None) -> None:
+    """Every data-access detector, per actor, system and institution; see the module."""
+
+    def __init__(
+        self,
+        cfg: EngineConfig,
+        scores: ScoreLog | None = None,
+        context: InstitutionContext | None = None,
+        settings: LeakageConfig | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.lcfg = settings or LeakageConfig()
         self.scores = scores or ScoreLog(False)
+        self.context = context or InstitutionContext(cfg.default_time_zone)
         self.actors: dict[tuple[str, str], _Actor] = {}
         self.systems: dict[tuple[str, str], _System] = {}
         self.institutions: dict[str, _Institution] = {}
+        # Data classes per channel and direction each role has touched at any institution this
+        # worker sees (the peers of the peers), and the records each role sends out of them.
+        self.roles: dict[int, CategoryNovelty] = {}
+        self.sends: dict[int, LogVolume] = {}
 
     def stats(self) -> dict[str, int]:
         return {"actors": len(self.actors), "data_systems": len(self.systems)}
 
     def upgrade(self) -> None:
-        """Fill what a snapshot of version 3 or older lacks (the per-event access scorers)."""
-        for actor in self.actors.values():
-            if not hasattr(actor, "access"):
-                actor.access = AccessScorer()
+        """Fill what an older snapshot of the same shape lacks (nothing since version 5)."""
+
+    # --- the event ----------------------------------------------------------------------------
+
+    def process(self, env: telemetry_pb2.TelemetryEnvelope, t: int, emit: Emit) -> None:
+        cfg = self.cfg
+        da = env.data_access
+        inst_id = env.institution_id
+        actor_id = da.actor_pseudonym
+        records = da.records
+        bytes_out = da.bytes_out
+        dk = da.destination_kind
+        op = da.operation
+        outbound = dk in _OUTBOUND
+        fields = da.fields
+        n_c3 = fields.c3
+        c3 = n_c3 > 0 or env.classification.data_class == T.DATA_CLASS_C3
+
+        inst = self.institutions.get(inst_id)
+        if inst is None:
+            inst = self.institutions[inst_id] = _Institution(t)
+        clock = inst.clock
+        cal = self.context.calendar(inst_id)
+        if cal is not clock.cal or not clock.lo <= t < clock.hi:
+            clock.set(cal, t)
+        local_hour = clock.hour(t)
+        slot = local_hour + 24 if clock.rest else local_hour
+
+        # Hard rule: authentication-class data never leaves the institution.
+        if c3 and outbound:
+            emit(
+                self._actor_finding(
+                    env, t, "leak.c3_outbound", True, float(n_c3 or 1), 0.0,
+                    findings_pb2.GRADE_CRITICAL,
+                    f"C3 authentication data ({n_c3} fields, {records} records) sent to a "
+                    f"{_DEST_NAMES.get(dk, 'foreign')} destination from {da.system_id}",
+                    [("c3_fields", float(n_c3), 0.0, 1.0)],
+                )
+            )  # fmt: skip
+
+        new_destination = False
+        reported = c3 and outbound
+        if dk in _FOREIGN:
+            new_destination, alarmed = self._new_destination(env, inst, t, emit)
+            reported = reported or alarmed
+
+        actor = self.actors.get((inst_id, actor_id))
+        if actor is None:
+            actor = self.actors[(inst_id, actor_id)] = _Actor(cfg, self.lcfg)
+        frozen = t < actor.frozen_until
+        moving = outbound or op in _MOVING_OPS
+        lr = math.log1p(records)
+        lb = math.log1p(bytes_out)
+
+        flagged = self._volume(env, actor, t, moving, outbound, lr, lb, frozen, clock, emit)
+        flagged = flagged or reported
+        abs_hour = t // HOUR_NS
+        count = actor.rate.add(abs_hour, slot)
+        if count:
+            flagged = self._rate(env, actor, t, count, slot, emit) or flagged
+        if outbound and cfg.off_hours_start <= local_hour < cfg.off_hours_end:
+            flagged = self._off_hours(env, actor, t, local_hour, emit) or flagged
+        if da.channel == T.CHANNEL_PARTNER and op == T.OPERATION_QUERY:
+            flagged = self._ratio(env, actor, t, abs_hour, flagged or frozen, emit) or flagged
+        flagged = self._spread(env, inst, actor, t, emit) or flagged
+        if flagged:
+            actor.frozen_until = t + cfg.coalesce_window_ns
+        elif dk in _FOREIGN and not frozen and not c3:
+            # What actors of this role send out, learned from actors not under suspicion.
+            sends = self.sends.get(int(da.actor_role))
+            if sends is not None:
+                sends.learn(lr, lr)
+        self._classes(env, inst, actor, t, outbound, emit)
+        self._drift(env, actor, t, clock, dk in _FOREIGN, emit)
+        if outbound:
+            actor.outbound_n += 1
+        self._access_score(
+            env, actor, t, outbound, new_destination, flagged or frozen or c3 and outbound, emit
+        )
+        self._system(env, lr, lb, t, actor, moving, flagged, emit)
+        if outbound and cfg.hst_enabled:
+            self._hst(inst, env, lr, lb, c3, local_hour, t, flagged, emit)
+
+    def _actor_finding(
+        self,
+        env: telemetry_pb2.TelemetryEnvelope,
+        t: int,
+        detector: str,
+        is_rule: bool,
+        score: float,
+        threshold: float,
+        grade: int,
+        summary: str,
+        contributions: list[tuple[str, float, float, float]],
+    ) -> Candidate:
+        return Candidate(
+            family=FAMILY,
+            institution_id=env.institution_id,
+            entity_kind="actor",
+            entity_id=env.data_access.actor_pseudonym,
+            detector_id=detector,
+            is_rule=is_rule,
+            score=score,
+            threshold=threshold,
+            grade=grade,
+            summary=summary,
+            event_time_ns=t,
+            evidence=[env.event_id],
+            contributions=contributions,
+        )
+
+    # --- the detectors ------------------------------------------------------------------------
+
+    def _new_destination(
+        self, env: telemetry_pb2.TelemetryEnvelope, inst: _Institution, t: int, emit: Emit
+    ) -> tuple[bool, bool]:
+        """A destination outside the institution it never sent to: a rule after its first day.
+        Returns (new, reported).
+        In its first week the institution's list of external destinations is still filling (a
+        weekly transfer shows on its day), so then only a send far bigger than what actors of its
+        role send out of any institution counts; a new cross-border destination always does."""
+        da = env.data_access
+        key = _dest_key(da.destination_pseudonym, da.destination_country)
+        role = int(da.actor_role)
+        foreign = self.sends.get(role)
+        if foreign is None:
+            foreign = self.sends[role] = LogVolume(alpha=0.01, clip=3.0, floor=0.5)
+        lr = math.log1p(da.records)
+        known = key in inst.destinations
+        if known:
+            return False, False
+        alarm = False
+        cross = da.destination_kind == T.DESTINATION_KIND_CROSS_BORDER
+        age = t - inst.first_ns
+        if age >= DAY_NS:
+            # A new cross-border destination needs a security assessment whatever its size.
+            alarm = cross or age >= self.lcfg.novelty_warmup_ns
+            if not alarm and foreign.n >= 3:
+                alarm = foreign.score(lr, lr) >= self.lcfg.young_destination_z
+        if alarm:
+            where = f"cross-border ({da.destination_country or '?'})" if cross else "external"
+            emit(
+                self._actor_finding(
+                    env, t, "leak.new_destination", True, float(da.records), 0.0,
+                    findings_pb2.GRADE_MAJOR if cross else findings_pb2.GRADE_SIGNIFICANT,
+                    f"First {where} destination of the institution: {da.records} records from "
+                    f"{da.system_id}",
+                    [("records", float(da.records), 0.0, 1.0)],
+                )
+            )  # fmt: skip
+        if len(inst.destinations) < _MAX_DESTINATIONS:
+            inst.destinations.add(key)
+        return True, alarm
+
+    def _close_factor(self, clock: _Clock) -> float:
+        """How much more an internal bulk move may be on a month's closing days."""
+        if clock.left == 0:
+            quarter = clock.month % 3 == 0
+        elif clock.dom == 1:
+            quarter = clock.month % 3 == 1
+        else:
+            return 1.0
+        lc = self.lcfg
+        return lc.quarter_close_factor if quarter else lc.month_close_factor
+
+    def _volume(
+        self,
+        env: telemetry_pb2.TelemetryEnvelope,
+        actor: _Actor,
+        t: int,
+        moving: bool,
+        outbound: bool,
+        lr: float,
+        lb: float,
+        frozen: bool,
+        clock: _Clock,
+        emit: Emit,
+    ) -> bool:
+        """Records and bytes of one access against the actor's reading or moving habit."""
+        cfg = self.cfg
+        if moving:
+            vol = actor.move
+            if vol is None:
+                vol = actor.move = LogVolume(alpha=0.05, clip=3.0, floor=0.5)
+            warm = vol.n >= cfg.warmup_moves
+        else:
+            vol = actor.read
+            warm = vol.n >= cfg.warmup_events
+        score = vol.score(lr, lb)
+        thr = max(cfg.z_threshold, actor.q)
+        if warm and score > thr and moving and not outbound:
+            # Internal bulk moves: the month's close, or a window the institution declared for
+            # them, explains them. Not reported, and not learned either.
+            if score <= thr * self._close_factor(clock):
+                return False
+            da = env.data_access
+            if self.context.window_at(env.institution_id, da.system_id, FAMILY, t):
+                return False
+        if warm and score > thr:
+            da = env.data_access
+            x = {"records": lr, "bytes": lb}
+            emit(
+                self._actor_finding(
+                    env, t, "leak.actor_volume", False, score, thr, grade_for(score, thr),
+                    f"{_op_name(da.operation)} of {da.records} records ({da.bytes_out} bytes) "
+                    f"from {da.system_id}, about {math.expm1(vol.baseline('records')):.0f} "
+                    f"normal for this actor",
+                    [
+                        (k, math.expm1(x[k]), math.expm1(vol.baseline(k)), v)
+                        for k, v in vol.contributions(x).items()
+                    ],
+                )
+            )  # fmt: skip
+            return True
+        if not frozen:
+            vol.learn(lr, lb)
+            if warm:
+                actor.q = update_quantile(actor.q, score, cfg.false_alarm_budget, 0.05)
+        return False
+
+    def _rate(
+        self,
+        env: telemetry_pb2.TelemetryEnvelope,
+        actor: _Actor,
+        t: int,
+        count: int,
+        slot: int,
+        emit: Emit,
+    ) -> bool:
+        """Accesses in this clock hour against the actor's normal for this hour of its week."""
+        rate = actor.rate
+        if rate.hours < rate.warmup_hours:
+            return False
+        limit = rate.limit(slot)
+        if count <= limit:
+            return False
+        rate.mark_over()
+        if count - 1 > limit:
+            return True  # already reported this hour
+        da = env.data_access
+        expected = rate.expected(slot)
+        day = "rest day" if slot >= 24 else "working day"
+        emit(
+            self._actor_finding(
+                env, t, "leak.actor_rate", False, float(count), limit, grade_for(count, limit),
+                f"{count} data accesses within this hour from {da.system_id} (last "
+                f"{da.records} records), about {expected:.0f} normal for this actor at "
+                f"{slot % 24:02d}:00 on a {day}",
+                [("events_per_hour", float(count), expected, 1.0)],
+            )
+        )  # fmt: skip
+        return True
+
+    def _off_hours(
+        self,
+        env: telemetry_pb2.TelemetryEnvelope,
+        actor: _Actor,
+        t: int,
+        local_hour: int,
+        emit: Emit,
+    ) -> bool:
+        """Data sent out at night by an actor who is (almost) never active at night."""
+        cfg = self.cfg
+        da = env.data_access
+        if da.records < cfg.off_hours_min_records:
+            return False
+        move_n = actor.move.n if actor.move is not None else 0
+        if actor.read.n + move_n < cfg.warmup_events:
+            return False
+        night = range(cfg.off_hours_start, cfg.off_hours_end)
+        share = actor.rate.share(night)
+        if share * 100 >= 1.0:
+            return False
+        emit(
+            self._actor_finding(
+                env, t, "leak.off_hours", True, float(da.records), 0.0,
+                findings_pb2.GRADE_SIGNIFICANT,
+                f"{_op_name(da.operation)} of {da.records} records at {local_hour:02d}:00 local "
+                f"time by an actor with {share:.1%} of its activity at night",
+                [("night_share", 1.0, share, 1.0)],
+            )
+        )  # fmt: skip
+        return True
+
+    def _classes(
+        self,
+        env: telemetry_pb2.TelemetryEnvelope,
+        inst: _Institution,
+        actor: _Actor,
+        t: int,
+        outbound: bool,
+        emit: Emit,
+    ) -> None:
+        """A data class on a channel (and direction) that neither the actor nor any actor of
+        its role at the institution ever used: C3 in a batch feed, C2 in a C1-only export."""
+        da = env.data_access
+        f = da.fields
+        channel = int(da.channel)
+        base = channel * 6 + (1 if outbound else 0)
+        bits = 0
+        if f.c1:
+            bits |= 1 << base
+        if f.c2:
+            bits |= 1 << base + 2
+        if f.c3:
+            bits |= 1 << base + 4
+        if not bits:
+            cls = int(env.classification.data_class)
+            if not cls:
+                return
+            bits = 1 << base + 2 * (cls - 1)
+        mine = actor.classes
+        fresh = bits & ~mine.mask
+        role = int(da.actor_role)
+        peers = inst.roles.get(role)
+        if peers is None:
+            peers = inst.roles[role] = CategoryNovelty(self.lcfg.novelty_warmup_ns)
+            peers.first_ns = inst.first_ns
+        fleet = self.roles.get(role)
+        if fleet is None:
+            fleet = self.roles[role] = CategoryNovelty(self.lcfg.novelty_warmup_ns)
+            fleet.first_ns = t
+        if fresh and mine.warm(t) and peers.warm(t):
+            # New for the actor, its role at the institution and its role anywhere: a rare
+            # but routine class (an administrator's credential reset) is not new to the role.
+            new = fresh & ~peers.mask & ~fleet.mask
+            if new:
+                cls_i = (new.bit_length() - 1 - base) // 2
+                name = ("C1", "C2", "C3")[min(cls_i, 2)]
+                where = _CHANNEL_NAMES.get(channel, "unspecified") + " channel"
+                way = " out of the institution" if outbound else ""
+                grade = (
+                    findings_pb2.GRADE_MAJOR
+                    if cls_i >= 2 or (cls_i == 1 and outbound)
+                    else findings_pb2.GRADE_SIGNIFICANT
+                )
+                emit(
+                    self._actor_finding(
+                        env, t, "leak.new_data_class", True, float(da.records), 0.0, grade,
+                        f"{name} data through the {where}{way} ({da.records} records from "
+                        f"{da.system_id}): never before for this actor, nor for any "
+                        f"{_role_name(role)} here or elsewhere",
+                        [(f"{name.lower()}_fields", 1.0, 0.0, 1.0)],
+                    )
+                )  # fmt: skip
+        if fresh:
+            if mine.first_ns < 0:
+                mine.first_ns = t
+            mine.mask |= bits
+        if bits & ~peers.mask:
+            peers.mask |= bits
+        if bits & ~fleet.mask:
+            fleet.mask |= bits
+
+    def _spread(
+        self,
+        env: telemetry_pb2.TelemetryEnvelope,
+        inst: _Institution,
+        actor: _Actor,
+        t: int,
+        emit: Emit,
+    ) -> bool:
+        """Several systems the actor never touched, within a day: a lateral spread."""
+        system_id = env.data_access.system_id
+        idx = inst.systems.get(system_id)
+        if idx is None:
+            if len(inst.systems) >= _MAX_SYSTEMS:
+                return False
+            idx = inst.systems[system_id] = len(inst.systems)
+        spread = actor.spread
+        if spread.mask >> idx & 1:
+            return False
+        score = spread.score(t, idx)
+        spread.add(t, idx)
+        if score < 1.0:
+            return False
+        n = round(score * spread.min_new)
+        emit(
+            self._actor_finding(
+                env, t, "leak.lateral_spread", False, float(n), float(spread.min_new),
+                grade_for(n, spread.min_new),
+                f"{n} systems this actor never used touched within "
+                f"{spread.window_ns // HOUR_NS} hours (latest {system_id})",
+                [("new_systems", float(n), 0.0, 1.0)],
+            )
+        )  # fmt: skip
+        return True
+
+    def _ratio(
+        self,
+        env: telemetry_pb2.TelemetryEnvelope,
+        actor: _Actor,
+        t: int,
+        abs_hour: int,
+        frozen: bool,
+        emit: Emit,
+    ) -> bool:
+        """Records per query of a partner interface this hour against its own reference."""
+        ratio = actor.ratio
+        if ratio is None:
+            ratio = actor.ratio = RecordsPerQuery(min_queries=self.lcfg.ratio_min_queries)
+        records = env.data_access.records
+        ratio.add(abs_hour, records)
+        z = ratio.z()
+        thr = self.lcfg.ratio_z
+        if z < thr:
+            if not frozen:
+                ratio.learn(records)
+            return False
+        if actor.ratio_hour != abs_hour:
+            actor.ratio_hour = abs_hour
+            emit(
+                self._actor_finding(
+                    env, t, "leak.records_ratio", False, z, thr, grade_for(z, thr),
+                    f"{ratio.hour_mean():.0f} records per query this hour from "
+                    f"{env.data_access.system_id}, about {ratio.reference():.0f} normal for "
+                    f"this interface, at its usual query rate",
+                    [("records_per_query", ratio.hour_mean(), ratio.reference(), 1.0)],
+                )
+            )  # fmt: skip
+        return True
+
+    def _drift(
+        self,
+        env: telemetry_pb2.TelemetryEnvelope,
+        actor: _Actor,
+        t: int,
+        clock: _Clock,
+        foreign: bool,
+        emit: Emit,
+    ) -> None:
+        """Exports out of the institution per local day against the actor's frozen rate for
+        that kind of day (working or rest): a few a day more, for days on end."""
+        if clock.day != actor.day:
+            if clock.day < actor.day:
+                return  # a late event of a day already closed
+            self._close_days(actor, clock)
+        if not foreign:
+            return
+        actor.day_n += 1
+        drift = actor.drift
+        if drift is None:
+            drift = actor.drift = DailyDrift(
+                h=self.lcfg.drift_h, reference_days=self.lcfg.drift_reference_days
+            )
+            drift.prime(actor.quiet_work, actor.quiet_rest)
+        score = drift.score(actor.day_n, clock.rest)
+        if score < 1.0 or actor.day_flagged:
+            return
+        actor.day_flagged = True
+        da = env.data_access
+        rate = drift.rate(clock.rest)
+        emit(
+            self._actor_finding(
+                env, t, "leak.slow_drip", False, score, 1.0, grade_for(score, 1.0),
+                f"Exports out of the institution have run above this actor's normal for days "
+                f"({actor.day_n} today, last {da.records} records from {da.system_id}; normal "
+                f"{rate:.1f} a {'rest' if clock.rest else 'working'} day)",
+                [("exports_out_per_day", float(actor.day_n), rate, 1.0)],
+            )
+        )  # fmt: skip
+
+    def _close_days(self, actor: _Actor, clock: _Clock) -> None:
+        """Learn the day being counted, and the days without events since (a week at most)."""
+        if actor.day >= 0:
+            cal = clock.cal
+            days = [(actor.day_n, actor.day_rest)]
+            for back in range(min(clock.day - actor.day, 8) - 1, 0, -1):
+                noon = clock.lo - back * DAY_NS + 12 * HOUR_NS
+                days.append((0, cal is not None and cal.is_rest_day(noon)))
+            drift = actor.drift
+            for k, (n, rest) in enumerate(days):
+                if drift is not None:
+                    drift.learn(n, rest)
+                    if k == 0 and actor.day_flagged:
+                        drift.reset()
+                elif rest:
+                    actor.quiet_rest += 1
+                else:
+                    actor.quiet_work += 1
+        actor.day = clock.day
+        actor.day_rest = clock.rest
+        actor.day_n = 0
+        actor.day_flagged = False
 
     def _access_score(
         self,
@@ -140,14 +734,14 @@ class LeakageFamily:
         actor: _Actor,
         t: int,
         outbound: bool,
-        moving: bool,
         new_destination: bool,
         flagged: bool,
         emit: Emit,
     ) -> None:
-        """Score the event against the actor's multivariate habit. Alarm only on data that moves
-        (an export, a transfer, anything outbound) and that the other detectors of this event
-        did not already report; learn only what was not flagged."""
+        """Score the event against the actor's multivariate habit (every access, on the scores
+        log). Alarm only on data leaving the institution that the other detectors of this event
+        did not already report, from an actor whose outbound habit is known; learn only what
+        was not flagged."""
         da = env.data_access
         f = da.fields
         x = {
@@ -164,363 +758,100 @@ class LeakageFamily:
         scorer = actor.access
         score = scorer.score_one(x)
         thr = self.cfg.access_alarm_score
-        alarm = moving and score >= thr and scorer.n >= scorer.warmup and not flagged
-        actor_id = da.actor_pseudonym
-        inst_id = env.institution_id
+        alarm = (
+            outbound
+            and score >= thr
+            and not flagged
+            and scorer.n >= scorer.warmup
+            and actor.outbound_n > self.lcfg.access_min_outbound
+        )
         self.scores.add(
             Score(
-                inst_id, "actor", actor_id, "leak.access", env.event_id, t, score, thr,
-                float(da.records), scorer.baseline("records"), alarm or flagged,
+                env.institution_id, "actor", da.actor_pseudonym, "leak.access", env.event_id, t,
+                score, thr, float(da.records), scorer.baseline("records"), alarm or flagged,
             )
         )  # fmt: skip
         if not (alarm or flagged):
             scorer.learn_one(x)
         if not alarm:
             return
-        contrib = scorer.contributions(x)
-        top = sorted(contrib.items(), key=lambda kv: -kv[1])[:3]
+        top = sorted(scorer.contributions(x).items(), key=lambda kv: -kv[1])[:3]
+        tail = 1.0 - score
+        grade = findings_pb2.GRADE_SIGNIFICANT if tail < 1e-7 else findings_pb2.GRADE_GENERAL
         emit(
-            Candidate(
-                FAMILY,
-                inst_id,
-                "actor",
-                actor_id,
-                "leak.access",
-                False,
-                score,
-                thr,
-                findings_pb2.GRADE_SIGNIFICANT
-                if 1.0 - score < 1e-7
-                else findings_pb2.GRADE_GENERAL,
+            self._actor_finding(
+                env, t, "leak.access", False, score, thr, grade,
                 f"{_op_name(da.operation)} of {da.records} records ({da.bytes_out} bytes out) "
                 f"from {da.system_id} unlike this actor's accesses, mostly in "
                 + ", ".join(k for k, _ in top)
-                + f" (tail probability {max(1.0 - score, 0.0):.1e})",
-                t,
-                [env.event_id],
+                + f" (tail probability {max(tail, 0.0):.1e})",
                 [(k, x.get(k, 0.0), scorer.baseline(k), w) for k, w in top],
             )
-        )
-
-    def process(self, env: telemetry_pb2.TelemetryEnvelope, t: int, emit: Emit) -> None:
-        cfg = self.cfg
-        da = env.data_access
-        inst_id = env.institution_id
-        eid = env.event_id
-        actor_id = da.actor_pseudonym
-        records = da.records
-        bytes_out = da.bytes_out
-        dk = da.destination_kind
-        op = da.operation
-        outbound = dk in _OUTBOUND
-        c3 = da.fields.c3 > 0 or env.classification.data_class == telemetry_pb2.DATA_CLASS_C3
-
-        inst = self.institutions.get(inst_id)
-        if inst is None:
-            inst = self.institutions[inst_id] = _Institution(cfg, t)
-
-        # Hard rule: authentication-class data never leaves the institution.
-        if c3 and outbound:
-            emit(
-                Candidate(
-                    FAMILY,
-                    inst_id,
-                    "actor",
-                    actor_id,
-                    "leak.c3_outbound",
-                    True,
-                    float(da.fields.c3 or 1),
-                    0.0,
-                    findings_pb2.GRADE_CRITICAL,
-                    f"C3 authentication data ({da.fields.c3} fields, {records} records) sent "
-                    f"to a {_DEST_NAMES.get(dk, 'foreign')} destination from {da.system_id}",
-                    t,
-                    [eid],
-                    [("c3_fields", float(da.fields.c3), 0.0, 1.0)],
-                )
-            )
-
-        new_destination = False
-        if dk in _FOREIGN:
-            key = _dest_key(da.destination_pseudonym, da.destination_country)
-            if key not in inst.destinations:
-                new_destination = True
-                if t - inst.first_ns >= DAY_NS:
-                    cross = dk == telemetry_pb2.DESTINATION_KIND_CROSS_BORDER
-                    country = da.destination_country or "?"
-                    where = f"cross-border ({country})" if cross else "external"
-                    emit(
-                        Candidate(
-                            FAMILY,
-                            inst_id,
-                            "actor",
-                            actor_id,
-                            "leak.new_destination",
-                            True,
-                            float(records),
-                            0.0,
-                            findings_pb2.GRADE_MAJOR if cross else findings_pb2.GRADE_SIGNIFICANT,
-                            f"First {where} destination of the institution: {records} records "
-                            f"from {da.system_id}",
-                            t,
-                            [eid],
-                            [("records", float(records), 0.0, 1.0)],
-                        )
-                    )
-                if len(inst.destinations) < _MAX_DESTINATIONS:
-                    inst.destinations.add(key)
-
-        x = {"records": math.log1p(records), "bytes": math.log1p(bytes_out)}
-        actor = self.actors.get((inst_id, actor_id))
-        if actor is None:
-            actor = self.actors[(inst_id, actor_id)] = _Actor(cfg)
-        frozen = t < actor.frozen_until
-        moving = outbound or op in _MOVING_OPS
-        if moving:
-            if actor.move is None:
-                actor.move = RobustZScore(alpha=0.05, clip=3.0, floor=0.5)
-            vol = actor.move
-            warm = vol.n >= cfg.warmup_moves
-        else:
-            vol = actor.read
-            warm = vol.n >= cfg.warmup_events
-        score = vol.score_one(x)
-        thr = max(cfg.z_threshold, actor.q)
-        flagged = False
-        if warm and score > thr:
-            flagged = True
-            actor.frozen_until = t + cfg.coalesce_window_ns
-            contrib = vol.contributions(x)
-            emit(
-                Candidate(
-                    FAMILY,
-                    inst_id,
-                    "actor",
-                    actor_id,
-                    "leak.actor_volume",
-                    False,
-                    score,
-                    thr,
-                    grade_for(score, thr),
-                    f"{_op_name(op)} of {records} records ({bytes_out} bytes) from "
-                    f"{da.system_id}, about {math.expm1(vol.baseline('records')):.0f} "
-                    f"normal for this actor",
-                    t,
-                    [eid],
-                    [
-                        (k, math.expm1(x[k]), math.expm1(vol.baseline(k)), v)
-                        for k, v in contrib.items()
-                    ],
-                )
-            )
-        elif not frozen:
-            vol.learn_one(x)
-            if warm:
-                actor.q = update_quantile(actor.q, score, cfg.false_alarm_budget, 0.05)
-
-        abs_hour = t // HOUR_NS
-        if abs_hour != actor.hour:
-            if actor.hour_n and actor.hour >= 0 and abs_hour > actor.hour:
-                limit = max(cfg.rate_min_events, cfg.rate_ratio * actor.rate_mean)
-                # A flagged hour is not learned: scraping must not become the normal rate.
-                if actor.hour_n <= limit or actor.rate_hours < cfg.rate_warmup_hours:
-                    actor.rate_hours += 1
-                    w = max(0.05, 1.0 / actor.rate_hours)
-                    actor.rate_mean += w * (actor.hour_n - actor.rate_mean)
-            if abs_hour > actor.hour:
-                actor.hour = abs_hour
-                actor.hour_n = 0
-        if abs_hour == actor.hour:
-            actor.hour_n += 1
-            if actor.rate_hours >= cfg.rate_warmup_hours:
-                limit = max(cfg.rate_min_events, cfg.rate_ratio * actor.rate_mean)
-                if actor.hour_n > limit and actor.hour_n - 1 <= limit:
-                    flagged = True
-                    emit(
-                        Candidate(
-                            FAMILY,
-                            inst_id,
-                            "actor",
-                            actor_id,
-                            "leak.actor_rate",
-                            False,
-                            float(actor.hour_n),
-                            limit,
-                            grade_for(actor.hour_n, limit),
-                            f"{actor.hour_n} data accesses within this hour from {da.system_id} "
-                            f"(last {records} records), about {actor.rate_mean:.0f} an hour "
-                            f"normal for this actor",
-                            t,
-                            [eid],
-                            [("events_per_hour", float(actor.hour_n), actor.rate_mean, 1.0)],
-                        )
-                    )
-
-        # Off-hours: an actor who never works at night sending data out at night (internal
-        # night exports are maintenance, not exfiltration).
-        local_hour = (abs_hour + cfg.utc_offset_hours) % 24
-        hours = actor.hours
-        if cfg.off_hours_start <= local_hour < cfg.off_hours_end:
-            total = sum(hours)
-            night = sum(hours[cfg.off_hours_start : cfg.off_hours_end])
-            if (
-                total >= cfg.warmup_events
-                and night * 100 < total
-                and outbound
-                and records >= cfg.off_hours_min_records
-            ):
-                flagged = True
-                actor.frozen_until = t + cfg.coalesce_window_ns
-                emit(
-                    Candidate(
-                        FAMILY,
-                        inst_id,
-                        "actor",
-                        actor_id,
-                        "leak.off_hours",
-                        True,
-                        float(records),
-                        0.0,
-                        findings_pb2.GRADE_SIGNIFICANT,
-                        f"{_op_name(op)} of {records} records at {local_hour:02d}:00 local time "
-                        f"by an actor with {night} of {total} past events at night",
-                        t,
-                        [eid],
-                        [("night_share", 1.0, night / total, 1.0)],
-                    )
-                )
-        if not flagged and not frozen:
-            if hours[local_hour] == 65535:
-                for i in range(24):
-                    hours[i] //= 2
-            hours[local_hour] += 1
-
-        # Slow drip: records leaving the institution summed per local day, a CUSUM over the daily
-        # totals (internal exports are how many people work, and too irregular a day to call).
-        day = (abs_hour + cfg.utc_offset_hours) // 24
-        if day > actor.day:
-            if actor.day >= 0:
-                self._close_days(inst_id, actor_id, actor, day, t, eid, emit)
-            actor.day = day
-            actor.day_out = 0.0
-            actor.day_flagged = False
-        if flagged or c3 and outbound or actor.frozen_until > t:
-            actor.day_flagged = True
-        if outbound and day == actor.day:
-            actor.day_out += records
-
-        self._access_score(
-            env, actor, t, outbound, moving, new_destination, flagged or frozen, emit
-        )
-        self._system(inst_id, da.system_id, x, t, eid, records, op, vol.n, flagged, emit)
-        if outbound:
-            self._hst(inst, inst_id, actor_id, x, c3, dk, local_hour, t, eid, flagged, emit)
-
-    def _close_days(
-        self, inst_id: str, actor_id: str, actor: _Actor, day: int, t: int, eid: str, emit: Emit
-    ) -> None:
-        cfg = self.cfg
-        # Days without events moved nothing; at most a week of them matters to the sum.
-        gap = min(day - actor.day - 1, 7)
-        # A day whose moves were already reported would only repeat that finding a day late.
-        days = [0.0] * gap if actor.day_flagged else [actor.day_out] + [0.0] * gap
-        for out in days:
-            x = {"out": math.log1p(out)}
-            score = actor.drip.score_one(x)
-            actor.drip.learn_one(x)
-            actor.days += 1
-            if actor.days > cfg.warmup_days and score >= 1.0:
-                actor.drip.reset()
-                emit(
-                    Candidate(
-                        FAMILY,
-                        inst_id,
-                        "actor",
-                        actor_id,
-                        "leak.slow_drip",
-                        False,
-                        score,
-                        1.0,
-                        grade_for(score, 1.0),
-                        f"Outbound records have run above this actor's normal for days "
-                        f"(yesterday {out:.0f}, normal {math.expm1(actor.drip.mean):.0f} a day)",
-                        t,
-                        [eid],
-                        [("daily_outbound_records", out, math.expm1(actor.drip.mean), 1.0)],
-                    )
-                )
+        )  # fmt: skip
 
     def _system(
         self,
-        inst_id: str,
-        system_id: str,
-        x: dict[str, float],
+        env: telemetry_pb2.TelemetryEnvelope,
+        lr: float,
+        lb: float,
         t: int,
-        eid: str,
-        records: int,
-        op: int,
-        actor_n: int,
+        actor: _Actor,
+        moving: bool,
         actor_flagged: bool,
         emit: Emit,
     ) -> None:
         cfg = self.cfg
+        da = env.data_access
+        system_id = da.system_id
+        inst_id = env.institution_id
         sysm = self.systems.get((inst_id, system_id))
         if sysm is None:
             sysm = self.systems[(inst_id, system_id)] = _System()
-        score = sysm.vol.score_one(x)
+        score = sysm.vol.score(lr, lb)
         thr = max(cfg.z_threshold, sysm.q)
         if sysm.vol.n >= cfg.warmup_events and score > thr:
             sysm.frozen_until = t + cfg.coalesce_window_ns
             # The actor's own model speaks for an actor with a history; the system covers a
-            # first move.
-            if actor_n == 0 and not actor_flagged:
+            # move its actor's habit could not judge (nothing learned of it yet).
+            habit = actor.move if moving else actor.read
+            if (habit is None or habit.n == 0) and not actor_flagged:
+                normal = math.expm1(sysm.vol.baseline("records"))
                 emit(
                     Candidate(
-                        FAMILY,
-                        inst_id,
-                        "system",
-                        system_id,
-                        "leak.system_volume",
-                        False,
-                        score,
-                        thr,
-                        grade_for(score, thr),
-                        f"{_op_name(op)} of {records} records from {system_id}, far above "
-                        f"its normal {math.expm1(sysm.vol.baseline('records')):.0f}",
-                        t,
-                        [eid],
-                        [
-                            (
-                                "records",
-                                float(records),
-                                math.expm1(sysm.vol.baseline("records")),
-                                1.0,
-                            )
-                        ],
+                        family=FAMILY,
+                        institution_id=inst_id,
+                        entity_kind="system",
+                        entity_id=system_id,
+                        detector_id="leak.system_volume",
+                        is_rule=False,
+                        score=score,
+                        threshold=thr,
+                        grade=grade_for(score, thr),
+                        summary=f"{_op_name(da.operation)} of {da.records} records from "
+                        f"{system_id}, far above its normal {normal:.0f}",
+                        event_time_ns=t,
+                        evidence=[env.event_id],
+                        contributions=[("records", float(da.records), normal, 1.0)],
                     )
                 )
         elif t >= sysm.frozen_until:
-            sysm.vol.learn_one(x)
+            sysm.vol.learn(lr, lb)
             if sysm.vol.n > cfg.warmup_events:
                 sysm.q = update_quantile(sysm.q, score, cfg.false_alarm_budget, 0.05)
 
     def _hst(
         self,
         inst: _Institution,
-        inst_id: str,
-        actor_id: str,
-        x: dict[str, float],
+        env: telemetry_pb2.TelemetryEnvelope,
+        lr: float,
+        lb: float,
         c3: bool,
-        dk: int,
         hour: int,
         t: int,
-        eid: str,
         flagged: bool,
         emit: Emit,
     ) -> None:
         cfg = self.cfg
-        if not cfg.hst_enabled:
-            return
         if inst.hst is None:
             inst.hst = ScaledHalfSpaceTrees(
                 n_trees=cfg.hst_trees,
@@ -529,27 +860,23 @@ class LeakageFamily:
                 seed=cfg.seed,
             )
             inst.hst_q = stats.Quantile(cfg.hst_quantile)
-        hx = {**x, "dest": float(dk), "hour": float(hour), "c3": 1.0 if c3 else 0.0}
+        hx = {
+            "records": lr,
+            "bytes": lb,
+            "dest": float(env.data_access.destination_kind),
+            "hour": float(hour),
+            "c3": 1.0 if c3 else 0.0,
+        }
         score = inst.hst.score_one(hx)
         thr = inst.hst_q.get() if inst.hst_n >= cfg.hst_warmup else None
         if thr is not None and score > thr and score > 0.0:
             emit(
-                Candidate(
-                    FAMILY,
-                    inst_id,
-                    "actor",
-                    actor_id,
-                    "leak.hst",
-                    False,
-                    score,
-                    thr,
-                    findings_pb2.GRADE_GENERAL,
+                self._actor_finding(
+                    env, t, "leak.hst", False, score, thr, findings_pb2.GRADE_GENERAL,
                     "Outbound transfer unlike the institution's recent outbound traffic",
-                    t,
-                    [eid],
                     [(k, v, 0.0, 1.0) for k, v in hx.items()],
                 )
-            )
+            )  # fmt: skip
             return
         if not flagged:
             inst.hst.learn_one(hx)
@@ -558,5 +885,10 @@ class LeakageFamily:
 
 
 def _op_name(op: int) -> str:
-    name = telemetry_pb2.Operation.Name(op) if op in telemetry_pb2.Operation.values() else "?"
+    name = T.Operation.Name(op) if op in T.Operation.values() else "?"
     return name.removeprefix("OPERATION_").capitalize()
+
+
+def _role_name(role: int) -> str:
+    name = T.ActorRole.Name(role) if role in T.ActorRole.values() else "?"
+    return name.removeprefix("ACTOR_ROLE_").lower()
