@@ -161,6 +161,7 @@ class AccessScorer(base.AnomalyDetector):
         "_seen",
         "_lay",
         "_st",
+        "_memo",
     )
 
     def __init__(
@@ -205,15 +206,20 @@ class AccessScorer(base.AnomalyDetector):
         # of each flag; then the calibration's median, upper quantile and mean excess.
         size = modes * (3 + 2 * len(self._lay[0])) + len(self._lay[1]) + 3
         self._st = array("d", bytes(8 * size))
+        # What score_one worked out for the event it scored, for a learn_one of the same event
+        # right after: (x, n, values, surprise of the counts, best mode, its |z|, flags').
+        self._memo: tuple[Any, ...] | None = None
 
-    # Pickle the slots (river's Base has no __getstate__ for them); the layout is rebuilt.
+    # Pickle the slots (river's Base has no __getstate__ for them); the layout is rebuilt and
+    # the memo of the last event scored is not state.
     def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__ if k != "_lay"}
+        return {k: getattr(self, k) for k in self.__slots__ if k not in ("_lay", "_memo")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
             object.__setattr__(self, k, v)
         self._lay = _layout(self.features, self.binary)
+        self._memo = None
 
     def _values(self, x: dict[Any, Any]) -> list[tuple[int, float]]:
         """(offset in a mode's block, log1p value) of the count features seen or non-zero."""
@@ -275,7 +281,7 @@ class AccessScorer(base.AnomalyDetector):
             j += block
         return best_nll - ref, best, best_zmax
 
-    def _flag_surprise(self, x: dict[Any, Any], learn: bool) -> float:
+    def _flag_surprise(self, x: dict[Any, Any]) -> float:
         cont, flags = self._lay
         st = self._st
         s = 0.0
@@ -284,31 +290,34 @@ class AccessScorer(base.AnomalyDetector):
         cap = 1.0 / self.mode_alpha
         if ne > cap:
             ne = cap
-        w = 1.0 / (self.n + 1)
-        if w < self.mode_alpha:
-            w = self.mode_alpha
         i = self.modes * (3 + 2 * len(cont))
         for k in flags:
             p = (st[i] * ne + 0.5) / (ne + 1.0)
             if x.get(k, 0.0) > 0.0:
                 if p < 0.5:
                     s += math.log((1.0 - p) / p)
-                b = 1.0
-            else:
-                if p > 0.5:
-                    s += math.log(p / (1.0 - p))
-                b = 0.0
-            if learn:
-                st[i] += w * (b - st[i])
+            elif p > 0.5:
+                s += math.log(p / (1.0 - p))
             i += 1
         return s
+
+    def _learn_flags(self, x: dict[Any, Any]) -> None:
+        st = self._st
+        w = 1.0 / (self.n + 1)
+        if w < self.mode_alpha:
+            w = self.mode_alpha
+        i = self.modes * (3 + 2 * len(self._lay[0]))
+        for k in self._lay[1]:
+            b = 1.0 if x.get(k, 0.0) > 0.0 else 0.0
+            st[i] += w * (b - st[i])
+            i += 1
 
     def surprise(self, x: dict[Any, Any]) -> float:
         """Raw surprise of ``x`` in nats (0 for the actor's most typical event), uncalibrated."""
         if not self.n:
             return 0.0
         s = self._match(self._values(x))[0]
-        return s + self._flag_surprise(x, False) if self._lay[1] else s
+        return s + self._flag_surprise(x) if self._lay[1] else s
 
     def _tail_probability(self, s: float) -> float:
         st = self._st
@@ -329,7 +338,12 @@ class AccessScorer(base.AnomalyDetector):
         n = self.n
         if n == 0:
             return 0.0
-        p = self._tail_probability(self.surprise(x))
+        vs = self._values(x)
+        s, best, zmax = self._match(vs)
+        sf = self._flag_surprise(x) if self._lay[1] else 0.0
+        # A learn_one of this same event right after need not work all this out again.
+        self._memo = (x, n, vs, s, best, zmax, sf)
+        p = self._tail_probability(s + sf)
         if n < self.warmup:
             # p ** c with c < 1: a young baseline needs more evidence for the same score.
             p = p ** (n / self.warmup)
@@ -349,9 +363,11 @@ class AccessScorer(base.AnomalyDetector):
 
     def learn_one(self, x: dict[Any, Any]) -> None:
         st = self._st
-        vs = self._values(x)
         n = self.n
+        memo = self._memo
+        self._memo = None
         if n == 0:
+            vs = self._values(x)
             self._start_mode(0, vs, 1.0)
             self._mark_seen(vs)
             i = self.modes * (3 + 2 * len(self._lay[0]))
@@ -360,9 +376,15 @@ class AccessScorer(base.AnomalyDetector):
                 i += 1
             self.n = 1
             return
-        s, best, zmax = self._match(vs)
+        if memo is not None and memo[0] is x and memo[1] == n:
+            vs, s, best, zmax, sf = memo[2:]
+        else:
+            vs = self._values(x)
+            s, best, zmax = self._match(vs)
+            sf = self._flag_surprise(x) if self._lay[1] else 0.0
         if self._lay[1]:
-            s += self._flag_surprise(x, True)
+            s += sf
+            self._learn_flags(x)
         self._learn_calibration(s, n)
         self.n = n + 1
         # Mode weights: exponentially weighted shares of the events each mode learned.
