@@ -39,14 +39,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 T0 = dt.datetime.now(dt.UTC).replace(microsecond=0)
 ROLES = ["viewer", "analyst", "supervisor", "admin", "institution"]
 TOKENS: dict[str, dict[str, Any]] = {
-    **{f"tok-{r}": {"name": f"{r}-1", "role": r, "jurisdictions": ["*"]} for r in ROLES},
-    "tok-partner": {"name": "partner-hk", "role": "analyst", "jurisdictions": ["bank-sz-01"]},
-    "tok-partner-sup": {
+    **{f"tok-16chars-{r}": {"name": f"{r}-1", "role": r, "jurisdictions": ["*"]} for r in ROLES},
+    "tok-16chars-partner": {
+        "name": "partner-hk",
+        "role": "analyst",
+        "jurisdictions": ["bank-sz-01"],
+    },
+    "tok-16chars-partner-sup": {
         "name": "partner-sup",
         "role": "supervisor",
         "jurisdictions": ["bank-sz-01"],
     },
-    "tok-gateway": {"name": "bank-sz-01", "institution_id": "bank-sz-01"},
+    "tok-16chars-gateway": {"name": "bank-sz-01", "institution_id": "bank-sz-01"},
     "cert:console.regulator": {"name": "console", "role": "supervisor", "jurisdictions": ["*"]},
 }
 READ = {"ListAlerts", "GetAlert", "StreamAlerts"}
@@ -144,7 +148,7 @@ async def status_of(port: int, method: str, token: str | None) -> grpc.StatusCod
 
 @pytest.mark.parametrize("role", ROLES)
 async def test_permission_matrix_over_grpc(service: AlertApp, role: str) -> None:
-    codes = {m: await status_of(service.port, m, f"tok-{role}") for m in CALLS}
+    codes = {m: await status_of(service.port, m, f"tok-16chars-{role}") for m in CALLS}
     allowed = {m for m, c in codes.items() if c not in AUTH_CODES}
     assert allowed == ALLOWED[role], codes
     denied = {c for m, c in codes.items() if m not in ALLOWED[role]}
@@ -153,13 +157,13 @@ async def test_permission_matrix_over_grpc(service: AlertApp, role: str) -> None
         assert codes["ListAlerts"] == codes["StreamAlerts"] == grpc.StatusCode.OK
 
 
-@pytest.mark.parametrize("token", [None, "tok-wrong", "tok-gateway"])
+@pytest.mark.parametrize("token", [None, "tok-16chars-wrong", "tok-16chars-gateway"])
 async def test_unknown_or_institution_credentials_get_nothing(
     service: AlertApp, token: str | None
 ) -> None:
     expected = (
         grpc.StatusCode.PERMISSION_DENIED
-        if token == "tok-gateway"
+        if token == "tok-16chars-gateway"
         else grpc.StatusCode.UNAUTHENTICATED
     )
     for method in ("ListAlerts", "StreamAlerts", "Acknowledge"):
@@ -173,18 +177,18 @@ async def test_health_needs_no_credentials(service: AlertApp) -> None:
 
 
 async def test_partner_regulator_sees_only_shared_institutions(service: AlertApp) -> None:
-    listed = await call(service.port, "ListAlerts", "tok-partner")
+    listed = await call(service.port, "ListAlerts", "tok-16chars-partner")
     assert [a.institution_id for a in listed.alerts] == ["bank-sz-01"]
-    everyone = await call(service.port, "ListAlerts", "tok-viewer")
+    everyone = await call(service.port, "ListAlerts", "tok-16chars-viewer")
     assert sorted(a.institution_id for a in everyone.alerts) == ["bank-sz-01", "bank-sz-02"]
-    first = await call(service.port, "StreamAlerts", "tok-partner")
+    first = await call(service.port, "StreamAlerts", "tok-16chars-partner")
     assert first.alert.institution_id == "bank-sz-01"
     for method, request in [
         ("GetAlert", alerts_pb2.GetAlertRequest(alert_id="a-bank-sz-02")),
         ("Acknowledge", alerts_pb2.AcknowledgeRequest(alert_id="a-bank-sz-02")),
     ]:
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await call(service.port, method, "tok-partner", request)
+            await call(service.port, method, "tok-16chars-partner", request)
         # Not even the existence of another jurisdiction's alert is revealed.
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
@@ -193,7 +197,7 @@ async def test_actions_are_audited_under_the_callers_identity(service: AlertApp)
     reply = await call(
         service.port,
         "Acknowledge",
-        "tok-partner",
+        "tok-16chars-partner",
         alerts_pb2.AcknowledgeRequest(alert_id="a-bank-sz-01", note="looking"),
     )
     assert reply.alert.state == alerts_pb2.ALERT_STATE_ACKNOWLEDGED
@@ -221,19 +225,19 @@ async def test_partner_cannot_expire_a_silence_outside_its_jurisdiction(service:
     def expire(silence_id: str) -> alerts_pb2.ExpireSilenceRequest:
         return alerts_pb2.ExpireSilenceRequest(silence_id=silence_id)
 
-    others = await create("tok-admin", {"institution_id": "bank-sz-02"})
-    everyone = await create("tok-admin", {"family": "FAMILY_DATA_LEAKAGE"})
-    own = await create("tok-partner-sup", {"institution_id": "bank-sz-01"})
+    others = await create("tok-16chars-admin", {"institution_id": "bank-sz-02"})
+    everyone = await create("tok-16chars-admin", {"family": "FAMILY_DATA_LEAKAGE"})
+    own = await create("tok-16chars-partner-sup", {"institution_id": "bank-sz-01"})
     for silence_id in (others, everyone):
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await call(service.port, "ExpireSilence", "tok-partner-sup", expire(silence_id))
+            await call(service.port, "ExpireSilence", "tok-16chars-partner-sup", expire(silence_id))
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert "outside your jurisdiction" in (err.value.details() or "")
-    reply = await call(service.port, "ExpireSilence", "tok-partner-sup", expire(own))
+    reply = await call(service.port, "ExpireSilence", "tok-16chars-partner-sup", expire(own))
     assert reply.silence.expired
     # The refused ones are still in force: the admin can expire them (once).
     for silence_id in (others, everyone):
-        reply = await call(service.port, "ExpireSilence", "tok-admin", expire(silence_id))
+        reply = await call(service.port, "ExpireSilence", "tok-16chars-admin", expire(silence_id))
         assert reply.silence.expired
     assert service.sessions is not None
     with service.sessions() as s:

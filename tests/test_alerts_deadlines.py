@@ -28,9 +28,13 @@ ISSUE = {
 }
 
 
+# Configuration loads only with credentials or with insecure development declared.
+DEV = {"ALERTS_INSECURE_DEV": "true"}
+
+
 def test_defaults_are_the_issues_everywhere() -> None:
     assert AlertsConfig().deadlines_by_grade() == ISSUE
-    assert load_config({}).deadlines_by_grade() == ISSUE
+    assert load_config(DEV).deadlines_by_grade() == ISSUE
     assert dict(DEFAULT_DEADLINES_S) == ISSUE
     assert dict(EscalationConfig().deadlines_s) == ISSUE
     assert dict(EscalationConfig.from_alerts_config(AlertsConfig()).deadlines_s) == ISSUE
@@ -39,7 +43,9 @@ def test_defaults_are_the_issues_everywhere() -> None:
 
 
 def test_environment_overrides_reach_escalation() -> None:
-    cfg = load_config({"ALERTS_DEADLINE_CRITICAL_S": "600", "ALERTS_DEADLINE_GENERAL_S": "7200"})
+    cfg = load_config(
+        {**DEV, "ALERTS_DEADLINE_CRITICAL_S": "600", "ALERTS_DEADLINE_GENERAL_S": "7200"}
+    )
     esc = EscalationConfig.from_alerts_config(cfg)
     assert esc.seconds(findings_pb2.GRADE_CRITICAL) == 600
     assert esc.seconds(findings_pb2.GRADE_MAJOR) == 2 * HOUR
@@ -49,7 +55,7 @@ def test_environment_overrides_reach_escalation() -> None:
 @pytest.mark.parametrize("value", ["0", "-5", "soon"])
 def test_bad_deadline_is_refused_by_name(value: str) -> None:
     with pytest.raises(ConfigError, match="ALERTS_DEADLINE_MAJOR_S"):
-        load_config({"ALERTS_DEADLINE_MAJOR_S": value})
+        load_config({**DEV, "ALERTS_DEADLINE_MAJOR_S": value})
 
 
 @pytest.mark.parametrize("grade", sorted(ISSUE))

@@ -45,6 +45,7 @@ async def app(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> AsyncI
             kafka_addr=kafka_bootstrap,
             topic_prefix=topic_prefix,
             consumer_group=f"feed-{uuid.uuid4().hex[:8]}",
+            insecure_dev=True,
         )
     )
     await service.start()

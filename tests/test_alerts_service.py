@@ -28,9 +28,9 @@ pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 TOKENS = {
-    "tok-admin": {"name": "chief", "role": "admin", "jurisdictions": ["*"]},
-    "tok-analyst": {"name": "li.wei", "role": "analyst", "jurisdictions": ["bank-a"]},
-    "tok-viewer": {"name": "viewer", "role": "viewer", "jurisdictions": ["*"]},
+    "tok-16chars-admin": {"name": "chief", "role": "admin", "jurisdictions": ["*"]},
+    "tok-16chars-analyst": {"name": "li.wei", "role": "analyst", "jurisdictions": ["bank-a"]},
+    "tok-16chars-viewer": {"name": "viewer", "role": "viewer", "jurisdictions": ["*"]},
 }
 
 
@@ -72,7 +72,7 @@ def auth(token: str) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {token}")]
 
 
-ADMIN = auth("tok-admin")
+ADMIN = auth("tok-16chars-admin")
 
 
 @pytest.fixture
@@ -163,12 +163,15 @@ async def test_findings_become_grouped_alerts(
     )
     assert [a.alert_id for a in only_major.alerts] == [major.alert_id]
     # A principal scoped to bank-a never sees bank-b.
-    scoped = await stub.ListAlerts(alerts_pb2.ListAlertsRequest(), metadata=auth("tok-analyst"))
+    scoped = await stub.ListAlerts(
+        alerts_pb2.ListAlertsRequest(), metadata=auth("tok-16chars-analyst")
+    )
     assert {a.institution_id for a in scoped.alerts} == {"bank-a"}
     other = next(a for a in alerts if a.institution_id == "bank-b")
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.GetAlert(
-            alerts_pb2.GetAlertRequest(alert_id=other.alert_id), metadata=auth("tok-analyst")
+            alerts_pb2.GetAlertRequest(alert_id=other.alert_id),
+            metadata=auth("tok-16chars-analyst"),
         )
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
@@ -281,7 +284,7 @@ async def test_concurrent_acknowledge_exactly_one_wins(
                 alerts_pb2.AcknowledgeRequest(
                     alert_id=alert.alert_id, expected_version=alert.version, note=note
                 ),
-                metadata=auth("tok-analyst"),
+                metadata=auth("tok-16chars-analyst"),
             )
         except grpc.aio.AioRpcError as exc:
             return exc.code()
@@ -309,7 +312,7 @@ async def test_triage_resolve_publishes_feedback_and_refuses_bad_transitions(
     with pytest.raises(grpc.aio.AioRpcError) as err:  # an analyst may not decide
         await stub.Resolve(
             alerts_pb2.ResolveRequest(alert_id=a.alert_id, verdict=alerts_pb2.VERDICT_BENIGN),
-            metadata=auth("tok-analyst"),
+            metadata=auth("tok-16chars-analyst"),
         )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     r = (
@@ -380,7 +383,7 @@ async def test_bad_requests_get_clear_status_codes(
         "no token": stub.ListAlerts(A.ListAlertsRequest()),
         "wrong token": stub.ListAlerts(A.ListAlertsRequest(), metadata=auth("forged")),
         "viewer acks": stub.Acknowledge(
-            A.AcknowledgeRequest(alert_id=alert.alert_id), metadata=auth("tok-viewer")
+            A.AcknowledgeRequest(alert_id=alert.alert_id), metadata=auth("tok-16chars-viewer")
         ),
         "unknown silence": stub.ExpireSilence(
             A.ExpireSilenceRequest(silence_id="nope"), metadata=ADMIN
@@ -557,7 +560,7 @@ async def test_feed_client_prints_one_line_per_alert(
     await wait_for_alerts(stub, 1, 1)
     out = io.StringIO()
     cursor = await asyncio.to_thread(
-        feed.follow, f"127.0.0.1:{app.port}", "tok-viewer", "0", out, 1
+        feed.follow, f"127.0.0.1:{app.port}", "tok-16chars-viewer", "0", out, 1
     )
     line = out.getvalue().strip()
     assert cursor == "1"

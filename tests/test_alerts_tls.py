@@ -27,7 +27,7 @@ from suptech.v1 import alerts_pb2, alerts_pb2_grpc
 
 TOKENS = {
     "cert:console.regulator": {"name": "console", "role": "supervisor", "jurisdictions": ["*"]},
-    "tok-viewer": {"name": "viewer-1", "role": "viewer", "jurisdictions": ["*"]},
+    "tok-16chars-viewer": {"name": "viewer-1", "role": "viewer", "jurisdictions": ["*"]},
 }
 
 
@@ -107,7 +107,7 @@ async def test_mutual_tls_identifies_by_certificate(
     # Signed by the CA but not registered: authenticated handshake, unknown identity.
     assert await _list(app.port, pem, "stranger") == "UNAUTHENTICATED"
     # A token still works, over a certificate-authenticated channel.
-    assert await _list(app.port, pem, "stranger", token="tok-viewer") == "OK"
+    assert await _list(app.port, pem, "stranger", token="tok-16chars-viewer") == "OK"
     # No client certificate: the handshake itself is refused.
     assert await _list(app.port, pem, None) == "UNAVAILABLE"
 
@@ -157,6 +157,6 @@ def test_tls_misconfiguration_is_refused_by_name(env: dict[str, str], message: s
 
 
 def test_without_tls_there_is_no_health_port() -> None:
-    cfg = load_config({})
+    cfg = load_config({"ALERTS_INSECURE_DEV": "true"})
     assert (cfg.tls_cert, cfg.tls_client_ca, cfg.health_port) == ("", "", 50054)
     assert AlertApp(AlertsConfig()).health_port is None

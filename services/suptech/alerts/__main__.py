@@ -4,27 +4,45 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 
 from suptech.alerts.app import build_alert_service
-from suptech.alerts.config import load_config
+from suptech.alerts.authz import TokensFileError
+from suptech.alerts.config import AlertsConfig, load_config
+from suptech.common.config import ConfigError
 from suptech.common.logging_setup import setup_logging
 
 
-async def _serve() -> None:
-    app = build_alert_service(load_config())
+async def _serve(config: AlertsConfig) -> int:
+    app = build_alert_service(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await app.start()
     print(f"alerts listening on {app.port}", flush=True)
-    await stop.wait()
+    assert app.failed is not None
+    # A dead findings consumer ends the process (exit 1) for its supervisor to restart it.
+    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(app.failed.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in waits:
+        task.cancel()
     await app.stop()
+    if app.failure:
+        print(f"alerts stopped: {app.failure}", file=sys.stderr, flush=True)
+        return 1
+    return 0
 
 
 def main() -> None:
     setup_logging("alerts")
-    asyncio.run(_serve())
+    try:
+        config = load_config()
+        sys.exit(asyncio.run(_serve(config)))
+    except (ConfigError, TokensFileError) as e:
+        # Refusing to start (no tokens file, a short token, a bad setting) is one clear line.
+        print(f"suptech-alerts: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

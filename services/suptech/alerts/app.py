@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from suptech.alerts import authz, escalation
-from suptech.alerts.config import AlertsConfig
+from suptech.alerts.config import AlertsConfig, check_authentication
 from suptech.alerts.consumer import FindingsConsumer
 from suptech.alerts.database import open_database
 from suptech.alerts.outbox import FeedbackDispatcher
@@ -49,9 +49,25 @@ class AlertApp:
         self.port = 0
         # The plain-text health port when TLS is on (bound port if configured as 0), else None.
         self.health_port: int | None = None
+        # Set when a part the service cannot run without has died (the findings consumer):
+        # health is NOT_SERVING from then on and ``python -m suptech.alerts`` exits non-zero.
+        self.failed: asyncio.Event | None = None
+        self.failure = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         cfg = self.config
+        # Fail closed before touching anything: no credentials, no service (unless insecure
+        # development is explicit, and then on loopback only).
+        check_authentication(cfg)
+        # Read (and validated: token lengths, expiries) before Kafka or the database are touched.
+        tokens = (
+            authz.ReloadingTokenStore(cfg.tokens_file, check_every_s=cfg.tokens_reload_s)
+            if cfg.tokens_file
+            else None
+        )
+        self._loop = asyncio.get_running_loop()
+        self.failed = asyncio.Event()
         await asyncio.to_thread(
             ensure_topics, cfg.kafka_addr, cfg.topic_prefix, (FINDINGS, FEEDBACK, DEAD_LETTER)
         )
@@ -59,20 +75,27 @@ class AlertApp:
         self.sessions = sessions
         self.store = AlertStore(sessions, cfg, clock=self._clock)
         interceptors = []
-        if cfg.tokens_file:
-            interceptors.append(authz.AuthInterceptor(authz.TokenStore.from_file(cfg.tokens_file)))
+        if tokens is not None:
+            interceptors.append(authz.AuthInterceptor(tokens))
         else:
-            log.warning("ALERTS_TOKENS_FILE unset: every caller is an admin (development only)")
+            log.warning(
+                "ALERTS_INSECURE_DEV: no authentication, every caller is an admin; "
+                "bound to %s only",
+                cfg.bind_host(),
+            )
         servicer = AlertServicer(self.store, stream_poll_s=cfg.stream_poll_s)
         tls = None
         if cfg.tls_cert:
             tls = ServerTLS.from_files(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca or None)
             self._health_server = GrpcServer(
-                host=cfg.host, port=cfg.health_port, registrations=[], service_names=[SERVICE_NAME]
+                host=cfg.bind_host(),
+                port=cfg.health_port,
+                registrations=[],
+                service_names=[SERVICE_NAME],
             )
             self.health_port = self._health_server.port
         self._server = GrpcServer(
-            host=cfg.host,
+            host=cfg.bind_host(),
             port=cfg.port,
             registrations=[
                 lambda s: alerts_pb2_grpc.add_AlertServiceServicer_to_server(servicer, s)
@@ -88,6 +111,11 @@ class AlertApp:
             bootstrap=cfg.kafka_addr,
             topic_prefix=cfg.topic_prefix,
             group_id=cfg.consumer_group,
+            session_timeout_s=cfg.consumer_session_timeout_s,
+            heartbeat_s=cfg.consumer_heartbeat_s,
+            instance_id=cfg.consumer_instance_id,
+            retry_initial_s=cfg.db_retry_initial_s,
+            retry_max_s=cfg.db_retry_max_s,
         )
         feedback = await asyncio.to_thread(
             FeedbackDispatcher,
@@ -105,7 +133,7 @@ class AlertApp:
             await self._health_server.start()
         await self._server.start()
         consumer = self.consumer
-        self._spawn("findings-consumer", lambda: _run_consumer(consumer, self._stop))
+        self._spawn("findings-consumer", lambda: self._run_consumer(consumer))
         self._spawn("outbox", lambda: self._run_outbox(feedback, webhooks))
         self._spawn("ticker", self._run_ticker)
         log.info("alerts listening on %d", self.port)
@@ -114,6 +142,37 @@ class AlertApp:
         t = threading.Thread(target=target, name=f"alerts-{name}", daemon=True)
         t.start()
         self._threads.append(t)
+
+    def _run_consumer(self, consumer: FindingsConsumer) -> None:
+        try:
+            consumer.run(self._stop)
+        except Exception as exc:
+            log.exception("findings consumer died")
+            self._report_failure(f"findings consumer died: {type(exc).__name__}: {exc}")
+        finally:
+            consumer.close()
+        if not self._stop.is_set() and not self.failure:
+            self._report_failure("findings consumer stopped")
+
+    def _report_failure(self, reason: str) -> None:
+        """From any thread: health NOT_SERVING (liveness included), ``failed`` set."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        self.failure = reason
+        try:
+            asyncio.run_coroutine_threadsafe(self._fail(reason), loop)
+        except RuntimeError:  # the loop is shutting down: so is the service
+            pass
+
+    async def _fail(self, reason: str) -> None:
+        log.error("alert service unhealthy: %s; reporting NOT_SERVING", reason)
+        # Liveness too: only a restart brings a dead consumer back.
+        for server in (self._server, self._health_server):
+            if server is not None:
+                await server.begin_shutdown()
+        if self.failed is not None:
+            self.failed.set()
 
     def _run_outbox(self, feedback: FeedbackDispatcher, webhooks: WebhookDispatcher | None) -> None:
         try:
@@ -154,15 +213,6 @@ class AlertApp:
             await asyncio.to_thread(t.join, 30)
         if self.engine is not None:
             self.engine.dispose()
-
-
-def _run_consumer(consumer: FindingsConsumer, stop: threading.Event) -> None:
-    try:
-        consumer.run(stop)
-    except Exception:
-        log.exception("findings consumer stopped")
-    finally:
-        consumer.close()
 
 
 def build_alert_service(

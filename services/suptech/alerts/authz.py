@@ -4,10 +4,18 @@ Regulator staff authenticate with a bearer token or a client certificate (mutual
 looked up in one tokens file (``ALERTS_TOKENS_FILE``)::
 
     {
-      "s3cr3t-token": {"name": "li.wei", "role": "analyst", "jurisdictions": ["bank-sz-01"]},
+      "k7Qm...at-least-16-chars": {"name": "li.wei", "role": "analyst",
+                                   "jurisdictions": ["bank-sz-01"],
+                                   "expires": "2026-06-30T00:00:00+08:00"},
       "cert:console.regulator.example": {"name": "console", "role": "viewer",
                                          "jurisdictions": ["*"]}
     }
+
+Tokens are at least 16 characters (a shorter one refuses the whole file at load). ``expires``
+(ISO 8601 with a time zone, optional) ends a credential at that instant. The service re-reads the
+file when it changes (:class:`ReloadingTokenStore`), so a token removed or expired stops working
+within ``ALERTS_TOKENS_RELOAD_S`` without a restart, open StreamAlerts included. A file that turns
+unreadable or malformed fails closed: every call is refused until it is fixed.
 
 Roles are ordered ``viewer < analyst < supervisor < admin``. An institution credential (role
 ``institution``, or an entry naming an ``institution_id``) authenticates but may do nothing here:
@@ -22,10 +30,15 @@ import enum
 import hashlib
 import inspect
 import json
+import logging
+import os
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -40,9 +53,12 @@ __all__ = [
     "ALERT_SERVICE",
     "AuthError",
     "AuthInterceptor",
+    "Credentials",
+    "MIN_TOKEN_CHARS",
     "Permission",
     "PermissionDeniedError",
     "Principal",
+    "ReloadingTokenStore",
     "Role",
     "TokenStore",
     "TokensFileError",
@@ -52,11 +68,16 @@ __all__ = [
     "can_see",
     "current_principal",
     "method_permission",
+    "recheck",
 ]
+
+log = logging.getLogger(__name__)
 
 ALERT_SERVICE = "suptech.v1.AlertService"
 ALL_JURISDICTIONS = "*"
 CERT_PREFIX = "cert:"
+# As the gateway requires: a short token can be guessed.
+MIN_TOKEN_CHARS = 16
 
 
 class Role(enum.IntEnum):
@@ -119,6 +140,8 @@ class Principal:
     name: str
     role: Role
     jurisdictions: frozenset[str]
+    # The credential stops working at this instant (aware UTC); None: until removed from the file.
+    expires: datetime | None = None
 
     @property
     def sees_all(self) -> bool:
@@ -129,6 +152,28 @@ current_principal: contextvars.ContextVar[Principal | None] = contextvars.Contex
     "suptech_alerts_current_principal", default=None
 )
 """The caller of the gRPC method being served, set by :class:`AuthInterceptor`."""
+
+_recheck: contextvars.ContextVar[Callable[[], Principal] | None] = contextvars.ContextVar(
+    "suptech_alerts_recheck", default=None
+)
+
+
+def recheck() -> Principal | None:
+    """Authenticate the current call's credentials again, against the tokens file as it is now.
+
+    For long calls (StreamAlerts): raises :class:`AuthError` once the credential was revoked or
+    has expired. None when the service runs without authentication.
+    """
+    check = _recheck.get()
+    return None if check is None else check()
+
+
+class Credentials(Protocol):
+    """What :func:`authenticate` looks credentials up in."""
+
+    def by_token(self, token: str) -> Principal | None: ...
+
+    def by_certificate(self, common_name: str) -> Principal | None: ...
 
 
 class TokenStore:
@@ -173,6 +218,71 @@ class TokenStore:
         return self._certs.get(common_name)
 
 
+class ReloadingTokenStore:
+    """A :class:`TokenStore` read from a file and read again whenever the file changes.
+
+    The file is looked at (one ``stat``) at most every ``check_every_s`` seconds, on the calls
+    that need it; a changed size, modification time or inode (an editor's rename, a Kubernetes
+    Secret's symlink swap) reloads it. The first load raises :class:`TokensFileError`; a later bad
+    file is logged and fails closed (no credential is accepted) until a good one replaces it.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        check_every_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = Path(path)
+        self._every = check_every_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._signature = self._stat()
+        self._store = TokenStore.from_file(self.path)
+        self._checked = clock()
+        self.error = ""
+
+    def _stat(self) -> tuple[int, int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
+
+    def current(self) -> TokenStore:
+        now = self._clock()
+        if now - self._checked < self._every:
+            return self._store
+        with self._lock:
+            if now - self._checked >= self._every:
+                self._checked = now
+                signature = self._stat()
+                if signature != self._signature:
+                    self._signature = signature
+                    self._reload()
+            return self._store
+
+    def _reload(self) -> None:
+        try:
+            store = TokenStore.from_file(self.path)
+        except TokensFileError as exc:
+            # Fail closed: keeping the old tokens would keep a revoked one working.
+            self._store = TokenStore({})
+            self.error = str(exc)
+            log.error("tokens file rejected, refusing every call until it is fixed: %s", exc)
+            return
+        self._store = store
+        self.error = ""
+        log.info("tokens file %s reloaded", self.path)
+
+    def by_token(self, token: str) -> Principal | None:
+        return self.current().by_token(token)
+
+    def by_certificate(self, common_name: str) -> Principal | None:
+        return self.current().by_certificate(common_name)
+
+
 def _parse_entry(source: str, key: str, value: Any) -> Principal:
     label = (
         key
@@ -182,14 +292,19 @@ def _parse_entry(source: str, key: str, value: Any) -> Principal:
     where = f"{source}: entry {label}"
     if not key:
         raise TokensFileError(f"{source}: empty token")
+    if not key.startswith(CERT_PREFIX) and len(key) < MIN_TOKEN_CHARS:
+        raise TokensFileError(
+            f"{where}: token is {len(key)} characters, at least {MIN_TOKEN_CHARS} are required"
+        )
     if not isinstance(value, dict):
         raise TokensFileError(f"{where}: expected an object")
     name = value.get("name")
     if not isinstance(name, str) or not name:
         raise TokensFileError(f"{where}: 'name' must be a non-empty string")
+    expires = _parse_expiry(where, value.get("expires"))
     if "institution_id" in value:
         # A gateway credential copied here by mistake still identifies an institution.
-        return Principal(name, Role.INSTITUTION, frozenset())
+        return Principal(name, Role.INSTITUTION, frozenset(), expires)
     role_name = value.get("role")
     try:
         role = Role[str(role_name).upper()]
@@ -203,13 +318,28 @@ def _parse_entry(source: str, key: str, value: Any) -> Principal:
         raise TokensFileError(f"{where}: 'jurisdictions' must be a list of institution ids or '*'")
     if role is not Role.INSTITUTION and not jurisdictions:
         raise TokensFileError(f"{where}: 'jurisdictions' is empty, the principal could see nothing")
-    return Principal(name, role, frozenset(jurisdictions))
+    return Principal(name, role, frozenset(jurisdictions), expires)
+
+
+def _parse_expiry(where: str, raw: Any) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        when = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        when = None
+    if when is None:
+        raise TokensFileError(f"{where}: 'expires' must be an ISO 8601 time, got {raw!r}")
+    if when.tzinfo is None:
+        raise TokensFileError(f"{where}: 'expires' needs a time zone (e.g. Z or +08:00)")
+    return when.astimezone(UTC)
 
 
 def authenticate(
-    tokens: TokenStore,
+    tokens: Credentials,
     invocation_metadata: Iterable[tuple[str, str | bytes]] | None,
     auth_context: Mapping[str, Sequence[bytes]] | None,
+    now: datetime | None = None,
 ) -> Principal:
     """Identify the caller from ``authorization: Bearer <token>`` or its TLS client certificate.
 
@@ -224,16 +354,22 @@ def authenticate(
         principal = tokens.by_token(token)
         if principal is None:
             raise UnauthenticatedError("unknown token")
-        return principal
+        return _unexpired(principal, "token", now)
     name = certificate_identity(auth_context)
     if name is not None:
         principal = tokens.by_certificate(name)
         if principal is None:
             raise UnauthenticatedError(f"client certificate {name!r} is not registered")
-        return principal
+        return _unexpired(principal, f"client certificate {name!r}", now)
     raise UnauthenticatedError(
         "no credentials: send 'authorization: Bearer <token>' or a certificate"
     )
+
+
+def _unexpired(principal: Principal, what: str, now: datetime | None) -> Principal:
+    if principal.expires is not None and (now or datetime.now(UTC)) >= principal.expires:
+        raise UnauthenticatedError(f"{what} expired at {principal.expires.isoformat()}")
+    return principal
 
 
 def _short_method(method_name: str) -> str:
@@ -275,7 +411,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     jurisdiction scoping and for the audit trail.
     """
 
-    def __init__(self, tokens: TokenStore, service: str = ALERT_SERVICE) -> None:
+    def __init__(self, tokens: Credentials, service: str = ALERT_SERVICE) -> None:
         self._tokens = tokens
         self._prefix = f"/{service}/"
 
@@ -291,14 +427,22 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return _wrap_handler(handler, self._tokens, method)
 
 
-def _check(tokens: TokenStore, method: str, context: grpc.aio.ServicerContext) -> Principal:
-    principal = authenticate(tokens, context.invocation_metadata(), context.auth_context())
-    authorize(principal, method)
+def _check(tokens: Credentials, method: str, context: grpc.aio.ServicerContext) -> Principal:
+    metadata = tuple(context.invocation_metadata() or ())
+    auth_context = dict(context.auth_context() or {})
+
+    def check() -> Principal:
+        principal = authenticate(tokens, metadata, auth_context)
+        authorize(principal, method)
+        return principal
+
+    principal = check()
+    _recheck.set(check)
     return principal
 
 
 def _wrap_handler(
-    handler: grpc.RpcMethodHandler, tokens: TokenStore, method: str
+    handler: grpc.RpcMethodHandler, tokens: Credentials, method: str
 ) -> grpc.RpcMethodHandler:
     def unary_response(behavior: Behavior) -> Behavior:
         async def wrapped(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:

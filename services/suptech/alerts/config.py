@@ -5,15 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from suptech.common.config import ConfigError, env_float, env_int, env_str
+from suptech.common.config import ConfigError, env_bool, env_float, env_int, env_str
 
-__all__ = ["AlertsConfig", "load_config"]
+__all__ = ["AlertsConfig", "LOOPBACK", "check_authentication", "load_config"]
+
+LOOPBACK = "127.0.0.1"
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 @dataclass(frozen=True)
 class AlertsConfig:
     port: int = 50053
-    host: str = "0.0.0.0"
+    # Empty: every interface when callers authenticate, loopback only in insecure development.
+    host: str = ""
     # TLS for the API port: PEM files. A client CA makes it mutual-TLS only (grpc's Python API
     # cannot ask for a certificate optionally); the certificate's CN is looked up in the tokens
     # file as "cert:<CN>".
@@ -26,8 +30,25 @@ class AlertsConfig:
     kafka_addr: str = "127.0.0.1:19092"
     topic_prefix: str = ""
     consumer_group: str = "suptech-alerts"
-    # JSON {token: {"name", "role", "jurisdictions"}}; empty means no authentication (dev only).
+    # Set explicitly: kafka-python's 45 s default kept a crashed member's partitions idle that
+    # long. The broker's group.min.session.timeout.ms (6 s by default) is the floor.
+    consumer_session_timeout_s: float = 6.0
+    consumer_heartbeat_s: float = 2.0
+    # Static group membership (KIP-345): a restarted process with the same id (a pod name that
+    # survives container restarts) takes its partitions back at once, without a rebalance.
+    # Empty: dynamic membership. Two live processes must never share one.
+    consumer_instance_id: str = ""
+    # Backoff while the database is unavailable (findings are retried, never skipped).
+    db_retry_initial_s: float = 0.5
+    db_retry_max_s: float = 5.0
+    # JSON {token: {"name", "role", "jurisdictions", "expires"}}, re-read when it changes.
+    # Required unless insecure_dev is set.
     tokens_file: str = ""
+    # No tokens file: every caller is an admin. Local development only; the port is then bound
+    # to loopback and nothing else.
+    insecure_dev: bool = False
+    # How often the tokens file is checked for changes (revocations take effect within this).
+    tokens_reload_s: float = 1.0
     # Findings of one group within this much event time join the same alert.
     group_window_s: float = 6 * 3600
     # An alert without a new finding for this long (event time) resolves itself.
@@ -48,6 +69,12 @@ class AlertsConfig:
     # StreamAlerts is woken by this process's commits; it polls this often for other replicas'.
     stream_poll_s: float = 0.5
 
+    def bind_host(self) -> str:
+        """The address the API binds: loopback only when nobody authenticates."""
+        if self.host:
+            return self.host
+        return LOOPBACK if self.insecure_dev and not self.tokens_file else "0.0.0.0"
+
     def deadlines_by_grade(self) -> dict[int, float]:
         """Seconds to acknowledge by Grade enum value (general 1 .. critical 4)."""
         return {
@@ -64,6 +91,23 @@ class AlertsConfig:
 
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
+def check_authentication(cfg: AlertsConfig) -> None:
+    """Fail closed: no tokens file means no service, unless insecure development is explicit."""
+    if cfg.tokens_file:
+        return
+    if not cfg.insecure_dev:
+        raise ConfigError(
+            "environment variable ALERTS_TOKENS_FILE is required: the alert service does not "
+            "serve unauthenticated callers (for local development only, ALERTS_INSECURE_DEV=true "
+            "serves everyone as admin on loopback)"
+        )
+    if cfg.host and cfg.host not in _LOOPBACK_HOSTS:
+        raise ConfigError(
+            f"ALERTS_INSECURE_DEV binds to loopback only: ALERTS_HOST={cfg.host!r} needs "
+            "ALERTS_TOKENS_FILE"
+        )
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> AlertsConfig:
@@ -87,7 +131,18 @@ def load_config(environ: Mapping[str, str] | None = None) -> AlertsConfig:
         kafka_addr=env_str("KAFKA_ADDR", d.kafka_addr, environ),
         topic_prefix=env_str("SUPTECH_TOPIC_PREFIX", "", environ),
         consumer_group=env_str("ALERTS_CONSUMER_GROUP", d.consumer_group, environ),
+        consumer_session_timeout_s=env_float(
+            "ALERTS_CONSUMER_SESSION_TIMEOUT_S", d.consumer_session_timeout_s, environ
+        ),
+        consumer_heartbeat_s=env_float(
+            "ALERTS_CONSUMER_HEARTBEAT_S", d.consumer_heartbeat_s, environ
+        ),
+        consumer_instance_id=env_str("ALERTS_CONSUMER_INSTANCE_ID", "", environ),
+        db_retry_initial_s=env_float("ALERTS_DB_RETRY_INITIAL_S", d.db_retry_initial_s, environ),
+        db_retry_max_s=env_float("ALERTS_DB_RETRY_MAX_S", d.db_retry_max_s, environ),
         tokens_file=env_str("ALERTS_TOKENS_FILE", "", environ),
+        insecure_dev=env_bool("ALERTS_INSECURE_DEV", False, environ),
+        tokens_reload_s=env_float("ALERTS_TOKENS_RELOAD_S", d.tokens_reload_s, environ),
         group_window_s=env_float("ALERTS_GROUP_WINDOW_S", d.group_window_s, environ),
         auto_resolve_s=env_float("ALERTS_AUTO_RESOLVE_S", d.auto_resolve_s, environ),
         growth_thresholds=thresholds,
@@ -102,6 +157,17 @@ def load_config(environ: Mapping[str, str] | None = None) -> AlertsConfig:
         tick_s=env_float("ALERTS_TICK_S", d.tick_s, environ),
         stream_poll_s=env_float("ALERTS_STREAM_POLL_S", d.stream_poll_s, environ),
     )
+    if not 0 < cfg.consumer_heartbeat_s < cfg.consumer_session_timeout_s:
+        raise ConfigError(
+            "ALERTS_CONSUMER_HEARTBEAT_S must be positive and below "
+            "ALERTS_CONSUMER_SESSION_TIMEOUT_S (about a third of it)"
+        )
+    if not 0 < cfg.db_retry_initial_s <= cfg.db_retry_max_s:
+        raise ConfigError(
+            "ALERTS_DB_RETRY_INITIAL_S must be positive and at most ALERTS_DB_RETRY_MAX_S"
+        )
+    if cfg.tokens_reload_s <= 0:
+        raise ConfigError("ALERTS_TOKENS_RELOAD_S must be positive seconds")
     if cfg.group_window_s <= 0 or cfg.auto_resolve_s <= 0:
         raise ConfigError("ALERTS_GROUP_WINDOW_S and ALERTS_AUTO_RESOLVE_S must be positive")
     for name, seconds in (
@@ -124,4 +190,5 @@ def load_config(environ: Mapping[str, str] | None = None) -> AlertsConfig:
         raise ConfigError("ALERTS_HEALTH_PORT must differ from ALERTS_PORT when TLS is on")
     if cfg.webhook_urls and not cfg.webhook_secret:
         raise ConfigError("environment variable ALERTS_WEBHOOK_SECRET is required with webhooks")
+    check_authentication(cfg)
     return cfg

@@ -1,9 +1,21 @@
-"""Consume findings.v1 into the store: at-least-once in, idempotent store, nothing blocks.
+"""Consume findings.v1 into the store: at-least-once in, idempotent store, retried, never skipped.
 
 Offsets are committed only after the database transaction that stored a batch has committed, so
-a crash in between replays the batch, which the store recognises (finding_id is unique). A record
-that cannot be decoded or stored goes to the dead-letter topic with its reason and the consumer
-moves on.
+a crash in between replays the batch, which the store recognises (finding_id is unique).
+
+Two kinds of failure are told apart, because they call for opposite answers:
+
+- **The database's fault** (down, unreachable, out of connections, locked, read-only, schema
+  missing: :func:`is_database_fault`): every finding would fail the same way. The batch is
+  rewound and retried with backoff until the database answers; nothing is dead-lettered and no
+  offset moves past it.
+- **The finding's fault** (a value the database or the store refuses: data and integrity errors,
+  PostgreSQL's program-limit errors, a value the store cannot convert): the batch is split until
+  the finding is alone, retried once more while the database answers a probe, and only then
+  dead-lettered with its reason, so that one bad finding does not hold back the others.
+
+Any other exception (a bug) stops the consumer: the service reports NOT_SERVING and exits rather
+than dead-letter every finding.
 """
 
 from __future__ import annotations
@@ -11,22 +23,63 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf.message import DecodeError
 from kafka import KafkaConsumer, KafkaProducer
-from sqlalchemy.exc import SQLAlchemyError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
 from suptech.alerts import grouping
 from suptech.alerts.store import AlertStore
 from suptech.common.topics import DEAD_LETTER, FINDINGS, topic_name
 from suptech.v1 import findings_pb2
 
-__all__ = ["FindingsConsumer", "ConsumerStats", "decode_finding"]
+__all__ = [
+    "ConsumerStats",
+    "DatabaseUnavailableError",
+    "FindingsConsumer",
+    "decode_finding",
+    "is_database_fault",
+]
 
 log = logging.getLogger(__name__)
+
+# PostgreSQL error classes a value can cause on a healthy server: 22 data exception (a NUL in
+# text, a number out of range), 23 integrity constraint violation, 54 program limit exceeded (an
+# index row too large). Every other class (08 connection, 25 read-only transaction, 40 deadlock,
+# 42 missing table, 53 out of resources, 57 shutdown, 58 I/O) is the server's state.
+_VALUE_SQLSTATE_CLASSES = frozenset({"22", "23", "54"})
+
+
+def is_database_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot store anything now, whatever the finding.
+
+    False means the finding may be at fault: data and integrity errors, PostgreSQL's
+    program-limit errors, and a ``ValueError`` / ``OverflowError`` from turning its values into
+    columns.
+    """
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate:
+            return sqlstate[:2] not in _VALUE_SQLSTATE_CLASSES
+        return not isinstance(exc, DataError | IntegrityError)
+    # Pool exhausted or timed out, disconnection, stale data after the store's own retries.
+    return isinstance(exc, SQLAlchemyError)
+
+
+def _finding_fault(exc: BaseException) -> bool:
+    return isinstance(exc, SQLAlchemyError | ValueError | OverflowError) and not (
+        is_database_fault(exc)
+    )
+
+
+class DatabaseUnavailableError(Exception):
+    """The database cannot store findings now; the batch is retried, never skipped."""
 
 
 @dataclass
@@ -35,6 +88,8 @@ class ConsumerStats:
     stored: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    # Batches rewound because the database could not store them.
+    db_retries: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -64,17 +119,34 @@ class FindingsConsumer:
         group_id: str = "suptech-alerts",
         max_records: int = 500,
         metadata_timeout_s: float = 30.0,
+        session_timeout_s: float = 6.0,
+        heartbeat_s: float = 2.0,
+        instance_id: str = "",
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 5.0,
     ) -> None:
         self._store = store
         self.topic = topic_name(FINDINGS, topic_prefix)
         self.dead_letter_topic = topic_name(DEAD_LETTER, topic_prefix)
         self.stats = ConsumerStats()
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        # Offsets up to which findings are stored (and dead letters flushed): the only offsets
+        # ever committed, at every poll and on close.
+        self._stored: dict[TopicPartition, OffsetAndMetadata] = {}
+        # Records dead-lettered but not yet committed past: a batch replayed after an outage
+        # does not dead-letter them twice.
+        self._dead_lettered: set[tuple[str, int, int]] = set()
+        self._alive = False
         self._consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group_id,
+            group_instance_id=instance_id or None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=max_records,
+            session_timeout_ms=int(session_timeout_s * 1000),
+            heartbeat_interval_ms=int(heartbeat_s * 1000),
             client_id=f"{group_id}-findings",
         )
         self._producer = KafkaProducer(
@@ -82,6 +154,11 @@ class FindingsConsumer:
         )
         self._wait_for_partitions(metadata_timeout_s)
         self._consumer.subscribe([self.topic])
+
+    @property
+    def consumer_alive(self) -> bool:
+        """True while :meth:`run` is consuming (False before, after, and once it has died)."""
+        return self._alive
 
     def _wait_for_partitions(self, timeout_s: float) -> None:
         # Joining the group before the broker reports the topic's partitions (a topic just
@@ -94,47 +171,100 @@ class FindingsConsumer:
             time.sleep(0.1)
 
     def poll_once(self, timeout_ms: int = 100) -> int:
-        """Store one poll's worth of records and commit their offsets; return records seen."""
-        polled = self._consumer.poll(timeout_ms=timeout_ms)
+        """Store one poll's worth of records and commit their offsets; return records seen.
+
+        Raises :class:`DatabaseUnavailableError` after seeking back to the first record polled,
+        so the next poll returns the same records.
+        """
+        polled: Mapping[TopicPartition, Sequence[Any]] = self._consumer.poll(timeout_ms=timeout_ms)
         records = [r for batch in polled.values() for r in batch]
         if not records:
             return 0
+        try:
+            self._process(records)
+            # Dead letters must be on Kafka before their source offsets are committed.
+            self._producer.flush()
+        except DatabaseUnavailableError:
+            for tp, batch in polled.items():
+                self._consumer.seek(tp, batch[0].offset)
+            raise
+        offsets = {
+            tp: OffsetAndMetadata(batch[-1].offset + 1, "", -1) for tp, batch in polled.items()
+        }
+        self._stored.update(offsets)
+        self._dead_lettered = {
+            k for k in self._dead_lettered if k[2] >= self._stored_offset(k[0], k[1])
+        }
+        # Asynchronous: a lost commit only replays findings the store already holds, and not
+        # waiting for the broker's answer takes its round trip off every alert's latency.
+        self._consumer.commit_async(offsets=offsets, callback=_log_commit_failure)
+        self.stats.records += len(records)
+        return len(records)
+
+    def _stored_offset(self, topic: str, partition: int) -> int:
+        done = self._stored.get(TopicPartition(topic, partition))
+        return done.offset if done is not None else -1
+
+    def _process(self, records: Sequence[Any]) -> None:
         good: list[tuple[Any, findings_pb2.Finding]] = []
+        bad: list[tuple[Any, str]] = []
         for rec in records:
             finding, reason = decode_finding(rec.value)
             if finding is None:
-                self._dead_letter(rec, reason)
+                bad.append((rec, reason))
             else:
                 good.append((rec, finding))
+        # Stored first: if the database is down, nothing of this batch has been sent anywhere.
         if good:
             self._store_batch(good)
-        # Dead letters must be on Kafka before their source offsets are committed.
-        self._producer.flush()
-        # Asynchronous: a lost commit only replays findings the store already holds, and not
-        # waiting for the broker's answer takes its round trip off every alert's latency.
-        self._consumer.commit_async(callback=_log_commit_failure)
-        self.stats.records += len(records)
-        return len(records)
+        for rec, reason in bad:
+            self._dead_letter(rec, reason)
 
     def _store_batch(self, good: Sequence[tuple[Any, findings_pb2.Finding]]) -> None:
         try:
             result = self._store.ingest([f for _, f in good])
-        except SQLAlchemyError as exc:
-            if len(good) == 1:
-                self._dead_letter(
-                    good[0][0], f"store rejected the finding: {exc.__class__.__name__}"
-                )
-                log.warning("finding dead-lettered by the store: %s", exc)
+        except Exception as exc:
+            if not _finding_fault(exc):
+                if is_database_fault(exc):
+                    raise DatabaseUnavailableError(_describe(exc)) from exc
+                raise
+            if len(good) > 1:
+                # One bad finding must not hold back the others: split until it is alone.
+                mid = len(good) // 2
+                self._store_batch(good[:mid])
+                self._store_batch(good[mid:])
                 return
-            # One bad finding must not hold back the others: split until it is alone.
-            mid = len(good) // 2
-            self._store_batch(good[:mid])
-            self._store_batch(good[mid:])
+            self._store_alone(good[0], exc)
+            return
+        self.stats.stored += result.new_findings
+        self.stats.duplicates += result.duplicates
+
+    def _store_alone(self, item: tuple[Any, findings_pb2.Finding], first: Exception) -> None:
+        """A finding that failed alone: dead-lettered only if it fails again on a healthy DB."""
+        rec, finding = item
+        if not self._store.ping():
+            raise DatabaseUnavailableError(f"database probe failed after {_describe(first)}")
+        try:
+            result = self._store.ingest([finding])
+        except Exception as exc:
+            if not _finding_fault(exc):
+                if is_database_fault(exc):
+                    raise DatabaseUnavailableError(_describe(exc)) from exc
+                raise
+            if not self._store.ping():
+                raise DatabaseUnavailableError(
+                    f"database probe failed after {_describe(exc)}"
+                ) from exc
+            log.warning("finding %r dead-lettered by the store: %s", finding.finding_id, exc)
+            self._dead_letter(rec, f"store rejected the finding: {_describe(exc)}")
             return
         self.stats.stored += result.new_findings
         self.stats.duplicates += result.duplicates
 
     def _dead_letter(self, rec: Any, reason: str) -> None:
+        key = (rec.topic, rec.partition, rec.offset)
+        if key in self._dead_lettered:
+            return
         source = f"{rec.topic}/{rec.partition}/{rec.offset}"
         log.warning("dead-lettering %s: %s", source, reason)
         self._producer.send(
@@ -143,39 +273,52 @@ class FindingsConsumer:
             value=rec.value or b"",
             headers=[("reason", reason.encode()), ("source", source.encode())],
         )
+        self._dead_lettered.add(key)
         self.stats.dead_lettered += 1
         short = reason.split(":", 1)[0]
         self.stats.reasons[short] = self.stats.reasons.get(short, 0) + 1
 
     def run(self, stop: threading.Event) -> None:
         """Poll until ``stop`` is set; a database outage is retried, never skipped."""
-        while not stop.is_set():
-            try:
-                self.poll_once()
-            except SQLAlchemyError:
-                # Not committed: the batch comes back after the group rewinds to the last commit.
-                log.exception("storing findings failed; rewinding to the last committed offset")
-                self._rewind()
-                stop.wait(1.0)
-
-    def _rewind(self) -> None:
-        for tp in self._consumer.assignment():
-            committed = self._consumer.committed(tp)
-            if committed is None:
-                self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, committed)
+        delay = self._retry_initial_s
+        self._alive = True
+        try:
+            while not stop.is_set():
+                try:
+                    self.poll_once()
+                except DatabaseUnavailableError as exc:
+                    self.stats.db_retries += 1
+                    log.warning(
+                        "database unavailable, batch not stored and not committed; "
+                        "retrying in %.1fs: %s",
+                        delay,
+                        exc,
+                    )
+                    stop.wait(delay)
+                    delay = min(delay * 2, self._retry_max_s)
+                    continue
+                delay = self._retry_initial_s
+        finally:
+            self._alive = False
 
     def close(self) -> None:
         try:
             self._producer.flush()
             self._producer.close()
-            # Whatever was stored is committed before leaving, so a restart replays nothing.
-            self._consumer.commit()
+            # Only what was stored, and only partitions still ours: a position past a batch the
+            # database refused, or a partition moved to another member, is never committed.
+            mine = self._consumer.assignment()
+            offsets = {tp: o for tp, o in self._stored.items() if tp in mine}
+            if offsets:
+                self._consumer.commit(offsets=offsets)
         except Exception:
             log.exception("final offset commit failed; the next member replays (idempotently)")
         finally:
             self._consumer.close()
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
 
 
 def _log_commit_failure(offsets: Any, response: Any) -> None:

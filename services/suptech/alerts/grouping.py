@@ -39,6 +39,11 @@ _MAX_LENGTHS = {
 }
 
 
+# What a Timestamp (and a Python datetime) can hold: 0001-01-01 to 9999-12-31T23:59:59.
+_MIN_SECONDS = -62_135_596_800
+_MAX_SECONDS = 253_402_300_799
+
+
 def detector_id(finding: findings_pb2.Finding) -> str:
     """The rule or model that made the finding (exactly one is set)."""
     return finding.rule_id or finding.model_id
@@ -75,6 +80,8 @@ def invalid_reason(finding: findings_pb2.Finding) -> str | None:
         return f"grade {finding.grade} is not a known grade"
     if not finding.HasField("event_time"):
         return "event_time is missing"
+    if not _MIN_SECONDS <= finding.event_time.seconds <= _MAX_SECONDS:
+        return f"event_time {finding.event_time.seconds}s is outside years 1-9999"
     return None
 
 

@@ -33,7 +33,8 @@ __all__ = ["AlertServicer", "DEV_PRINCIPAL", "STATUS_OF"]
 
 T = TypeVar("T")
 
-# Without a tokens file (local development only) every caller acts as this principal.
+# With ALERTS_INSECURE_DEV and no tokens file (local development, loopback only) every caller
+# acts as this principal.
 DEV_PRINCIPAL = authz.Principal("dev", authz.Role.ADMIN, frozenset({"*"}))
 
 STATUS_OF: dict[type[StoreError], grpc.StatusCode] = {
@@ -135,10 +136,23 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"cursor {request.cursor[:40]!r} is not one StreamAlerts sent ('' or '0' to start)",
             )
-        scope = _scope(_principal())
+        principal = _principal()
+        scope = _scope(principal)
         ready = self._store.changes.subscribe()
         try:
             while True:
+                # A stream outlives its first check: a credential revoked in the tokens file or
+                # expired since ends it within one poll period.
+                try:
+                    again = authz.recheck()
+                except authz.AuthError as exc:
+                    await _abort(context, exc.code, f"{exc}: stream closed")
+                if again is not None and again != principal:
+                    await _abort(
+                        context,
+                        grpc.StatusCode.UNAUTHENTICATED,
+                        "credentials changed since the stream opened: reconnect",
+                    )
                 # Cleared before the read: a commit after it sets ``ready`` again (no lost wake-up).
                 ready.clear()
                 events, reached = await asyncio.to_thread(

@@ -35,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import event as sa_event
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -395,6 +395,16 @@ class AlertStore:
     @staticmethod
     def _after_rollback(session: Session, _previous: Any) -> None:
         session.info.pop(_EVENTS_APPENDED, None)
+
+    def ping(self) -> bool:
+        """Whether the database answers a read of the alerts table right now."""
+        try:
+            with self._sessions() as s:
+                s.execute(select(AlertRow.alert_id).limit(1)).all()
+        except SQLAlchemyError as exc:
+            log.info("database probe failed: %s", type(exc).__name__)
+            return False
+        return True
 
     # --- findings in ---------------------------------------------------------------------
 
