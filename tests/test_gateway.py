@@ -381,12 +381,15 @@ def test_config_fails_fast_naming_the_variable(tmp_path: Path) -> None:
     assert load_config(good).port == 50051
     # The port the Helm chart's probes use when TLS is on (components.gateway.healthPort).
     assert load_config(good).health_port == 50052
+    assert load_config(good).max_event_bytes == 256 * 1024
     bad_cases = {
         "GATEWAY_PORT": {**good, "GATEWAY_PORT": "fifty"},
         "GATEWAY_TOKENS_FILE": {"GATEWAY_TOKENS_FILE": str(tmp_path / "missing.json")},
         "GATEWAY_TLS_CLIENT_CA": {},  # nothing to authenticate with
         "GATEWAY_RATE_LIMIT_BURST": {**good, "GATEWAY_RATE_LIMIT_EPS": "100"},
         "GATEWAY_HEALTH_PORT": {**good, "GATEWAY_HEALTH_PORT": "70000"},
+        # Above the ceiling, a lone event might not fit a Kafka record.
+        "GATEWAY_MAX_EVENT_BYTES": {**good, "GATEWAY_MAX_EVENT_BYTES": str(600 * 1024)},
     }
     for variable, env in bad_cases.items():
         with pytest.raises(ConfigError, match=variable):

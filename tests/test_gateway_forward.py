@@ -1,4 +1,5 @@
-"""Records built from the received bytes must be exactly what re-serialising would have written."""
+"""Records framed from a batch's serialisation must be exactly what re-serialising its events into
+a bundle would have written, and every record must fit what its topic takes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 from suptech.common.bundles import decode_bundle, encode_bundle
-from suptech.gateway.forward import bundle_event_fields, encode_bundle_head
+from suptech.gateway.forward import (
+    MAX_EVENT_BYTES_CEILING,
+    MAX_RECORD_BYTES,
+    bundle_event_fields,
+    encode_bundle_head,
+    pack_fields,
+    parse_batch,
+)
+from suptech.gateway.producer import record_bound
 from suptech.sdk import wire
 from suptech.v1 import ingest_pb2
 
@@ -43,7 +52,7 @@ def sdk_batch(n: int, payload_bytes: int = 40) -> bytes:
 
 def rebuilt(raw: bytes) -> bytes | None:
     fields = bundle_event_fields(raw)
-    return None if fields is None else encode_bundle_head("bank-a", "b-1", 123) + fields
+    return None if fields is None else encode_bundle_head("bank-a", "b-1", 123) + b"".join(fields)
 
 
 def reserialised(raw: bytes) -> bytes:
@@ -89,3 +98,27 @@ def test_anything_but_batch_id_and_events_falls_back() -> None:
     assert bundle_event_fields(raw + b"\x10\x01") is None
     # A length running past the end.
     assert bundle_event_fields(raw + b"\x12\x05ab") is None
+
+
+@given(st.lists(st.integers(min_value=1, max_value=5000), max_size=60), st.integers(1, 20000))
+def test_packing_covers_every_event_in_order_within_budget(sizes: list[int], budget: int) -> None:
+    fields = [b"x" * n for n in sizes]
+    runs = pack_fields(fields, budget)
+    assert [i for a, b in runs for i in range(a, b)] == list(range(len(fields)))
+    for a, b in runs:
+        # Over the budget only as a lone event.
+        assert b - a == 1 or sum(sizes[a:b]) <= budget
+
+
+def test_a_lone_event_at_the_ceiling_fits_a_record_of_the_default_topic() -> None:
+    # The worst head: ids of 128 four-byte characters.
+    head = encode_bundle_head("銀" * 128, "批" * 128, 2**62)
+    framing = 1 + 3  # tag, length varint
+    assert len(head) + framing + MAX_EVENT_BYTES_CEILING < record_bound(1048588) == MAX_RECORD_BYTES
+
+
+def test_parse_never_raises_and_says_what_is_wrong() -> None:
+    bad = parse_batch(b"\xff\xff\xff")
+    assert bad.batch is None and bad.size == 3 and "TelemetryBatch" in bad.error
+    good = parse_batch(sdk_batch(2))
+    assert good.batch is not None and len(good.batch.events) == 2 and not good.error

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from suptech.common.config import ConfigError, env_float, env_int, env_str
+from suptech.gateway.forward import MAX_EVENT_BYTES_CEILING
 
 __all__ = ["GatewayConfig", "load_config", "load_tokens"]
 
@@ -32,6 +33,8 @@ class GatewayConfig:
     rate_limit_eps: float = 200_000.0
     rate_limit_burst: float = 200_000.0
     max_batch_events: int = 5000
+    # Serialised size of one event: a larger one is refused alone (TOO_LARGE).
+    max_event_bytes: int = 256 * 1024
     max_skew_s: float = 300.0
     # The SDK spools through long outages, so old events are still legitimate.
     max_age_s: float = 30 * 24 * 3600.0
@@ -54,6 +57,7 @@ class GatewayConfig:
             ("GATEWAY_HEALTH_PORT", 0 <= self.health_port <= 65535),
             ("GATEWAY_RATE_LIMIT_EPS", self.rate_limit_eps > 0),
             ("GATEWAY_MAX_BATCH_EVENTS", self.max_batch_events > 0),
+            ("GATEWAY_MAX_EVENT_BYTES", 1024 <= self.max_event_bytes <= MAX_EVENT_BYTES_CEILING),
             # A batch larger than the bucket could never pass.
             ("GATEWAY_RATE_LIMIT_BURST", self.rate_limit_burst >= self.max_batch_events),
             ("GATEWAY_MAX_SKEW_S", self.max_skew_s >= 0),
@@ -109,6 +113,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> GatewayConfig:
         rate_limit_eps=eps,
         rate_limit_burst=env_float("GATEWAY_RATE_LIMIT_BURST", eps, environ),
         max_batch_events=env_int("GATEWAY_MAX_BATCH_EVENTS", 5000, environ),
+        max_event_bytes=env_int("GATEWAY_MAX_EVENT_BYTES", 256 * 1024, environ),
         max_skew_s=env_float("GATEWAY_MAX_SKEW_S", 300.0, environ),
         max_age_s=env_float("GATEWAY_MAX_AGE_S", 30 * 24 * 3600.0, environ),
         produce_timeout_s=env_float("GATEWAY_PRODUCE_TIMEOUT_S", 10.0, environ),

@@ -1,18 +1,44 @@
-"""Forwarding received event bytes to Kafka without re-serialising them.
+"""From a received ``TelemetryBatch`` to the bytes of ``TelemetryBundle`` records.
 
-When every event of a batch is accepted and of one payload kind, the Kafka record holds exactly the
-batch's events: the record is built from the bytes the client sent (each event re-framed from
-``TelemetryBatch.events``, field 2, to ``TelemetryBundle.events``, field 4) instead of copying the
-parsed messages into a bundle and serialising it again, which cost about 1 µs per event.
+A request is parsed here (never raising: bytes that are not a batch are reported as such), and
+an all-accepted batch of one payload kind is framed into records from one serialisation of the
+parsed batch: each event re-framed from ``TelemetryBatch.events`` (field 2) to
+``TelemetryBundle.events`` (field 4), instead of copying every parsed message into a bundle and
+serialising it again, which cost about 1 µs per event.
+
+The bytes framed are the gateway's own serialisation of the messages validation read, never the
+bytes the client sent: received bytes may hold what parsing leaves out of the message (unknown
+fields, a field or a oneof member sent twice, of which only the last counts), and that must
+never reach Kafka. The servicer drops unknown fields before validation
+(``DiscardUnknownFields``); serialising the parsed message drops the shadowed values.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from google.protobuf.message import DecodeError
 
 from suptech.v1 import ingest_pb2, telemetry_pb2
 
-__all__ = ["ReceivedBatch", "parse_batch", "bundle_event_fields", "encode_bundle_head"]
+__all__ = [
+    "ReceivedBatch",
+    "parse_batch",
+    "bundle_event_fields",
+    "encode_bundle_head",
+    "pack_fields",
+    "MAX_RECORD_BYTES",
+    "MAX_EVENT_BYTES_CEILING",
+]
+
+# Below the broker's default message.max.bytes (1 MiB): a larger bundle is split so that a big
+# batch can never become a record the broker refuses.
+MAX_RECORD_BYTES = 900 * 1024
+# The largest per-event limit the gateway may be configured with: a lone event, framed in a
+# bundle (institution and batch ids of at most 128 characters, a timestamp: under 1.1 KiB), is
+# then far below MAX_RECORD_BYTES, so splitting a batch always ends in records Kafka takes.
+MAX_EVENT_BYTES_CEILING = 512 * 1024
 
 _BATCH_ID_TAG = 0x0A  # TelemetryBatch field 1, length-delimited
 _EVENTS_TAG = 0x12  # TelemetryBatch field 2, length-delimited
@@ -20,26 +46,34 @@ _BUNDLE_EVENTS_TAG = b"\x22"  # TelemetryBundle field 4, length-delimited
 
 
 class ReceivedBatch:
-    """A ``TelemetryBatch`` as parsed, with the bytes it was parsed from."""
+    """A request as received: the parsed ``TelemetryBatch`` (``None`` when the bytes are not
+    one, ``error`` then says why) and the size of the bytes it was parsed from."""
 
-    __slots__ = ("batch", "raw")
+    __slots__ = ("batch", "size", "error")
 
-    def __init__(self, batch: Any, raw: bytes) -> None:
+    def __init__(self, batch: Any, size: int, error: str = "") -> None:
         self.batch = batch
-        self.raw = raw
+        self.size = size
+        self.error = error
 
 
 def parse_batch(raw: bytes) -> ReceivedBatch:
-    """The gRPC request deserializer of the gateway (raises ``DecodeError`` like the generated)."""
-    return ReceivedBatch(ingest_pb2.TelemetryBatch.FromString(raw), raw)
+    """The gRPC request deserializer of the gateway. It never raises: gRPC would log a traceback
+    and hand the servicer ``None``, and the caller would see a retryable INTERNAL."""
+    try:
+        return ReceivedBatch(ingest_pb2.TelemetryBatch.FromString(raw), len(raw))
+    except DecodeError as e:
+        return ReceivedBatch(None, len(raw), str(e) or "not a protobuf message")
 
 
-def bundle_event_fields(raw: bytes) -> bytes | None:
-    """Every event of the serialised batch ``raw``, framed as ``TelemetryBundle.events`` fields,
-    in order; ``None`` when ``raw`` holds anything but ``batch_id`` and ``events`` fields (unknown
-    fields, other wire types), so that only the events can ever reach the record."""
+def bundle_event_fields(serialised: bytes) -> list[bytes] | None:
+    """Every event of the serialised batch, framed as a ``TelemetryBundle.events`` field, in
+    order; ``None`` when ``serialised`` holds anything but ``batch_id`` and ``events`` fields
+    (other fields, other wire types), so that only the events can ever reach a record."""
     out: list[bytes] = []
     append = out.append
+    tag_ = _BUNDLE_EVENTS_TAG
+    raw = serialised
     pos = 0
     end = len(raw)
     while pos < end:
@@ -48,6 +82,8 @@ def bundle_event_fields(raw: bytes) -> bytes | None:
             return None
         # Length varint: events are almost always below 16 KiB, i.e. one or two bytes.
         i = pos + 1
+        if i >= end:
+            return None
         b = raw[i]
         length = b & 0x7F
         shift = 7
@@ -62,12 +98,28 @@ def bundle_event_fields(raw: bytes) -> bytes | None:
         if stop > end:
             return None
         if tag == _EVENTS_TAG:
-            # The length varint and the event's bytes, as received.
-            append(raw[pos + 1 : stop])
+            # The new tag, then the length varint and the event's bytes.
+            append(tag_ + raw[pos + 1 : stop])
         pos = stop
-    if not out:
-        return b""
-    return _BUNDLE_EVENTS_TAG + _BUNDLE_EVENTS_TAG.join(out)
+    return out
+
+
+def pack_fields(fields: Sequence[bytes], budget: int) -> list[tuple[int, int]]:
+    """Split framed events into runs of at most ``budget`` bytes each (a run of one event may
+    exceed it): ``[(start, stop), ...]`` indexes into ``fields``, in order, covering all."""
+    runs: list[tuple[int, int]] = []
+    start = 0
+    size = 0
+    for i, f in enumerate(fields):
+        n = len(f)
+        if size + n > budget and i > start:
+            runs.append((start, i))
+            start = i
+            size = 0
+        size += n
+    if start < len(fields) or not runs:
+        runs.append((start, len(fields)))
+    return runs
 
 
 def encode_bundle_head(institution_id: str, batch_id: str, received_unix_ns: int) -> bytes:

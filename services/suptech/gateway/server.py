@@ -20,7 +20,7 @@ from suptech.common.otel import inject_headers, setup_telemetry
 from suptech.gateway.auth import Authenticator
 from suptech.gateway.config import GatewayConfig
 from suptech.gateway.forward import ReceivedBatch, parse_batch
-from suptech.gateway.producer import ProduceError, TelemetryProducer
+from suptech.gateway.producer import ProduceError, Refused, TelemetryProducer
 from suptech.gateway.ratelimit import RateLimiter
 from suptech.gateway.validation import MAX_ID_CHARS, Limits, validate_batch
 from suptech.v1 import ingest_pb2
@@ -34,16 +34,21 @@ SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 
 # Batches of one stream written to Kafka at the same time; the SDK keeps 4 in flight by default.
 PIPELINE_DEPTH = 8
+# A client's fault worth an operator's eye, logged at most this often per institution.
+REPORT_INTERVAL_S = 10.0
 
 
 @dataclass(eq=False)
 class _Started:
     ack: Any
-    written: asyncio.Future[None]
+    # The events Kafka refused as too large even alone (usually none).
+    written: asyncio.Future[list[Refused]]
     # Ended when the batch is acknowledged or fails.
     span: Span
     # reason name -> events refused for it
     refused: dict[str, int]
+    # The batch's events (``TelemetryBatch.events``), to place an event Kafka refused.
+    events: Any
 
 
 @dataclass
@@ -51,6 +56,30 @@ class _Refusal:
     code: Any
     message: str
     trailing: tuple[tuple[str, str], ...] = ()
+
+
+class ThrottledLog:
+    """One log line per key and interval, counting the occurrences it did not log: a client
+    repeating a fault cannot fill the log."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = REPORT_INTERVAL_S) -> None:
+        self._log = logger
+        self._interval_s = interval_s
+        # key -> (monotonic time of the last line, occurrences since)
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def warning(self, key: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last[0] < self._interval_s:
+            self._last[key] = (last[0], last[1] + 1)
+            return
+        if len(self._last) > 10_000:
+            self._last.clear()  # keys are institutions; this bounds a pathological spread
+        self._last[key] = (now, 0)
+        if last is not None and last[1]:
+            message += f" ({last[1]} more since the last report)"
+        self._log.warning(message, *args)
 
 
 def _reason_name(reason: int) -> str:
@@ -93,6 +122,7 @@ class IngestServicer:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._client_faults = ThrottledLog(log)
 
     def begin_drain(self) -> None:
         """Refuse new batches (UNAVAILABLE: the client resends elsewhere); finish running ones."""
@@ -128,6 +158,9 @@ class IngestServicer:
         async def read() -> None:
             try:
                 async for received in request_iterator:
+                    if received is None or received.batch is None:
+                        queue.put_nowait(self._undecodable(institution, received))
+                        return
                     refusal = self._refuse(institution, received.batch)
                     if refusal is not None:
                         self._batches.add(1, {"outcome": refusal.code.name.lower()})
@@ -156,7 +189,9 @@ class IngestServicer:
                     await context.abort(item.code, item.message)
                     return
                 try:
-                    await item.written
+                    late = await item.written
+                    if late:
+                        self._refuse_late(item, late)
                 except ProduceError as e:
                     log.warning("batch %s of %s not written: %s", item.ack.batch_id, institution, e)
                     self._batches.add(1, {"outcome": "kafka_unavailable"})
@@ -173,9 +208,55 @@ class IngestServicer:
             reader.cancel()
             # Batches started but never acknowledged: the client resends them.
             for item in live:
+                if item.written.done() and not item.written.cancelled():
+                    item.written.exception()  # seen: not "never retrieved"
                 item.written.cancel()
                 item.span.end()
                 self._done()
+
+    def _undecodable(self, institution: str, received: ReceivedBatch | None) -> _Refusal:
+        """Bytes that are not a ``TelemetryBatch``: the client's fault, not retryable."""
+        error = received.error if received is not None else "undecodable"
+        size = received.size if received is not None else 0
+        self._client_faults.warning(
+            institution,
+            "undecodable request from %s (%d bytes): %s",
+            institution,
+            size,
+            error,
+        )
+        self._batches.add(1, {"outcome": "invalid_argument"})
+        return _Refusal(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"request is not a valid suptech.v1.TelemetryBatch: {error}",
+        )
+
+    def _refuse_late(self, item: _Started, late: list[Refused]) -> None:
+        """Events Kafka would not take even alone: refused in the ack like any other (rare)."""
+        ack = item.ack
+        by_id = {r.event_id: r for r in late}
+        rejections = list(ack.rejections)
+        rejected = {r.index for r in rejections}
+        for index, ev in enumerate(item.events):
+            r = by_id.get(ev.event_id)
+            # Accepted event ids are unique in a batch; refused copies are already listed.
+            if r is not None and index not in rejected:
+                rejections.append(
+                    ingest_pb2.EventRejection(
+                        index=index,
+                        event_id=r.event_id,
+                        reason=ingest_pb2.REJECT_REASON_TOO_LARGE,
+                        detail=r.detail,
+                    )
+                )
+                del by_id[ev.event_id]
+        rejections.sort(key=lambda r: r.index)
+        del ack.rejections[:]
+        ack.rejections.extend(rejections)
+        ack.accepted -= len(late)
+        item.refused["TOO_LARGE"] = item.refused.get("TOO_LARGE", 0) + len(late)
+        item.span.set_attribute("suptech.events_accepted", ack.accepted)
+        item.span.set_attribute("suptech.events_rejected", len(rejections))
 
     def _refuse(self, institution: str, batch: Any) -> _Refusal | None:
         """Whole-batch errors, which end the stream."""
@@ -211,7 +292,17 @@ class IngestServicer:
             kind=SpanKind.SERVER,
             attributes={"suptech.institution_id": institution, "suptech.batch_id": batch_id},
         )
-        verdict = validate_batch(batch.events, institution, time.time(), self._limits)
+        events = batch.events
+        # Each event as received (unknown fields included) against the per-event limit; only
+        # needed when the whole request is larger than one event may be.
+        sizes = None
+        if received.size > self._limits.max_event_bytes:
+            sizes = [ev.ByteSize() for ev in events]
+        # Nothing validation does not read may reach Kafka: unknown fields of every message,
+        # nested ones included, are dropped here (values shadowed by a later copy of their field
+        # vanish when the parsed messages are serialised).
+        batch.DiscardUnknownFields()
+        verdict = validate_batch(events, institution, time.time(), self._limits, sizes)
         ack = ingest_pb2.BatchAck(batch_id=batch_id, accepted=verdict.accepted_count)
         refused: dict[str, int] = {}
         if verdict.rejections:
@@ -226,18 +317,14 @@ class IngestServicer:
             headers = inject_headers()
         self._in_flight += 1
         self._idle.clear()
-        # All accepted and of one kind: the record is the batch's events, as received.
+        # All accepted and of one kind: the records are framed from one serialisation of the batch.
         whole = not verdict.rejections and len(verdict.accepted) == 1
         written = asyncio.ensure_future(
             self._producer.publish(
-                institution,
-                batch_id,
-                verdict.accepted,
-                headers,
-                received.raw if whole else None,
+                institution, batch_id, verdict.accepted, headers, batch if whole else None
             )
         )
-        return _Started(ack, written, span, refused)
+        return _Started(ack, written, span, refused, events)
 
     def _count(self, item: _Started) -> None:
         self._batches.add(1, {"outcome": "acked"})
@@ -356,7 +443,11 @@ def build_gateway(
         Authenticator(config.tokens),
         RateLimiter(config.rate_limit_eps, config.rate_limit_burst),
         producer,
-        Limits(max_skew_s=config.max_skew_s, max_age_s=config.max_age_s),
+        Limits(
+            max_skew_s=config.max_skew_s,
+            max_age_s=config.max_age_s,
+            max_event_bytes=config.max_event_bytes,
+        ),
         config.max_batch_events,
         tracer,
         meter,

@@ -96,6 +96,9 @@ class Limits:
     max_skew_s: float = 300.0
     # How old an event may be: the SDK spools through long outages.
     max_age_s: float = 30 * 24 * 3600.0
+    # Serialised size of one event (as received, unknown fields included): far below a Kafka
+    # record, so that any mix of accepted events splits into records Kafka takes.
+    max_event_bytes: int = 256 * 1024
 
 
 DEFAULT_LIMITS = Limits()
@@ -510,15 +513,32 @@ def validate_batch(
     institution_id: str,
     now_s: float,
     limits: Limits = DEFAULT_LIMITS,
+    sizes: Sequence[int] | None = None,
 ) -> BatchVerdict:
-    """Validate every event of one batch; a repeated event_id is refused after its first copy."""
+    """Validate every event of one batch; a repeated event_id is refused after its first copy.
+
+    ``sizes``: each event's serialised size, when some may exceed ``limits.max_event_bytes``
+    (``None``: none does, e.g. the whole batch is smaller); a larger event is refused
+    (TOO_LARGE) before anything else is read from it.
+    """
     earliest, latest = _window(now_s, limits)
     verdict = BatchVerdict()
     accepted = verdict.accepted
     rejections = verdict.rejections
     seen: set[str] = set()
     check = _check
+    max_bytes = limits.max_event_bytes
     for index, ev in enumerate(events):
+        if sizes is not None and sizes[index] > max_bytes:
+            rejections.append(
+                (
+                    index,
+                    ev.event_id[:MAX_ID_CHARS],
+                    LARGE,
+                    f"event is {sizes[index]} bytes serialised, at most {max_bytes}",
+                )
+            )
+            continue
         r = check(ev, institution_id, earliest, latest)
         if isinstance(r, str):
             event_id = ev.event_id

@@ -1,0 +1,119 @@
+"""One batch's Kafka failure is its own: it neither fails the other batches sharing the producer
+nor holds the threads the rest of the gateway needs. Real gRPC, the real shared broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import grpc
+import pytest
+from suptech.common.topics import TOPICS, delete_topics_with_prefix, ensure_topics
+from suptech.v1 import ingest_pb2_grpc
+
+from tests.test_gateway import TOKEN_A, TOKEN_B, Running, base_config, batch, now_event
+
+pytestmark = pytest.mark.integration
+
+# asyncio's default executor on this machine (what the publishes ran on before).
+PRODUCER_THREAD = "suptech-gateway-network-thread"
+DEFAULT_WORKERS = min(32, (os.cpu_count() or 1) + 4)
+
+
+@pytest.fixture
+def no_sandbox_topic(kafka_bootstrap: str) -> Iterator[str]:
+    """A topic namespace in which every topic but the sandbox one exists: sandbox batches fail
+    (Kafka cannot take them) while the other kinds are written."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    ensure_topics(kafka_bootstrap, prefix, tuple(s for s in TOPICS if "sandbox" not in s.name))
+    yield prefix
+    delete_topics_with_prefix(kafka_bootstrap, prefix)
+
+
+async def open_stream(channel: grpc.aio.Channel, requests: Any, token: str) -> Any:
+    stub = ingest_pb2_grpc.IngestServiceStub(channel)
+    return stub.StreamTelemetry(
+        requests, metadata=(("authorization", f"Bearer {token}"),), timeout=60
+    )
+
+
+async def failing_sandbox_batch(port: int, n: int = 0) -> grpc.StatusCode:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = await open_stream(
+            channel, iter([batch([now_event("sandbox", n)], f"sbx-{n}")]), TOKEN_A
+        )
+        try:
+            async for _ in call:
+                pass
+        except grpc.aio.AioRpcError as e:
+            return e.code()
+    return grpc.StatusCode.OK
+
+
+async def test_failed_batches_neither_fail_the_batches_beside_them_nor_leak_producers(
+    kafka_bootstrap: str, no_sandbox_topic: str
+) -> None:
+    config = base_config(kafka_bootstrap, no_sandbox_topic, produce_timeout_s=1.0)
+    sent: dict[str, list[str]] = {}
+
+    async def heartbeats(institution: str) -> AsyncIterator[Any]:
+        # Streams without pause (batches always in flight) for longer than the sandbox batches
+        # take to fail.
+        ids = sent.setdefault(institution, [])
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            ids.append(f"hb-{len(ids)}")
+            yield batch([now_event("heartbeat", len(ids), institution) for _ in range(1)], ids[-1])
+            await asyncio.sleep(0.001)
+
+    async def flow(port: int, institution: str, token: str) -> list[str]:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = await open_stream(channel, heartbeats(institution), token)
+            return [ack.batch_id async for ack in call]
+
+    async with Running(config) as port:
+        flowing = [
+            asyncio.create_task(flow(port, "bank-b", TOKEN_B)),
+            asyncio.create_task(flow(port, "bank-a", TOKEN_A)),
+        ]
+        await asyncio.sleep(0.3)
+        failed = [await failing_sandbox_batch(port, i) for i in range(3)]
+        acked = await asyncio.gather(*flowing)
+        producers = [t for t in threading.enumerate() if t.name == PRODUCER_THREAD]
+    assert failed == [grpc.StatusCode.UNAVAILABLE] * 3
+    assert acked == [sent["bank-b"], sent["bank-a"]] and len(sent["bank-b"]) > 100
+    # One producer serves every batch; none is left running behind.
+    assert len(producers) == 1
+
+
+async def test_publishes_waiting_on_kafka_leave_the_default_executor_and_other_batches_free(
+    kafka_bootstrap: str, no_sandbox_topic: str
+) -> None:
+    # More batches stuck on Kafka than asyncio's default executor has threads.
+    config = base_config(kafka_bootstrap, no_sandbox_topic, produce_timeout_s=3.0)
+    async with Running(config) as port:
+        stuck = [
+            asyncio.create_task(failing_sandbox_batch(port, i)) for i in range(DEFAULT_WORKERS + 2)
+        ]
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        # What else runs in the default executor (the health monitor's Kafka ping) still runs.
+        await asyncio.to_thread(time.monotonic)
+        probe_s = time.monotonic() - started
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            started = time.monotonic()
+            call = await open_stream(
+                channel, iter([batch([now_event("heartbeat", 0, "bank-b")], "hb")]), TOKEN_B
+            )
+            acks = [ack async for ack in call]
+            ack_s = time.monotonic() - started
+        codes = await asyncio.gather(*stuck)
+    assert codes == [grpc.StatusCode.UNAVAILABLE] * len(stuck)
+    assert [a.accepted for a in acks] == [1]
+    assert probe_s < 1.0, f"default executor blocked for {probe_s:.1f}s"
+    assert ack_s < 1.5, f"another institution's batch waited {ack_s:.1f}s"
