@@ -248,6 +248,41 @@ def test_round_trip_delivers_exactly_what_was_sent_and_never_the_raw_actor_id(
     assert list((tmp_path / "spool").glob("seg-*")) == []
 
 
+def test_an_oversized_event_is_refused_alone_and_the_rest_delivered(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    # The issue's case: one event too large for Kafka (an unknown field, padded) among 100
+    # others used to be answered UNAVAILABLE and resent forever, holding back the rest.
+    gw = start_gateway(kafka_bootstrap, topic_prefix, tmp_path, GATEWAY_MAX_EVENT_BYTES="65536")
+    raw_id = "li.si.13900139000"
+    hb = telemetry_pb2.Heartbeat(source_id="app-1", interval_seconds=60).SerializeToString()
+    try:
+        with client_for(gw.target, tmp_path / "spool", max_event_bytes=2 * 1024 * 1024) as client:
+            sent = [client.heartbeat(f"hb-{i}") for i in range(50)]
+            big = client.send_encoded("heartbeat", hb + field(99, os.urandom(1100 * 1024)))
+            # An unknown field carrying a raw identifier: dropped, never written.
+            sent.append(client.send_encoded("heartbeat", hb + field(98, raw_id.encode())))
+            sent += [client.heartbeat(f"hb-{i}") for i in range(50, 99)]
+            assert client.flush(timeout=30), client.stats()
+            stats = client.stats()
+            rejections = list(client.rejections)
+    finally:
+        stop(gw.proc)
+    assert stats.acknowledged == 100 and stats.rejected == {"REJECT_REASON_TOO_LARGE": 1}
+    assert stats.errors == {}
+    assert [(r.event_id, r.reason) for r in rejections] == [(big, "REJECT_REASON_TOO_LARGE")]
+    events, raw = read_kafka(kafka_bootstrap, topic_prefix, has_all(set(sent)))
+    assert sorted(e.event_id for e in events["heartbeat"]) == sorted(sent)
+    assert all(raw_id.encode() not in value for _, value in raw)
+
+
+def field(number: int, data: bytes) -> bytes:
+    """One length-delimited protobuf field, serialised."""
+    from suptech.sdk.wire import encode_varint
+
+    return encode_varint(number << 3 | 2) + encode_varint(len(data)) + data
+
+
 def test_wrong_token_halts_and_keeps_the_spool_for_a_fixed_client(
     gateway: Gateway, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
@@ -533,6 +568,8 @@ def test_mutual_tls_client_certificate_authenticates_the_institution(
         GATEWAY_TLS_CERT=str(tmp_path / "server.pem"),
         GATEWAY_TLS_KEY=str(tmp_path / "server_key.pem"),
         GATEWAY_TLS_CLIENT_CA=str(tmp_path / "ca.pem"),
+        # Any free port: the default 50052 may be another gateway's on a shared machine.
+        GATEWAY_HEALTH_PORT="0",
     )
     try:
         # Without a client certificate the handshake is refused: nothing is acknowledged.

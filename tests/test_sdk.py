@@ -157,14 +157,21 @@ def test_spool_is_exclusive(tmp_path: Path) -> None:
     Spool(tmp_path).close()
 
 
-def test_backoff_is_full_jitter_capped() -> None:
+def test_backoff_is_exponential_jittered_with_a_floor_and_capped() -> None:
     rng = random.Random(7)
-    delays = [backoff_delay(a, 0.1, 5.0, rng) for a in range(40) for _ in range(20)]
-    assert all(0.0 <= d <= 5.0 for d in delays)
-    early = [backoff_delay(0, 0.1, 5.0, rng) for _ in range(200)]
-    assert max(early) <= 0.1
+    for attempt in range(40):
+        cap = min(5.0, 0.1 * 2**attempt)
+        delays = [backoff_delay(attempt, 0.1, 5.0, rng) for _ in range(50)]
+        # Never below half the cap: the reconnect rate is bounded whatever the draws.
+        assert all(cap / 2 <= d <= cap for d in delays)
     late = [backoff_delay(20, 0.1, 5.0, rng) for _ in range(200)]
-    assert max(late) > 2.5 and min(late) < 2.5  # spread over the whole range, not clustered
+    assert max(late) > 4.5 and min(late) < 3.0  # spread over the range, not clustered
+    # The sum of the pauses grows exponentially: at most ~12 attempts in the first 10 s.
+    total, attempts = 0.0, 0
+    while total < 10.0:
+        total += backoff_delay(attempts, 0.1, 5.0, random.Random(attempts))
+        attempts += 1
+    assert attempts <= 12
 
 
 def test_cli_parse_reports_malformed_lines_by_number() -> None:
@@ -265,3 +272,100 @@ def test_client_refuses_raw_ids_unknown_enums_and_naive_times_before_spooling(
         assert client.stats().spooled == 1
     finally:
         client.close(timeout=0)
+
+
+def test_flush_does_not_hurry_reconnects_to_a_gateway_that_is_down(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    from suptech.sdk import TelemetryClient
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # Nothing listens on the port: every stream fails at once (a gateway that is down).
+    client = TelemetryClient(
+        f"127.0.0.1:{port}",
+        "B1",
+        spool_dir=tmp_path,
+        pseudonym_key=b"k",
+        retry_base_s=0.1,
+        retry_max_s=1.0,
+    )
+    try:
+        client.heartbeat()
+        # As suptech-send does: flush in short slices, each one waking the sender.
+        deadline = time.monotonic() + 6.0
+        while time.monotonic() < deadline:
+            assert not client.flush(timeout=0.05)
+        stats = client.stats()
+    finally:
+        client.close(timeout=0)
+    assert stats.errors.get("UNAVAILABLE", 0) >= 3 and stats.spooled == 1
+    # Pauses of at least 0.05, 0.1, 0.2, 0.4 then 0.5 s: at most 15 attempts in 6 s (before the
+    # fix, every flush cut the pause short: over a hundred).
+    assert stats.retries <= 15, stats
+
+
+def test_client_refuses_an_event_over_max_event_bytes_before_spooling(tmp_path: Path) -> None:
+    from suptech.sdk import TelemetryClient
+
+    client = TelemetryClient(
+        "127.0.0.1:9", "B1", spool_dir=tmp_path, pseudonym_key=b"k", max_event_bytes=4096
+    )
+    try:
+        big = telemetry_pb2.MaintenanceWindow(window_id="w", system_ids=["s" * 100] * 50)
+        with pytest.raises(ValueError, match="max_event_bytes"):
+            client.send(big)
+        with pytest.raises(ValueError, match="max_event_bytes"):
+            client.send_many_encoded("maintenance", [big.SerializeToString()])
+        with pytest.raises(ValueError, match="max_event_bytes"):
+            client.heartbeat(vouches_for=["data_access:" + "x" * 100] * 50)
+        assert client.stats().spooled == 0
+        client.heartbeat()
+        assert client.stats().spooled == 1
+    finally:
+        client.close(timeout=0)
+    with pytest.raises(ValueError, match="max_event_bytes"):
+        TelemetryClient(
+            "127.0.0.1:9",
+            "B1",
+            spool_dir=tmp_path / "other",
+            pseudonym_key=b"k",
+            max_batch_bytes=1000,
+            max_event_bytes=2000,
+        )
+
+
+@pytest.mark.parametrize("option", ["--token-file", "--ca"])
+def test_cli_unreadable_file_is_one_line_error_not_a_traceback(tmp_path: Path, option: str) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"heartbeat": {"sourceId": "x"}}\n')
+    missing = tmp_path / "no-such-file"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "suptech.sdk.cli",
+            "send",
+            str(events),
+            "--target",
+            "127.0.0.1:9",
+            "--institution",
+            "B1",
+            option,
+            str(missing),
+            "--spool-dir",
+            str(tmp_path / "spool"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO / "services"), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and option in lines[0] and str(missing) in lines[0], out.stderr
+    assert "No such file" in lines[0]

@@ -80,17 +80,46 @@ class _Progress:
         self._out.flush()
 
 
-def _read_pem(path: str | None) -> bytes | None:
-    return Path(path).read_bytes() if path else None
+class _UsageError(Exception):
+    """A bad argument, told in one line (exit status 2)."""
+
+
+def _read(option: str, path: str | None) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise _UsageError(f"cannot read {option} {path}: {e.strerror or e}") from None
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    if not args.token_file:
+        return str(args.token) if args.token else None
+    raw = _read("--token-file", args.token_file) or b""
+    try:
+        token = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise _UsageError(f"--token-file {args.token_file} is not UTF-8 text") from None
+    if not token:
+        raise _UsageError(f"--token-file {args.token_file} is empty")
+    return token
 
 
 def _send(args: argparse.Namespace) -> int:
-    token = args.token
-    if args.token_file:
-        token = Path(args.token_file).read_text(encoding="utf-8").strip()
     path = Path(args.file)
     if not path.is_file():
         print(f"suptech-send: no such file: {path}", file=sys.stderr)
+        return 2
+    try:
+        token = _token(args)
+        ca, cert, key_pem = (
+            _read("--ca", args.ca),
+            _read("--cert", args.cert),
+            _read("--key", args.key),
+        )
+    except _UsageError as e:
+        print(f"suptech-send: {e}", file=sys.stderr)
         return 2
     lines = path.read_text(encoding="utf-8").splitlines()
     spool_dir = args.spool_dir or tempfile.mkdtemp(prefix="suptech-spool-")
@@ -101,9 +130,9 @@ def _send(args: argparse.Namespace) -> int:
         args.target,
         args.institution,
         token=token,
-        root_certificates=_read_pem(args.ca),
-        client_certificate=_read_pem(args.cert),
-        client_key=_read_pem(args.key),
+        root_certificates=ca,
+        client_certificate=cert,
+        client_key=key_pem,
         spool_dir=spool_dir,
         # Lines already carry pseudonyms: the key only guards against raw ids, never used here.
         pseudonym_key=key,

@@ -90,8 +90,15 @@ def new_event_ids(n: int) -> list[str]:
 
 
 def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**attempt)]."""
-    return rng.uniform(0.0, min(max_s, base_s * (2.0 ** min(attempt, 32))))
+    """Exponential backoff with jitter: uniform in [cap / 2, cap] for
+    cap = min(max_s, base_s * 2**attempt).
+
+    Half the cap is a floor ("equal jitter"): however the draws fall, a client against a gateway
+    that is down reconnects at most about ``2 / base_s`` times in its first second and ever less
+    often after, while the jitter still spreads a fleet's reconnects apart.
+    """
+    cap = min(max_s, base_s * (2.0 ** min(attempt, 32)))
+    return rng.uniform(cap / 2.0, cap)
 
 
 def _time_ns(value: EventTime) -> int:
@@ -176,6 +183,8 @@ class TelemetryClient:
     returns, and stays there until the gateway answers it: accepted (durably in Kafka) or rejected
     with a reason (recorded in :attr:`rejections` and ``spool_dir/rejections.jsonl``, not resent).
     A client started on a spool left non-empty by a crash resends what it holds, same event ids.
+    An event larger than ``max_event_bytes`` serialised is refused by the call that gives it
+    (``ValueError``): the gateway would refuse it (REJECT_REASON_TOO_LARGE, 256 KiB by default).
 
     Authentication: ``token`` (sent as ``authorization: Bearer``), and/or TLS with
     ``root_certificates`` (PEM of the gateway's CA) and, for mutual TLS, ``client_certificate`` and
@@ -200,6 +209,7 @@ class TelemetryClient:
         linger_s: float = 0.2,
         max_in_flight: int = 4,
         max_batch_bytes: int = 3 * 1024 * 1024,
+        max_event_bytes: int = 256 * 1024,
         retry_base_s: float = 0.1,
         retry_max_s: float = 10.0,
         ack_timeout_s: float = 30.0,
@@ -212,6 +222,9 @@ class TelemetryClient:
             raise ValueError("batch_size and max_in_flight must be at least 1")
         if not pseudonym_key:
             raise ValueError("pseudonym_key is required (keep it secret, keep it stable)")
+        if not 0 < max_event_bytes <= max_batch_bytes:
+            # A batch holds at least one event: a larger one would exceed the message limit.
+            raise ValueError("max_event_bytes must be positive and at most max_batch_bytes")
         self.institution_id = institution_id
         self._inst_field = institution_field(institution_id)
         self._key = pseudonym_key
@@ -219,6 +232,7 @@ class TelemetryClient:
         self._linger_s = linger_s
         self._max_in_flight = max_in_flight
         self._max_batch_bytes = max_batch_bytes
+        self._max_event_bytes = max_event_bytes
         self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
         self._ack_timeout_s = ack_timeout_s
@@ -360,6 +374,7 @@ class TelemetryClient:
             tail = tails.get(payload)
             if tail is None:
                 head, tail = envelope_template(self._inst_field, t_ns, kind, payload)
+                self._check_size(len(head) + len(eid) + len(tail))
                 tails[payload] = tail
             env = head + eid.encode() + tail
             add((env, b"\x12" + varint(len(env)) + env))
@@ -619,7 +634,16 @@ class TelemetryClient:
                     "pseudonymised before leaving the process"
                 )
 
+    def _check_size(self, size: int) -> None:
+        if size > self._max_event_bytes:
+            raise ValueError(
+                f"event is {size} bytes serialised, more than max_event_bytes "
+                f"({self._max_event_bytes}): the gateway would refuse it"
+            )
+
     def _append(self, envelopes: list[bytes]) -> None:
+        for env in envelopes:
+            self._check_size(len(env))
         self._append_framed([(env, frame_batch_event(env)) for env in envelopes])
 
     def _append_framed(self, items: list[tuple[bytes, bytes]]) -> None:
@@ -684,9 +708,16 @@ class TelemetryClient:
                 retry_after = _retry_after_s(error)
                 if retry_after is not None:
                     wait = max(wait, retry_after)
+            # Only close() ends the pause early: flush(), new events and acks notify the same
+            # condition, and a pause they could cut short would let a busy sender hammer a
+            # gateway that is down.
+            resume = time.monotonic() + wait
             with self._cv:
-                if not self._closed:
-                    self._cv.wait(wait)
+                while not self._closed:
+                    left = resume - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cv.wait(left)
 
     def _record_error(self, code: str, details: str) -> None:
         with self._cv:
