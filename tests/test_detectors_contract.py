@@ -9,11 +9,15 @@ from typing import Any
 
 import pytest
 from suptech.detector.logic.access_scorer import AccessScorer
+from suptech.detector.logic.controllability_drift import ControllabilityDrift
+from suptech.detector.logic.count_surge import CountSurge
 from suptech.detector.logic.cusum import CusumDrift
 from suptech.detector.logic.hst import ScaledHalfSpaceTrees
 from suptech.detector.logic.metric_anomaly import MetricAnomaly
 from suptech.detector.logic.robust_zscore import RobustZScore
 from suptech.detector.logic.seasonal import SeasonalBaseline
+from suptech.detector.logic.version_regression import VersionRegression
+from suptech.detector.logic.vuln_backlog import VulnBacklog
 
 DETECTORS = [
     RobustZScore(alpha=0.05),
@@ -22,13 +26,17 @@ DETECTORS = [
     ScaledHalfSpaceTrees(n_trees=10, height=8, window_size=100, seed=3),
     MetricAnomaly(),
     AccessScorer(),
+    ControllabilityDrift(),
+    VulnBacklog(),
+    VersionRegression(persist=1),
+    CountSurge(),
 ]
 
 
 def labelled_stream(kind: str, n: int = 1200, seed: int = 1) -> list[tuple[dict[str, Any], bool]]:
     """A time-ordered stream with anomalies the detector kind is meant to catch."""
     rng = random.Random(seed)
-    out = []
+    out: list[tuple[dict[str, Any], bool]] = []
     for i in range(n):
         t = 1_780_000_000.0 + i * 900.0
         anomalous = i > 300 and rng.random() < 0.05
@@ -41,8 +49,45 @@ def labelled_stream(kind: str, n: int = 1200, seed: int = 1) -> list[tuple[dict[
         if kind == "AccessScorer":
             # One actor's accesses; anomalies are bulk exports of many more records and bytes.
             records = rng.randint(2, 12) * (60 if anomalous else 1)
-            x = {"records": records, "bytes_out": records * 480 + rng.randint(0, 200)}
+            x: dict[str, Any] = {
+                "records": records,
+                "bytes_out": records * 480 + rng.randint(0, 200),
+            }
             out.append((x, anomalous))
+            continue
+        if kind == "ControllabilityDrift":
+            # An index that rarely moves a point; anomalies have slid well below what it held.
+            jitter = rng.choice([-0.01, 0.01]) if rng.random() < 0.05 else 0.0
+            v = 0.9 - 0.1 - 0.1 * rng.random() if anomalous else 0.9 + jitter
+            out.append(({"t": t, "index": v}, anomalous))
+            continue
+        if kind == "VulnBacklog":
+            # A system patching within days; anomalies are a pile of old ones.
+            count = rng.randint(7, 12) if anomalous else rng.randint(0, 3)
+            age = rng.randint(8, 20) if anomalous else rng.randint(0, 3)
+            out.append(({"t": t, "count": count, "age_days": age}, anomalous))
+            continue
+        if kind == "VersionRegression":
+            # A change every 50 reports; anomalies are errors x6 in the hours after some.
+            anomalous = i > 300 and 1 <= i % 50 <= 10 and rng.random() < 0.5
+            hour = (i // 4) % 24
+            load = 1.0 + 0.3 * math.sin(2 * math.pi * hour / 24)
+            xr: dict[str, Any] = {
+                "slot": hour,
+                "error": 0.002 * load * rng.lognormvariate(0, 0.2) * (6.0 if anomalous else 1.0),
+                "latency": 80.0 * load * rng.lognormvariate(0, 0.07),
+                "change": 1.0 if i % 50 == 0 else 0.0,
+                "hold": 0.0,
+            }
+            out.append((xr, anomalous))
+            continue
+        if kind == "CountSurge":
+            # Complaints of an app's users per report; anomalies are surges.
+            lam = 12.0 if anomalous else 2.0
+            k, p, limit = 0, rng.random(), math.exp(-lam)
+            while p > limit:
+                k, p = k + 1, p * rng.random()
+            out.append(({"count": k, "exposure": 1000, "slot": i % 24}, anomalous))
             continue
         if kind == "ScaledHalfSpaceTrees":
             # Mass-based: anomalies sit in an empty region between two busy clusters (HST does
@@ -53,7 +98,7 @@ def labelled_stream(kind: str, n: int = 1200, seed: int = 1) -> list[tuple[dict[
             continue
         base = 50.0 + 20.0 * math.sin(2 * math.pi * (i % 96) / 96)
         v = base + rng.gauss(0, 2) + (60.0 if anomalous else 0.0)
-        x: dict[str, Any] = {"value": v, "other": 5.0 + rng.gauss(0, 0.5)}
+        x = {"value": v, "other": 5.0 + rng.gauss(0, 0.5)}
         if kind in ("SeasonalBaseline", "MetricAnomaly"):
             x["t"] = t
         out.append((x, anomalous))
@@ -111,7 +156,7 @@ def test_better_than_chance_in_stream_order(detector: Any) -> None:
 
 
 # Detectors whose score is a calibrated probability (what scores.v1 publishes).
-CALIBRATED = ("MetricAnomaly", "AccessScorer")
+CALIBRATED = ("MetricAnomaly", "AccessScorer", "CountSurge")
 
 
 def test_calibrated_scores_stay_within_0_and_1(detector: Any) -> None:

@@ -1,14 +1,20 @@
-"""IT autonomy family: controllability index, health against its own rhythm, shared vendors."""
+"""IT autonomy family: controllability index and its drift, health against its own rhythm and
+after changes, vulnerability backlogs, shared vendors."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
+from suptech.detector.logic.calendar import InstitutionContext
 from suptech.detector.logic.candidate import SYSTEMIC_INSTITUTION, Candidate, grade_for
 from suptech.detector.logic.config import EngineConfig
+from suptech.detector.logic.controllability_drift import ControllabilityDrift
 from suptech.detector.logic.seasonal import SeasonalBaseline
 from suptech.detector.logic.threshold import update_quantile
+from suptech.detector.logic.version_regression import VersionRegression
+from suptech.detector.logic.vuln_backlog import VulnBacklog
 from suptech.v1 import findings_pb2, telemetry_pb2
 
 __all__ = ["LAYER_WEIGHTS", "TIER_WEIGHTS", "AutonomyFamily", "controllability_index"]
@@ -34,6 +40,11 @@ TIER_WEIGHTS: dict[int, float] = {
 _TIER_GRADE: dict[int, int] = {
     telemetry_pb2.SYSTEM_TIER_CORE: findings_pb2.GRADE_MAJOR,
     telemetry_pb2.SYSTEM_TIER_IMPORTANT: findings_pb2.GRADE_SIGNIFICANT,
+}
+_GRADE_UP: dict[int, int] = {
+    findings_pb2.GRADE_GENERAL: findings_pb2.GRADE_SIGNIFICANT,
+    findings_pb2.GRADE_SIGNIFICANT: findings_pb2.GRADE_MAJOR,
+    findings_pb2.GRADE_MAJOR: findings_pb2.GRADE_CRITICAL,
 }
 
 
@@ -63,10 +74,30 @@ _HEALTH_FLOORS = {
     "incidents": 1.0,
 }
 _SERVICE_FEATURES = ("unavailability_pct", "error_pct", "incidents")
+# Oldest unpatched critical vulnerability, in days, that makes a core system's backlog major.
+_VULN_OVERDUE_DAYS = 30
+# A backlog that has not changed is judged again this often (enough to keep its condition open).
+_VULN_RECHECK_NS = 3_600_000_000_000
+# Calendar slots are cached per institution for this long (time zones are whole quarter hours).
+_SLOT_BUCKET_NS = 15 * 60 * 1_000_000_000
 
 
 class _System:
-    __slots__ = ("tier", "index", "inventory", "vendors", "health", "q", "n", "components")
+    __slots__ = (
+        "tier",
+        "index",
+        "inventory",
+        "vendors",
+        "health",
+        "q",
+        "n",
+        "components",
+        "drift",
+        "drift_level",
+        "vulns",
+        "vulns_seen",
+        "regression",
+    )
 
     def __init__(self, cfg: EngineConfig) -> None:
         self.tier = 0
@@ -87,6 +118,22 @@ class _System:
         # Copy of the last report's components: an unchanged inventory (nearly every report)
         # compares equal in C and skips the index and inventory work.
         self.components: list[telemetry_pb2.Component] = []
+        self._new_detectors()
+
+    def _new_detectors(self) -> None:
+        self.drift = ControllabilityDrift()
+        self.drift_level = 0
+        self.vulns = VulnBacklog()
+        # (count, oldest age, time) of the last report the backlog was judged on.
+        self.vulns_seen = (-1, -1, 0)
+        self.regression = VersionRegression()
+
+    def __setstate__(self, state: Any) -> None:
+        # Checkpoints from before the drift, backlog and regression detectors start them afresh.
+        self._new_detectors()
+        slots = state[1] if isinstance(state, tuple) else state
+        for key, value in (slots or {}).items():
+            setattr(self, key, value)
 
 
 class _Cascade:
@@ -102,8 +149,14 @@ class _Cascade:
 
 
 class AutonomyFamily:
-    def __init__(self, cfg: EngineConfig) -> None:
+    context: InstitutionContext | None = None
+
+    def __init__(self, cfg: EngineConfig, context: InstitutionContext | None = None) -> None:
         self.cfg = cfg
+        # Calendars (the hour slot of a report) and declared windows (changes to hold judgement
+        # over); the engine's, shared.
+        self.context = context
+        self._slots: dict[str, tuple[int, int]] = {}
         self.systems: dict[tuple[str, str], _System] = {}
         # vendor -> institutions with a core system depending on it
         self.vendor_core: dict[str, set[str]] = {}
@@ -150,11 +203,23 @@ class AutonomyFamily:
         tier_grade = _TIER_GRADE.get(tier, findings_pb2.GRADE_GENERAL)
 
         comps = rep.components
+        changed = False
         if comps and comps != s.components:
+            changed = bool(s.components)
             s.components = [telemetry_pb2.Component(layer=c.layer) for c in comps]
             for mine, c in zip(s.components, comps, strict=True):
                 mine.CopyFrom(c)
             self._inventory(s, list(comps), inst_id, sys_id, core, tier_grade, t, eid, emit)
+        declared = self._declared(inst_id, sys_id, t)
+        held = declared or self._declared(inst_id, sys_id, t, any_kind=True)
+        seen = s.vulns_seen
+        if (
+            rep.unpatched_critical_vulns != seen[0]
+            or rep.oldest_unpatched_critical_days != seen[1]
+            or t - seen[2] >= _VULN_RECHECK_NS
+        ):
+            self._vulns(s, rep, inst_id, sys_id, core, tier_grade, t, eid, emit)
+        self._regression(s, rep, inst_id, sys_id, changed, held, tier_grade, t, eid, emit)
 
         # Health against the system's own hour-of-day/weekday rhythm; larger is worse for all.
         availability = rep.availability
@@ -193,9 +258,11 @@ class AutonomyFamily:
                 ),
                 emit,
             )
-        # A lone bad report is noise; a run of them is a degradation. Latency alone is not.
+        # A lone bad report is noise; a run of them is a degradation. Latency alone is not. In a
+        # window the institution declared for the system, degraded health is what it announced.
         elif (
-            s.n >= cfg.health_warmup
+            not declared
+            and s.n >= cfg.health_warmup
             and service > thr
             and s.health.shifted_run >= cfg.health_persist
         ):
@@ -245,7 +312,9 @@ class AutonomyFamily:
         cfg = self.cfg
         index = controllability_index(comps)
         inventory = frozenset(_component_key(c) for c in comps)
-        if s.index >= 0 and index < s.index - cfg.controllability_drop:
+        stepped = s.index >= 0 and index < s.index - cfg.controllability_drop
+        self._drift(s, index, stepped, inst_id, sys_id, tier_grade, t, eid, emit)
+        if stepped:
             emit(
                 Candidate(
                     FAMILY,
@@ -297,6 +366,188 @@ class AutonomyFamily:
                 # Concentration risk is dependence on what the institutions cannot control.
                 foreign = frozenset(c.vendor for c in comps if not c.independently_controllable)
                 self._concentration(inst_id, foreign, t, eid, emit)
+
+    def _drift(
+        self,
+        s: _System,
+        index: float,
+        stepped: bool,
+        inst_id: str,
+        sys_id: str,
+        tier_grade: int,
+        t: int,
+        eid: str,
+        emit: Emit,
+    ) -> None:
+        """A slide of the index below the level it held, reported once per ``drop`` it adds.
+
+        A step the report-to-report regression already reports is not reported twice; it still
+        counts towards the drift.
+        """
+        x = {"t": t / 1e9, "index": index}
+        drift = s.drift.score_one(x)
+        level = int(drift)
+        if level < 1:
+            s.drift_level = 0
+        elif level > s.drift_level:
+            s.drift_level = level
+            if not stepped:
+                ref = s.drift.reference(x["t"])
+                emit(
+                    Candidate(
+                        FAMILY,
+                        inst_id,
+                        "system",
+                        sys_id,
+                        "it.controllability_drift",
+                        False,
+                        drift,
+                        1.0,
+                        _GRADE_UP.get(tier_grade, tier_grade) if level >= 3 else tier_grade,
+                        f"Controllability index of {sys_id} has slid to {index:.2f} from the "
+                        f"{ref:.2f} it held (step by step: each change alone was small)",
+                        t,
+                        [eid],
+                        [("controllability_index", index, ref, 1.0)],
+                        basis=f"ref{round(ref * 1000)}:level{level}",
+                    )
+                )
+        s.drift.learn_one(x)
+
+    def _declared(self, inst_id: str, sys_id: str, t: int, any_kind: bool = False) -> bool:
+        """Whether the institution declared a maintenance or change window over the system at
+        ``t`` (with ``any_kind``, also a batch window: heavy load it announced)."""
+        ctx = self.context
+        windows = ctx.windows.get(inst_id) if ctx is not None else None
+        if not windows or ctx is None:
+            return False
+        if not any_kind:
+            return bool(ctx.window_at(inst_id, sys_id, FAMILY, t))
+        return any(
+            w.start_ns <= t <= w.end_ns and (not w.systems or sys_id in w.systems)
+            for w in windows.values()
+        )
+
+    def _slot(self, inst_id: str, t: int) -> int:
+        """Local hour at the institution, +24 on its rest days (its business calendar)."""
+        bucket = t // _SLOT_BUCKET_NS
+        cached = self._slots.get(inst_id)
+        if cached is not None and cached[0] == bucket:
+            return cached[1]
+        ctx = self.context
+        if ctx is None:
+            hours = t // 3_600_000_000_000 + self.cfg.utc_offset_hours
+            slot = hours % 24 + (24 if (hours // 24 + 3) % 7 >= 5 else 0)
+        else:
+            slot = ctx.calendar(inst_id).slot(t)
+        self._slots[inst_id] = (bucket, slot)
+        return slot
+
+    def _vulns(
+        self,
+        s: _System,
+        rep: telemetry_pb2.ITPostureReport,
+        inst_id: str,
+        sys_id: str,
+        core: bool,
+        tier_grade: int,
+        t: int,
+        eid: str,
+        emit: Emit,
+    ) -> None:
+        count = rep.unpatched_critical_vulns
+        age = rep.oldest_unpatched_critical_days
+        s.vulns_seen = (count, age, t)
+        x = {"t": t / 1e9, "count": count, "age_days": age}
+        score = s.vulns.score_one(x)
+        if score < 1.0:
+            s.vulns.learn_one(x)  # frozen while flagged: a backlog is never its new normal
+            return
+        overdue = count and age >= _VULN_OVERDUE_DAYS
+        grade = _GRADE_UP.get(tier_grade, tier_grade) if overdue else tier_grade
+        emit(
+            Candidate(
+                FAMILY,
+                inst_id,
+                "system",
+                sys_id,
+                "it.vuln_backlog",
+                False,
+                score,
+                1.0,
+                findings_pb2.GRADE_MAJOR if overdue and core else grade,
+                f"{count} unpatched critical vulnerabilities in {sys_id}, the oldest {age} days "
+                f"old (it usually has at most {s.vulns.usual_count:.0f}, none older than "
+                f"{s.vulns.usual_age:.0f} days)",
+                t,
+                [eid],
+                [
+                    ("unpatched_critical_vulns", float(count), s.vulns.usual_count, 1.0),
+                    ("oldest_unpatched_critical_days", float(age), s.vulns.usual_age, 1.0),
+                ],
+            )
+        )
+
+    def _regression(
+        self,
+        s: _System,
+        rep: telemetry_pb2.ITPostureReport,
+        inst_id: str,
+        sys_id: str,
+        changed: bool,
+        held: bool,
+        tier_grade: int,
+        t: int,
+        eid: str,
+        emit: Emit,
+    ) -> None:
+        """Health against its level before the last inventory change; judgement is held over
+        any window the institution declared for the system (a change, maintenance, a batch)."""
+        det = s.regression
+        if not changed and not det.watch:
+            if held:
+                return  # what the institution announced is not the system's normal either
+            det.learn_normal(self._slot(inst_id, t), rep.error_rate, rep.latency_ms_p95)
+            return
+        x = {
+            "slot": self._slot(inst_id, t),
+            "error": rep.error_rate,
+            "latency": rep.latency_ms_p95,
+            "change": 1.0 if changed else 0.0,
+            "hold": 1.0 if held else 0.0,
+        }
+        score = det.score_one(x)
+        det.learn_one(x)
+        if score < 1.0:
+            return
+        emit(
+            Candidate(
+                FAMILY,
+                inst_id,
+                "system",
+                sys_id,
+                "it.version_regression",
+                False,
+                score,
+                1.0,
+                _GRADE_UP.get(tier_grade, tier_grade) if score >= 2.0 else tier_grade,
+                f"Health of {sys_id} worse since its inventory changed: error rate "
+                f"{rep.error_rate:.2%}, p95 {rep.latency_ms_p95:.0f} ms, "
+                f"{det.error_ratio(x):.1f}x and {det.latency_ratio(x):.1f}x their level before "
+                f"the change at this hour",
+                t,
+                [eid],
+                [
+                    ("error_rate", rep.error_rate, rep.error_rate / det.error_ratio(x), 1.0),
+                    (
+                        "latency_ms_p95",
+                        rep.latency_ms_p95,
+                        rep.latency_ms_p95 / det.latency_ratio(x),
+                        1.0,
+                    ),
+                ],
+            )
+        )
 
     def _system_hit(self, c: Candidate, emit: Emit) -> None:
         """Report a failing system, folding a cascade inside one institution into one finding.

@@ -57,9 +57,9 @@ class DetectionEngine:
         self.scores = ScoreLog(cfg.record_scores)
         self.context = InstitutionContext(cfg.default_time_zone)
         self.leakage = LeakageFamily(cfg, self.scores, self.context)
-        self.autonomy = AutonomyFamily(cfg)
-        self.sandbox = SandboxFamily(cfg)
-        self.silence = SilenceWatch(cfg)
+        self.autonomy = AutonomyFamily(cfg, self.context)
+        self.sandbox = SandboxFamily(cfg, self.context)
+        self.silence = SilenceWatch(cfg, self.context)
         self.feedback = FeedbackMemory()
         self.metrics = MetricsFamily(cfg, self.scores)
         self.conditions = Conditions(cfg.condition_clear_ns)
@@ -152,10 +152,11 @@ class DetectionEngine:
         return out
 
     def _heartbeat(self, inst_id: str, hb: telemetry_pb2.Heartbeat, t: int, eid: str) -> None:
-        """A heartbeat keeps alive its source, and exactly the streams it vouches for: metrics
-        that stopped are reported silent even while their system's heartbeats go on."""
+        """A heartbeat keeps alive its source's heartbeats, and exactly the streams it vouches
+        for: reports that stopped are reported silent even while their system's heartbeats go
+        on."""
         src_kind, family = self._heartbeat_source(inst_id, hb.source_id)
-        self.silence.seen(inst_id, src_kind, hb.source_id, family, t, hb.interval_seconds, eid)
+        self.silence.heartbeat(inst_id, src_kind, hb.source_id, family, t, hb.interval_seconds, eid)
         for stream in hb.vouches_for:
             kind, _, sid = stream.partition(":")
             key_kind = {"it_posture": "system", "sandbox": "app"}.get(kind, kind)
@@ -280,6 +281,7 @@ class DetectionEngine:
         engine = cls.__new__(cls)
         engine.__dict__.update(state)
         engine.metrics.scores = engine.leakage.scores = engine.scores
+        engine.autonomy.context = engine.sandbox.context = engine.silence.context = engine.context
         engine.leakage.context = engine.context
         if config is not None:
             engine._set_config(config)

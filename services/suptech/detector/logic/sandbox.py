@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
+from suptech.detector.logic.calendar import InstitutionContext
 from suptech.detector.logic.candidate import Candidate, grade_for
 from suptech.detector.logic.config import DAY_NS, HOUR_NS, EngineConfig
+from suptech.detector.logic.count_surge import CountSurge
 from suptech.detector.logic.robust_zscore import RobustZScore
 from suptech.detector.logic.threshold import update_quantile
 from suptech.v1 import findings_pb2, sandbox_pb2, telemetry_pb2
@@ -17,19 +20,43 @@ FAMILY = findings_pb2.FAMILY_SANDBOX
 Emit = Callable[[Candidate], None]
 
 
+# Grades of a count surge by its tail probability.
+_SURGE_TAILS = (
+    (1e-12, findings_pb2.GRADE_MAJOR),
+    (1e-8, findings_pb2.GRADE_SIGNIFICANT),
+)
+
+
 class _App:
-    __slots__ = ("surge", "q", "days")
+    __slots__ = ("surge", "q", "days", "counts")
 
     def __init__(self) -> None:
         self.surge = RobustZScore(alpha=0.05, clip=3.0, floor=0.3)
         self.q = 0.0
         # local day -> amount reported that day (fen); a few recent days for late reports
         self.days: dict[int, int] = {}
+        self.counts = _counts()
+
+    def __setstate__(self, state: Any) -> None:
+        # Checkpoints from before the count surges start them afresh.
+        self.counts = _counts()
+        slots = state[1] if isinstance(state, tuple) else state
+        for key, value in (slots or {}).items():
+            setattr(self, key, value)
+
+
+def _counts() -> dict[str, CountSurge]:
+    """One count model per field of the report that counts trouble."""
+    return {"complaints": CountSurge(), "incidents": CountSurge()}
 
 
 class SandboxFamily:
-    def __init__(self, cfg: EngineConfig) -> None:
+    context: InstitutionContext | None = None
+
+    def __init__(self, cfg: EngineConfig, context: InstitutionContext | None = None) -> None:
         self.cfg = cfg
+        # Business calendars (the local hour of a report); the engine's, shared.
+        self.context = context
         self.tests: dict[str, sandbox_pb2.SandboxTest] = {}
         self.apps: dict[tuple[str, str], _App] = {}
 
@@ -146,6 +173,7 @@ class SandboxFamily:
                     )
                 )
 
+        self._count_surges(app, rep, inst_id, app_id, t, eid, emit)
         # Surges: complaints, incidents and losses per active user against the app's own rates.
         users = max(rep.active_users, 1)
         x = {
@@ -187,6 +215,57 @@ class SandboxFamily:
         app.surge.learn_one(x)
         if app.surge.n > cfg.warmup_events:
             app.q = update_quantile(app.q, score, cfg.false_alarm_budget, 0.05)
+
+    def _count_surges(
+        self,
+        app: _App,
+        rep: telemetry_pb2.SandboxMetricsReport,
+        inst_id: str,
+        app_id: str,
+        t: int,
+        eid: str,
+        emit: Emit,
+    ) -> None:
+        """Complaints and incidents against their expected counts for the users active: a small
+        app's slow surge over a day, a large app's proportional one within hours."""
+        ctx = self.context
+        if ctx is None:
+            hour = (t // HOUR_NS + self.cfg.utc_offset_hours) % 24
+        else:
+            hour = ctx.calendar(inst_id).local(t).hour
+        # The user base: an hour's share of it that complains is what the hour profile learns.
+        users = rep.cumulative_users or rep.active_users or 1
+        for name, count in (("complaints", rep.complaints), ("incidents", rep.incidents)):
+            det = app.counts[name]
+            x = {"count": count, "exposure": users, "slot": hour}
+            score = det.score_one(x)
+            if det.alarm(score):
+                tail = max(1.0 - score, 0.0)
+                grade = findings_pb2.GRADE_GENERAL
+                for bound, g in _SURGE_TAILS:
+                    if tail <= bound:
+                        grade = g
+                        break
+                emit(
+                    Candidate(
+                        FAMILY,
+                        inst_id,
+                        "app",
+                        app_id,
+                        "sandbox.count_surge",
+                        False,
+                        score,
+                        1.0 - det.alpha,
+                        grade,
+                        f"Surge of {name} at {app_id}: {det.observed:.0f} in recent reports "
+                        f"where {det.expected:.1f} were expected for {users} users "
+                        f"(tail probability {tail:.1e})",
+                        t,
+                        [eid],
+                        [(name, det.observed, det.expected, 1.0)],
+                    )
+                )
+            det.learn_one(x)
 
 
 _ = DAY_NS
