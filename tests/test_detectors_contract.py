@@ -9,15 +9,23 @@ from typing import Any
 
 import pytest
 from suptech.detector.logic.access_scorer import AccessScorer
+from suptech.detector.logic.category_novelty import CategoryNovelty
 from suptech.detector.logic.controllability_drift import ControllabilityDrift
 from suptech.detector.logic.count_surge import CountSurge
 from suptech.detector.logic.cusum import CusumDrift
+from suptech.detector.logic.daily_drift import DailyDrift
 from suptech.detector.logic.hst import ScaledHalfSpaceTrees
+from suptech.detector.logic.log_volume import LogVolume
 from suptech.detector.logic.metric_anomaly import MetricAnomaly
+from suptech.detector.logic.records_ratio import RecordsPerQuery
 from suptech.detector.logic.robust_zscore import RobustZScore
 from suptech.detector.logic.seasonal import SeasonalBaseline
+from suptech.detector.logic.slot_rate import SlotRate
+from suptech.detector.logic.system_spread import SystemSpread
 from suptech.detector.logic.version_regression import VersionRegression
 from suptech.detector.logic.vuln_backlog import VulnBacklog
+
+DAY_NS = 86_400 * 1_000_000_000
 
 DETECTORS = [
     RobustZScore(alpha=0.05),
@@ -30,6 +38,12 @@ DETECTORS = [
     VulnBacklog(),
     VersionRegression(persist=1),
     CountSurge(),
+    LogVolume(),
+    SlotRate(min_events=10),
+    DailyDrift(reference_days=20),
+    CategoryNovelty(warmup_ns=DAY_NS),
+    SystemSpread(warmup_ns=DAY_NS, window_ns=DAY_NS),
+    RecordsPerQuery(),
 ]
 
 
@@ -89,6 +103,36 @@ def labelled_stream(kind: str, n: int = 1200, seed: int = 1) -> list[tuple[dict[
                 k, p = k + 1, p * rng.random()
             out.append(({"count": k, "exposure": 1000, "slot": i % 24}, anomalous))
             continue
+        if kind == "LogVolume":
+            # One actor's accesses (log1p scale); anomalies move 30 times the records.
+            r = rng.lognormvariate(2.0, 0.5) * (30.0 if anomalous else 1.0)
+            xl = {"records": math.log1p(r), "bytes": math.log1p(r * rng.uniform(400, 600))}
+            out.append((xl, anomalous))
+            continue
+        if kind == "SlotRate":
+            # One actor's accesses per hour (office hours busy, nights quiet); anomalies are
+            # hours of scraping, eight times the usual count.
+            hour = i % 24
+            lam = 6.0 if 9 <= hour < 18 else 0.3
+            k = _poisson(rng, lam * (8.0 if anomalous else 1.0))
+            out.append(({"hour": 500_000 + i, "slot": hour, "events": k}, anomalous))
+            continue
+        if kind == "DailyDrift":
+            # One actor's exports out of the institution per day; anomalies are busier days.
+            k = _poisson(rng, 3.0 if anomalous else 0.4)
+            out.append(({"count": k}, anomalous))
+            continue
+        if kind in ("CategoryNovelty", "SystemSpread"):
+            # One actor's (channel, class) categories or systems; anomalies are ones never seen.
+            key = "category" if kind == "CategoryNovelty" else "system"
+            c = 10 + i if anomalous else rng.choice([0, 1, 2, 3])
+            out.append(({"t": int(t * 1e9), key: c}, anomalous))
+            continue
+        if kind == "RecordsPerQuery":
+            # A partner's queries, eight an hour; anomalies return ten times the records.
+            r = int(rng.lognormvariate(1.3, 0.6) * (10.0 if anomalous else 1.0))
+            out.append(({"hour": 500_000 + i // 8, "records": r}, anomalous))
+            continue
         if kind == "ScaledHalfSpaceTrees":
             # Mass-based: anomalies sit in an empty region between two busy clusters (HST does
             # not extrapolate beyond the range its scaler has seen).
@@ -103,6 +147,13 @@ def labelled_stream(kind: str, n: int = 1200, seed: int = 1) -> list[tuple[dict[
             x["t"] = t
         out.append((x, anomalous))
     return out
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    k, p, limit = 0, rng.random(), math.exp(-lam)
+    while p > limit:
+        k, p = k + 1, p * rng.random()
+    return k
 
 
 def roc_auc(scores: list[float], labels: list[bool]) -> float:

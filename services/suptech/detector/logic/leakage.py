@@ -258,8 +258,11 @@ class LeakageFamily:
         op = da.operation
         outbound = dk in _OUTBOUND
         fields = da.fields
+        n_c1 = fields.c1
+        n_c2 = fields.c2
         n_c3 = fields.c3
-        c3 = n_c3 > 0 or env.classification.data_class == T.DATA_CLASS_C3
+        data_class = env.classification.data_class
+        c3 = n_c3 > 0 or data_class == T.DATA_CLASS_C3
 
         inst = self.institutions.get(inst_id)
         if inst is None:
@@ -300,14 +303,20 @@ class LeakageFamily:
         flagged = self._volume(env, actor, t, moving, outbound, lr, lb, frozen, clock, emit)
         flagged = flagged or reported
         abs_hour = t // HOUR_NS
-        count = actor.rate.add(abs_hour, slot)
-        if count:
+        rate = actor.rate
+        count = rate.add(abs_hour, slot)
+        if count > rate.cap:
             flagged = self._rate(env, actor, t, count, slot, emit) or flagged
         if outbound and cfg.off_hours_start <= local_hour < cfg.off_hours_end:
             flagged = self._off_hours(env, actor, t, local_hour, emit) or flagged
         if da.channel == T.CHANNEL_PARTNER and op == T.OPERATION_QUERY:
             flagged = self._ratio(env, actor, t, abs_hour, flagged or frozen, emit) or flagged
-        flagged = self._spread(env, inst, actor, t, emit) or flagged
+        system_id = da.system_id
+        idx = inst.systems.get(system_id)
+        if idx is None and len(inst.systems) < _MAX_SYSTEMS:
+            idx = inst.systems[system_id] = len(inst.systems)
+        if idx is not None and not actor.spread.mask >> idx & 1:
+            flagged = self._spread(env, actor, t, idx, emit) or flagged
         if flagged:
             actor.frozen_until = t + cfg.coalesce_window_ns
         elif dk in _FOREIGN and not frozen and not c3:
@@ -315,14 +324,34 @@ class LeakageFamily:
             sends = self.sends.get(int(da.actor_role))
             if sends is not None:
                 sends.learn(lr, lr)
-        self._classes(env, inst, actor, t, outbound, emit)
+        # Data classes by channel and direction: bit 6 * channel + 2 * class + outbound.
+        base = int(da.channel) * 6 + (1 if outbound else 0)
+        bits = (
+            (1 << base if n_c1 else 0)
+            | (1 << base + 2 if n_c2 else 0)
+            | (1 << base + 4 if n_c3 else 0)
+        )
+        if not bits and data_class:
+            bits = 1 << base + 2 * (int(data_class) - 1)
+        if bits & ~actor.classes.mask:
+            self._classes(env, inst, actor, t, bits, base, outbound, emit)
         self._drift(env, actor, t, clock, dk in _FOREIGN, emit)
         if outbound:
             actor.outbound_n += 1
-        self._access_score(
-            env, actor, t, outbound, new_destination, flagged or frozen or c3 and outbound, emit
-        )
-        self._system(env, lr, lb, t, actor, moving, flagged, emit)
+        x = {
+            "records": float(records),
+            "bytes_out": float(bytes_out),
+            "bytes_in": float(da.bytes_in),
+            "duration_s": da.duration_ms / 1000.0,
+            "c1": float(n_c1),
+            "c2": float(n_c2),
+            "c3": float(n_c3),
+            "outbound": 1.0 if outbound else 0.0,
+            "new_destination": 1.0 if new_destination else 0.0,
+        }
+        self._access_score(env, actor, t, x, outbound, flagged or frozen or reported, emit)
+        if moving:
+            self._system(env, lr, lb, t, actor, flagged, emit)
         if outbound and cfg.hst_enabled:
             self._hst(inst, env, lr, lb, c3, local_hour, t, flagged, emit)
 
@@ -472,13 +501,10 @@ class LeakageFamily:
         slot: int,
         emit: Emit,
     ) -> bool:
-        """Accesses in this clock hour against the actor's normal for this hour of its week."""
+        """Accesses in this clock hour (``count``, more than the hour may hold) against the
+        actor's normal for this hour of its week."""
         rate = actor.rate
-        if rate.hours < rate.warmup_hours:
-            return False
-        limit = rate.limit(slot)
-        if count <= limit:
-            return False
+        limit = rate.cap
         rate.mark_over()
         if count - 1 > limit:
             return True  # already reported this hour
@@ -533,27 +559,17 @@ class LeakageFamily:
         inst: _Institution,
         actor: _Actor,
         t: int,
+        bits: int,
+        base: int,
         outbound: bool,
         emit: Emit,
     ) -> None:
         """A data class on a channel (and direction) that neither the actor nor any actor of
-        its role at the institution ever used: C3 in a batch feed, C2 in a C1-only export."""
+        its role, here or elsewhere, ever used: C3 in a batch feed, C2 in a C1-only export.
+        ``bits`` are the event's categories, some new to the actor (what the actor has seen,
+        its peers have seen too)."""
         da = env.data_access
-        f = da.fields
         channel = int(da.channel)
-        base = channel * 6 + (1 if outbound else 0)
-        bits = 0
-        if f.c1:
-            bits |= 1 << base
-        if f.c2:
-            bits |= 1 << base + 2
-        if f.c3:
-            bits |= 1 << base + 4
-        if not bits:
-            cls = int(env.classification.data_class)
-            if not cls:
-                return
-            bits = 1 << base + 2 * (cls - 1)
         mine = actor.classes
         fresh = bits & ~mine.mask
         role = int(da.actor_role)
@@ -598,23 +614,12 @@ class LeakageFamily:
             fleet.mask |= bits
 
     def _spread(
-        self,
-        env: telemetry_pb2.TelemetryEnvelope,
-        inst: _Institution,
-        actor: _Actor,
-        t: int,
-        emit: Emit,
+        self, env: telemetry_pb2.TelemetryEnvelope, actor: _Actor, t: int, idx: int, emit: Emit
     ) -> bool:
-        """Several systems the actor never touched, within a day: a lateral spread."""
+        """Several systems the actor never touched, within a day: a lateral spread (``idx``,
+        the event's system, is new to the actor)."""
         system_id = env.data_access.system_id
-        idx = inst.systems.get(system_id)
-        if idx is None:
-            if len(inst.systems) >= _MAX_SYSTEMS:
-                return False
-            idx = inst.systems[system_id] = len(inst.systems)
         spread = actor.spread
-        if spread.mask >> idx & 1:
-            return False
         score = spread.score(t, idx)
         spread.add(t, idx)
         if score < 1.0:
@@ -733,8 +738,8 @@ class LeakageFamily:
         env: telemetry_pb2.TelemetryEnvelope,
         actor: _Actor,
         t: int,
+        x: dict[str, float],
         outbound: bool,
-        new_destination: bool,
         flagged: bool,
         emit: Emit,
     ) -> None:
@@ -742,19 +747,6 @@ class LeakageFamily:
         log). Alarm only on data leaving the institution that the other detectors of this event
         did not already report, from an actor whose outbound habit is known; learn only what
         was not flagged."""
-        da = env.data_access
-        f = da.fields
-        x = {
-            "records": float(da.records),
-            "bytes_out": float(da.bytes_out),
-            "bytes_in": float(da.bytes_in),
-            "duration_s": da.duration_ms / 1000.0,
-            "c1": float(f.c1),
-            "c2": float(f.c2),
-            "c3": float(f.c3),
-            "outbound": 1.0 if outbound else 0.0,
-            "new_destination": 1.0 if new_destination else 0.0,
-        }
         scorer = actor.access
         score = scorer.score_one(x)
         thr = self.cfg.access_alarm_score
@@ -765,16 +757,19 @@ class LeakageFamily:
             and scorer.n >= scorer.warmup
             and actor.outbound_n > self.lcfg.access_min_outbound
         )
-        self.scores.add(
-            Score(
-                env.institution_id, "actor", da.actor_pseudonym, "leak.access", env.event_id, t,
-                score, thr, float(da.records), scorer.baseline("records"), alarm or flagged,
-            )
-        )  # fmt: skip
+        if self.scores.enabled:
+            self.scores.add(
+                Score(
+                    env.institution_id, "actor", env.data_access.actor_pseudonym, "leak.access",
+                    env.event_id, t, score, thr, x["records"], scorer.baseline("records"),
+                    alarm or flagged,
+                )
+            )  # fmt: skip
         if not (alarm or flagged):
             scorer.learn_one(x)
         if not alarm:
             return
+        da = env.data_access
         top = sorted(scorer.contributions(x).items(), key=lambda kv: -kv[1])[:3]
         tail = 1.0 - score
         grade = findings_pb2.GRADE_SIGNIFICANT if tail < 1e-7 else findings_pb2.GRADE_GENERAL
@@ -796,10 +791,12 @@ class LeakageFamily:
         lb: float,
         t: int,
         actor: _Actor,
-        moving: bool,
         actor_flagged: bool,
         emit: Emit,
     ) -> None:
+        """Data moved out of a system (an export, a transfer, anything outbound) against what
+        the system's actors move out of it: the judge of a move whose actor has no habit of
+        moving data yet."""
         cfg = self.cfg
         da = env.data_access
         system_id = da.system_id
@@ -813,8 +810,7 @@ class LeakageFamily:
             sysm.frozen_until = t + cfg.coalesce_window_ns
             # The actor's own model speaks for an actor with a history; the system covers a
             # move its actor's habit could not judge (nothing learned of it yet).
-            habit = actor.move if moving else actor.read
-            if (habit is None or habit.n == 0) and not actor_flagged:
+            if (actor.move is None or actor.move.n == 0) and not actor_flagged:
                 normal = math.expm1(sysm.vol.baseline("records"))
                 emit(
                     Candidate(

@@ -3,6 +3,7 @@ day in the institution's calendar."""
 
 from __future__ import annotations
 
+import math
 from array import array
 from typing import Any
 
@@ -27,8 +28,9 @@ class SlotRate(base.AnomalyDetector):
     looking like a burst.
 
     ``x`` is ``{"hour": h, "slot": s}``: ``h`` the absolute hour of the event (event time in
-    hours since the epoch), ``s`` its calendar slot. :meth:`score_one` is the count of the hour
-    with ``x`` in it divided by ``max(min_events, ratio * expected)``: above 1 it is a burst
+    hours since the epoch), ``s`` its calendar slot; ``"events": k`` makes it ``k`` events at
+    once (an hour's count). :meth:`score_one` is the count of the hour with ``x`` in it divided
+    by ``max(min_events, ratio * expected)``: above 1 it is a burst
     (scraping, a runaway script) even when every single access looks ordinary. An hour that went
     over its limit is not learned when it closes, so a burst does not become the normal rate.
 
@@ -76,6 +78,7 @@ class SlotRate(base.AnomalyDetector):
         "count",
         "hours",
         "over",
+        "cap",
         "_mean",
     )
 
@@ -99,6 +102,9 @@ class SlotRate(base.AnomalyDetector):
         self.hours = 0
         # The current hour went over its limit: it is not learned when it closes.
         self.over = False
+        #: Events the current hour may hold (infinite until warmed up): the slot's expectation
+        #: does not change within an hour, so it is worked out once, when the hour starts.
+        self.cap = math.inf
         # Expected events per hour per slot; -1 for a slot not seen yet.
         self._mean = array("f", [-1.0]) * SLOTS
 
@@ -134,6 +140,7 @@ class SlotRate(base.AnomalyDetector):
         self.slot = slot
         self.count = 0
         self.over = False
+        self.cap = self.limit(slot) if self.hours >= self.warmup_hours else math.inf
 
     def expected(self, slot: int) -> float:
         """Expected events per hour in ``slot`` (the busiest slot's when never seen)."""
@@ -145,14 +152,14 @@ class SlotRate(base.AnomalyDetector):
         e = self.ratio * self.expected(slot)
         return e if e > self.min_events else float(self.min_events)
 
-    def add(self, hour: int, slot: int) -> int:
+    def add(self, hour: int, slot: int, events: int = 1) -> int:
         """:meth:`learn_one` without the dict; returns the events counted in ``hour`` (an event
         of an hour already closed, a late one, counts for nothing and returns 0)."""
         if hour != self.hour:
             if hour < self.hour:
                 return 0
             self._close(hour, slot)
-        self.count += 1
+        self.count += events
         return self.count
 
     def mark_over(self) -> None:
@@ -180,9 +187,10 @@ class SlotRate(base.AnomalyDetector):
         return part / total if total > 0.0 else 0.0
 
     def learn_one(self, x: dict[Any, Any]) -> None:
-        self.add(int(x["hour"]), int(x["slot"]))
+        self.add(int(x["hour"]), int(x["slot"]), int(x.get("events", 1)))
 
     def score_one(self, x: dict[Any, Any]) -> float:
         hour = int(x["hour"])
-        count = self.count + 1 if hour == self.hour else 1
+        events = int(x.get("events", 1))
+        count = self.count + events if hour == self.hour else events
         return self.ratio_of(count, int(x["slot"]))
