@@ -136,6 +136,11 @@ class AlertEventRow(Base):
     institution_id: Mapped[str] = mapped_column(String(128))
     # The Alert protobuf (without findings) as it was after the change.
     snapshot: Mapped[bytes] = mapped_column(LargeBinary)
+    # audit.alert_state_digest of the alert row after the change (every column).
+    state_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Hash chain (audit.event_hash): the previous entry's hash and this one's.
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class SilenceRow(Base):
@@ -165,6 +170,10 @@ class AuditLogRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(128))
     hash: Mapped[str] = mapped_column(String(128))
+    # The alert change log's head when the action committed: the state it produced. NULL only
+    # in entries written before migration state_chain.
+    events_head_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    events_head_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class OutboxRow(Base):

@@ -28,7 +28,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
-    insert,
     or_,
     select,
     text,
@@ -192,7 +191,17 @@ class NewAlert:
 NEW_ALERT_COLUMNS: tuple[str, ...] = NewAlert.__slots__
 _NEW_ALERT_VALUES = attrgetter(*NEW_ALERT_COLUMNS)
 _FINDING_COLUMNS = ("finding_id", "alert_id", "grade", "event_time", "received_time", "proto")
-_EVENT_COLUMNS = ("ts", "kind", "alert_id", "institution_id", "snapshot")
+_EVENT_COLUMNS = (
+    "id",
+    "ts",
+    "kind",
+    "alert_id",
+    "institution_id",
+    "snapshot",
+    "state_digest",
+    "prev_hash",
+    "hash",
+)
 _ALERTS = cast(Table, AlertRow.__table__)
 _FINDINGS = cast(Table, FindingRow.__table__)
 _EVENTS = cast(Table, AlertEventRow.__table__)
@@ -271,10 +280,15 @@ def alert_to_proto(
 def lock_event_log(session: Session) -> None:
     """Hold the event-id lock until the transaction ends (see the module docstring).
 
-    SQLite has one writer at a time, which orders ids the same way without an explicit lock.
+    SQLite has one writer at a time, which orders ids the same way; the driver takes the writer
+    lock only at the first write, so a write matching no row takes it before the chain's head is
+    read.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_EVENT_LOCK})
+    elif dialect == "sqlite":
+        session.execute(text("UPDATE alert_events SET id = id WHERE 0 = 1"))
 
 
 def append_event(session: Session, row: AlertRow, kind: int, now: datetime) -> LoggedEvent:
@@ -285,29 +299,43 @@ def append_event(session: Session, row: AlertRow, kind: int, now: datetime) -> L
 def append_events(
     session: Session, changes: Sequence[tuple[AlertRow | NewAlert, int]], now: datetime
 ) -> list[LoggedEvent]:
-    """Record several alerts at once (one lock, one multi-row insert), in the order given."""
+    """Record several alerts at once (one lock, one multi-row insert), in the order given.
+
+    Each entry is chained to the one before it and records the alert row's state digest
+    (``audit.event_hash``, ``audit.alert_state_digest``): what verification holds the alerts
+    table to.
+    """
     if not changes:
         return []
     lock_event_log(session)
     # Read by the after-commit hook of AlertStore, which wakes this process's StreamAlerts.
     session.info[_EVENTS_APPENDED] = True
-    rows = [
-        (now, kind, row.alert_id, row.institution_id, alert_to_proto(row).SerializeToString())
-        for row, kind in changes
-    ]
+    head_id, prev = audit.events_head(session)
     if bulk.copy_supported(session):
         # Ids taken under the event-log lock, then the rows streamed with them.
-        ids = bulk.reserve_ids(session, _EVENTS, len(rows))
-        numbered = [(i, *r) for i, r in zip(ids, rows, strict=True)]
-        bulk.insert_rows(session, _EVENTS, ("id", *_EVENT_COLUMNS), numbered)
+        ids = bulk.reserve_ids(session, _EVENTS, len(changes))
     else:
-        # Bulk insert from plain values: ORM objects cost about a millisecond each at this volume.
-        ids = list(
-            session.scalars(
-                insert(AlertEventRow).returning(AlertEventRow.id, sort_by_parameter_order=True),
-                [dict(zip(_EVENT_COLUMNS, r, strict=True)) for r in rows],
-            )
+        # Under SQLite's writer lock the next ids are the head's successors.
+        ids = list(range(head_id + 1, head_id + 1 + len(changes)))
+    rows = []
+    for event_id, (row, kind) in zip(ids, changes, strict=True):
+        snapshot = alert_to_proto(row).SerializeToString()
+        state = audit.alert_state_digest(row)
+        digest = audit.event_hash(
+            prev,
+            id=event_id,
+            ts=now,
+            kind=kind,
+            alert_id=row.alert_id,
+            institution_id=row.institution_id,
+            snapshot=snapshot,
+            state_digest=state,
         )
+        rows.append(
+            (event_id, now, kind, row.alert_id, row.institution_id, snapshot, state, prev, digest)
+        )
+        prev = digest
+    bulk.insert_rows(session, _EVENTS, _EVENT_COLUMNS, rows)
     return [LoggedEvent(i, kind) for i, (_, kind) in zip(ids, changes, strict=True)]
 
 
