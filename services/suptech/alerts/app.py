@@ -175,15 +175,26 @@ class AlertApp:
             self.failed.set()
 
     def _run_outbox(self, feedback: FeedbackDispatcher, webhooks: WebhookDispatcher | None) -> None:
+        failures = 0
         try:
             while not self._stop.is_set():
                 try:
                     feedback.run_once()
                     if webhooks is not None:
                         webhooks.run_once()
+                    failures = 0
                 except Exception:  # a dispatcher failure must not stop the others
-                    log.exception("outbox dispatch failed")
-                self._stop.wait(self.config.outbox_poll_s)
+                    failures += 1
+                    # One traceback per outage, not five a second while the database is down.
+                    if failures == 1:
+                        log.exception("outbox dispatch failed; retrying with backoff")
+                    else:
+                        log.warning("outbox dispatch failed again (%d in a row)", failures)
+                # Backoff while failing: 0.2 s doubling up to the consumer's database backoff.
+                delay = self.config.outbox_poll_s * 2 ** min(failures, 10)
+                self._stop.wait(
+                    min(delay, max(self.config.db_retry_max_s, self.config.outbox_poll_s))
+                )
         finally:
             feedback.close()
 
