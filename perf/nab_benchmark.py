@@ -36,13 +36,15 @@ AlarmFn = Callable[[Sequence[float], Sequence[float]], Sequence[bool]]
 
 # The detector's second operating point: per-sample calibration, alarms at about every new
 # extreme of a stream's history (also alarms on pure noise every few days). Without the burst
-# test, so that it stays the operating point measured before the defaults gained it.
+# test and with the former tail floor, so that it stays the operating point measured before the
+# defaults gained them.
 SENSITIVE: dict[str, Any] = {
     "span": 1,
     "threshold": 0.997,
     "clear": 0.99,
     "freeze_while_flagged": False,
     "burst_window": 0,
+    "excess_floor": 0.25,
 }
 
 
