@@ -16,7 +16,17 @@ import pytest
 from suptech.common.topics import TOPICS, delete_topics_with_prefix, ensure_topics
 from suptech.v1 import ingest_pb2_grpc
 
-from tests.test_gateway import TOKEN_A, TOKEN_B, Running, base_config, batch, now_event
+from tests.conftest import kafka_down
+from tests.test_gateway import (
+    TOKEN_A,
+    TOKEN_B,
+    Running,
+    base_config,
+    batch,
+    free_port_pair,
+    now_event,
+    send,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +78,7 @@ async def test_failed_batches_neither_fail_the_batches_beside_them_nor_leak_prod
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
             ids.append(f"hb-{len(ids)}")
-            yield batch([now_event("heartbeat", len(ids), institution) for _ in range(1)], ids[-1])
+            yield batch([now_event("heartbeat", len(ids), institution)], ids[-1])
             await asyncio.sleep(0.001)
 
     async def flow(port: int, institution: str, token: str) -> list[str]:
@@ -84,7 +94,7 @@ async def test_failed_batches_neither_fail_the_batches_beside_them_nor_leak_prod
         await asyncio.sleep(0.3)
         failed = [await failing_sandbox_batch(port, i) for i in range(3)]
         acked = await asyncio.gather(*flowing)
-        producers = [t for t in threading.enumerate() if t.name == PRODUCER_THREAD]
+        producers = [t for t in threading.enumerate() if t.name == PRODUCER_THREAD and t.is_alive()]
     assert failed == [grpc.StatusCode.UNAVAILABLE] * 3
     assert acked == [sent["bank-b"], sent["bank-a"]] and len(sent["bank-b"]) > 100
     # One producer serves every batch; none is left running behind.
@@ -117,3 +127,56 @@ async def test_publishes_waiting_on_kafka_leave_the_default_executor_and_other_b
     assert [a.accepted for a in acks] == [1]
     assert probe_s < 1.0, f"default executor blocked for {probe_s:.1f}s"
     assert ack_s < 1.5, f"another institution's batch waited {ack_s:.1f}s"
+
+
+# Slow: the private broker starts twice (a JVM cold start, 10-40 s on a loaded 2-core machine).
+@pytest.mark.slow
+async def test_after_a_broker_restart_under_load_the_gateway_writes_again_and_leaks_no_producer(
+    private_kafka: Any,
+) -> None:
+    # Batches in flight when the broker stops: kafka-python 3.0's idempotent producer then
+    # stalls for good (its deliveries never complete, even once the broker is back).
+    port = free_port_pair()
+    bootstrap = await asyncio.to_thread(private_kafka, port)
+    await asyncio.to_thread(ensure_topics, bootstrap, "")
+    config = base_config(bootstrap, "", produce_timeout_s=2.0)
+    stop = asyncio.Event()
+    acked: list[float] = []
+
+    async def flood(port: int) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            events = [now_event("heartbeat", i, "bank-b") for i in range(20)]
+            try:
+                acks = await send(port, [batch(events, f"f-{n}")], token=TOKEN_B)
+                acked.extend(time.monotonic() for _ in acks)
+            except grpc.aio.AioRpcError as e:
+                assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+                await asyncio.sleep(0.05)
+
+    async with Running(config) as gw:
+        flooding = [asyncio.create_task(flood(gw)) for _ in range(3)]
+        await asyncio.sleep(1.0)
+        assert acked
+        await asyncio.to_thread(kafka_down, port)
+        stopped_at = time.monotonic()
+        await asyncio.sleep(3.0)
+        await asyncio.to_thread(private_kafka, port)
+        back_at = time.monotonic()
+        deadline = back_at + 30
+        while time.monotonic() < deadline and not (acked and acked[-1] > back_at):
+            await asyncio.sleep(0.2)
+        stop.set()
+        await asyncio.gather(*flooding)
+        # Replaced producers are closed once their batches are done.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            producers = [
+                t for t in threading.enumerate() if t.name == PRODUCER_THREAD and t.is_alive()
+            ]
+            if len(producers) <= 1:
+                break
+            await asyncio.sleep(0.2)
+    assert acked[-1] > back_at > stopped_at, "no batch acknowledged after the broker came back"
+    assert len(producers) <= 1, f"{len(producers)} producers still running"

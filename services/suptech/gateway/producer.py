@@ -7,6 +7,11 @@ share; the wait for Kafka's confirmation holds no thread at all (its futures com
 futures). One producer serves every batch; a batch that fails fails alone, and a producer that
 can send nothing more is replaced for new batches and closed only after the batches using it.
 
+A producer whose records Kafka failed is replaced (kafka-python 3.0's idempotent producer does not
+reliably recover on its own: a non-retriable error leaves it failing everything, and after
+expired deliveries its producer-id reset can stall it); one whose ``send`` merely timed out
+waiting for a topic's metadata is kept.
+
 A record is never larger than its topic takes (``max.message.bytes``, read from Kafka at start
 and whenever Kafka refuses a record as too large): kafka-python 3.0's idempotent producer turns
 any non-retriable error, "record too large" included, into a fatal state in which it fails every
@@ -138,6 +143,25 @@ def _outcome(loop: asyncio.AbstractEventLoop, future: Any) -> asyncio.Future[Bas
     return done
 
 
+def _close_producer(producer: Any, timeout_s: float) -> None:
+    """Blocking: close ``producer``, even one whose records never complete."""
+    try:
+        producer.close(timeout=timeout_s)
+        return
+    except Exception as e:
+        log.info("the Kafka producer did not close within %.0fs (%s): stopping it", timeout_s, e)
+    # kafka-python 3.0's close() flushes first and gives up, leaving its network thread and
+    # connections behind, when records never complete (a stalled producer): stop the thread.
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+        sender.join(timeout_s)
+    try:
+        producer.close(timeout=0)
+    except Exception:
+        log.debug("closing a stopped producer", exc_info=True)
+
+
 async def _failed(error: BaseException) -> BaseException:
     return error
 
@@ -213,8 +237,8 @@ class TelemetryProducer:
 
     def _close_later(self, producer: Any) -> None:
         threading.Thread(
-            target=producer.close,
-            args=(self._timeout_s,),
+            target=_close_producer,
+            args=(producer, self._timeout_s),
             name="suptech-kafka-close",
             daemon=True,
         ).start()
@@ -393,6 +417,7 @@ class TelemetryProducer:
         # up) releases the producer only once that job is done with it.
         handle: _Handle | None = None
         job: asyncio.Future[Any] | None = None
+        confirming = False
 
         async def run(fn: Any, *args: Any) -> Any:
             nonlocal job
@@ -436,20 +461,22 @@ class TelemetryProducer:
                         )
                     raise
                 sent = await run(self._send, handle.producer, records, key, headers)
+                confirming = True
                 outcomes: list[BaseException | None] = await asyncio.gather(
                     *(
                         _failed(f) if isinstance(f, BaseException) else _outcome(loop, f)
                         for f in sent
                     )
                 )
+                confirming = False
                 errors = [e for e in outcomes if e is not None]
                 if not errors:
                     break
-                fatal = next((e for e in errors if not getattr(e, "retriable", False)), None)
-                if fatal is not None:
-                    # kafka-python 3.0's idempotent producer is now in a fatal state: it would
-                    # fail every batch from here on.
-                    self._retire(handle, fatal)
+                # A record Kafka failed (not one send() refused to take) leaves kafka-python
+                # 3.0's idempotent producer suspect: after a non-retriable error it fails
+                # everything after (a fatal state), and after expired deliveries its producer id
+                # reset can stall every later batch. A fresh producer is the safe way on.
+                self._retire(handle, errors[0])
                 other = next((e for e in errors if not isinstance(e, _TOO_LARGE)), None)
                 if other is not None or attempt == 1:
                     error = other or errors[0]
@@ -473,7 +500,14 @@ class TelemetryProducer:
             return refused
         except ProduceError:
             raise
+        except asyncio.CancelledError:
+            if confirming and handle is not None:
+                # The time is up and Kafka confirmed nothing: the producer is stuck.
+                self._retire(handle, TimeoutError("no confirmation within the produce timeout"))
+            raise
         except Exception as e:
+            # A synchronous error of send() (a topic's metadata missing, the buffer full): the
+            # producer itself is fine.
             raise ProduceError(f"Kafka did not confirm the batch: {type(e).__name__}: {e}") from e
         finally:
             release()
@@ -513,4 +547,4 @@ class TelemetryProducer:
             handle, self._current = self._current, None
         self._pool.shutdown(wait=False)
         if handle is not None:
-            handle.producer.close(timeout=timeout_s)
+            _close_producer(handle.producer, timeout_s)
