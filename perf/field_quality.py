@@ -14,7 +14,9 @@ system); a clear (``PHASE_CLEAR``) is neither true nor false. Reported per famil
 recall, F1, false alarms per institution-day (every finding matching no incident, including those
 the engine graded down inside a declared window; those are also counted apart), benign alerts
 (false findings that fall on a confounder), false findings by detector, and per kind the
-incidents detected and missed. Writes perf/results/field_quality.json.
+incidents detected and missed; then the same families judged without the detectors named by
+``--without`` (default ``metric.anomaly``, the metric streams' model, which another module
+owns), apart, so each module's share is visible. Writes perf/results/field_quality.json.
 
 The seeds reported (41, 42, 43) were not used while tuning the detectors: 31 and 32 were (the
 quick run is seed 31 over 11 days, for iteration, and is not a result).
@@ -70,7 +72,8 @@ def _matches(
     return entity in entities or f.entity_kind == "institution"
 
 
-def evaluate(seed: int, days: int, kinds: list[str]) -> dict[str, Any]:
+def evaluate(seed: int, days: int, kinds: list[str], without: frozenset[str]) -> dict[str, Any]:
+    """Replay one scenario; judge its findings, and again without the ``without`` detectors."""
     sc = generate(seed=seed, days=days, incidents=kinds, start=START, confounders="all")
     envs = [env for _, env in sc.timed_envelopes()]
     engine = DetectionEngine()
@@ -83,18 +86,21 @@ def evaluate(seed: int, days: int, kinds: list[str]) -> dict[str, Any]:
     findings.extend(engine.advance(max(e.event_time.ToNanoseconds() for e in envs)))
     elapsed = time.perf_counter() - began
     findings = [f for f in findings if f.phase != findings_pb2.PHASE_CLEAR]
+    out: dict[str, Any] = {"seed": seed, "events": len(envs), "events_per_s": len(envs) / elapsed}
+    out.update(judge(sc, findings, days))
+    if without:
+        kept = [f for f in findings if (f.rule_id or f.model_id) not in without]
+        out["without"] = judge(sc, kept, days)
+    return out
+
+
+def judge(sc: Any, findings: list[findings_pb2.Finding], days: int) -> dict[str, Any]:
+    """Per family: incidents detected, true and false findings; per kind; benign alerts."""
     app_of_test = {t.test_id: t.app_id for t in sc.registry}
     truths = [g for g in sc.ground_truth if not g.benign]
     benign = [g for g in sc.ground_truth if g.benign]
     n_inst = len(sc.fleet.institutions)
-    out: dict[str, Any] = {
-        "seed": seed,
-        "events": len(envs),
-        "events_per_s": len(envs) / elapsed,
-        "kinds": {},
-        "benign_by_kind": {},
-        "false_findings": [],
-    }
+    out: dict[str, Any] = {"kinds": {}, "benign_by_kind": {}, "false_findings": []}
     for g in truths:
         out["kinds"].setdefault(g.kind, {"family": g.family, "incidents": 0, "detected": 0})
         out["kinds"][g.kind]["incidents"] += 1
@@ -188,27 +194,7 @@ def per_kind(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="tuning seed 31, 11 days")
-    parser.add_argument("--seeds", help="comma list of seeds (default: the reporting seeds)")
-    parser.add_argument("--days", type=int, help="simulated days (default 14; quick 11)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
-    seeds = [TUNING_SEEDS[0]] if args.quick else list(REPORT_SEEDS)
-    if args.seeds:
-        seeds = [int(s) for s in args.seeds.split(",")]
-    days = args.days or (11 if args.quick else 14)
-    kinds = field_kinds()
-    runs = [evaluate(s, days, kinds) for s in seeds]
-    summary = summarise(runs)
-    kinds_table = per_kind(runs)
-    benign: dict[str, int] = {}
-    for r in runs:
-        for kind, n in r["benign_by_kind"].items():
-            benign[kind] = benign.get(kind, 0) + n
-    speed = statistics.mean(r["events_per_s"] for r in runs)
-    print(f"seeds {seeds}, {days} days from {START}, {len(kinds)} field kinds, all confounders")
+def _table(summary: dict[str, Any]) -> None:
     print(
         f"{'family':13s} {'inc':>4s} {'det':>4s} {'P':>5s} {'R':>5s} {'F1':>5s} "
         f"{'FA/inst-day':>11s} {'declared':>8s} {'benign':>6s}  false findings by detector"
@@ -220,11 +206,47 @@ def main(argv: list[str] | None = None) -> int:
             f"{s['declared_window_findings']:8d} {s['benign_alerts']:6d}  "
             f"{s['false_findings_by_detector']}"
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tuning seed 31, 11 days")
+    parser.add_argument("--seeds", help="comma list of seeds (default: the reporting seeds)")
+    parser.add_argument("--days", type=int, help="simulated days (default 14; quick 11)")
+    parser.add_argument(
+        "--without",
+        default="metric.anomaly",
+        help="detectors (comma list) to judge the families without as well, apart (default: "
+        "the metric streams' model, which another module owns); empty for none",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    without = frozenset(d for d in args.without.split(",") if d)
+    seeds = [TUNING_SEEDS[0]] if args.quick else list(REPORT_SEEDS)
+    if args.seeds:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    days = args.days or (11 if args.quick else 14)
+    kinds = field_kinds()
+    runs = [evaluate(s, days, kinds, without) for s in seeds]
+    summary = summarise(runs)
+    kinds_table = per_kind(runs)
+    benign: dict[str, int] = {}
+    for r in runs:
+        for kind, n in r["benign_by_kind"].items():
+            benign[kind] = benign.get(kind, 0) + n
+    speed = statistics.mean(r["events_per_s"] for r in runs)
+    print(f"seeds {seeds}, {days} days from {START}, {len(kinds)} field kinds, all confounders")
+    _table(summary)
     print(f"{'kind':34s} {'family':13s} {'det/inc':>7s} {'median delay s':>14s}")
     for kind, k in kinds_table.items():
         delay = "-" if k["delay_median_s"] is None else f"{k['delay_median_s']:.0f}"
         print(f"{kind:34s} {k['family']:13s} {k['detected']:>3d}/{k['incidents']:<3d} {delay:>14s}")
     print(f"benign alerts by confounder: {benign}")
+    summary_without: dict[str, Any] = {}
+    if without:
+        summary_without = summarise([r["without"] for r in runs])
+        print(f"the same without {sorted(without)} (judged apart, not a result of its own):")
+        _table(summary_without)
     print(
         f"engine speed {speed:,.0f} events/s (one core, in process, {runs[0]['events']:,} events)"
     )
@@ -237,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                 "start": START,
                 "kinds": kinds,
                 "families": summary,
+                "without": sorted(without),
+                "families_without": summary_without,
                 "per_kind": kinds_table,
                 "benign_alerts_by_confounder": benign,
                 "events_per_s": speed,

@@ -128,17 +128,24 @@ class CountSurge(base.AnomalyDetector):
         self.observed = 0.0
         self.expected = 0.0
         self.window = 0
+        # Rates as of the last learned report, and the last scan (score_one then learn_one of
+        # the same report, as the engine calls them, scan once).
+        self._rates_cache: list[float] | None = None
+        self._scanned: tuple[float, float, int, int, tuple[float, float, float, int]] | None = None
 
     def _rates(self) -> list[float]:
+        if self._rates_cache is not None:
+            return self._rates_cache
         counts, exposure = self._total
         if exposure <= 0.0:
             return [0.0] * self.slots
         k = self.prior_counts
         prior_exposure = k * exposure / (counts + 0.5)
-        return [
+        self._rates_cache = [
             (c + k) / (e + prior_exposure)
             for c, e in zip(self._counts, self._exposure, strict=True)
         ]
+        return self._rates_cache
 
     def expected_count(self, x: dict[Any, Any]) -> float:
         """Expected count of a report like ``x`` from the rates learned so far."""
@@ -172,7 +179,14 @@ class CountSurge(base.AnomalyDetector):
             self.observed = self.expected = 0.0
             self.window = 0
             return 0.0
-        log_p, self.observed, self.expected, self.window = self._scan(x)
+        key = (float(x["count"]), float(x["exposure"]), int(x["slot"]), len(self._recent))
+        done = self._scanned
+        if done is not None and done[:4] == key:
+            scan = done[4]
+        else:
+            scan = self._scan(x)
+            self._scanned = (*key, scan)
+        log_p, self.observed, self.expected, self.window = scan
         return 1.0 - math.exp(log_p) if log_p < 0.0 else 0.0
 
     def alarm(self, score: float) -> bool:
@@ -186,6 +200,7 @@ class CountSurge(base.AnomalyDetector):
 
     def learn_one(self, x: dict[Any, Any]) -> None:
         surging = self.alarm(self.score_one(x))
+        self._scanned = None
         if surging:
             # Every report of the surging window stays out of the baseline and of later windows.
             unflagged = [r for r in self._recent if not r[3]]
@@ -206,6 +221,7 @@ class CountSurge(base.AnomalyDetector):
     def _learn(self, count: float, exposure: float, slot: int) -> None:
         h = slot % self.slots
         expected = exposure * self._rates()[h] if self._total[1] > 0.0 else 0.0
+        self._rates_cache = None
         decay = 1.0 - 1.0 / self.memory
         counts, exposures = self._counts, self._exposure
         for i in range(self.slots):
