@@ -205,6 +205,8 @@ async def measure_latency(
         topic_prefix=prefix,
         consumer_group=f"bench-{uuid.uuid4().hex[:6]}",
         tick_s=3600,
+        # A loopback benchmark without credentials: the explicit development mode.
+        insecure_dev=True,
     )
     app = build_alert_service(cfg)
     await app.start()
