@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from suptech.common.bundles import decode_bundle, encode_bundle
 from suptech.gateway.forward import (
@@ -122,3 +123,88 @@ def test_parse_never_raises_and_says_what_is_wrong() -> None:
     assert bad.batch is None and bad.size == 3 and "TelemetryBatch" in bad.error
     good = parse_batch(sdk_batch(2))
     assert good.batch is not None and len(good.batch.events) == 2 and not good.error
+
+
+# ---- nothing but what validation read reaches a record ------------------------------------------
+
+MARK = b"RAW-ID-13800138000"
+PAYLOAD_FIELD = {"data_access": 10, "it_posture": 11, "sandbox": 12, "heartbeat": 13}
+
+
+def _len_field(number: int, data: bytes) -> bytes:
+    return wire.encode_varint(number << 3 | 2) + wire.encode_varint(len(data)) + data
+
+
+def _unknown(draw: st.DrawFn) -> bytes:
+    """An unknown field: the raw identifier length-delimited, or a varint or fixed64 one."""
+    number = draw(st.integers(min_value=500, max_value=2**29 - 1))
+    kind = draw(st.sampled_from(["len", "varint", "fixed64"]))
+    if kind == "len":
+        return _len_field(number, MARK + draw(st.binary(max_size=8)))
+    if kind == "varint":
+        return wire.encode_varint(number << 3) + wire.encode_varint(draw(st.integers(0, 2**63)))
+    return wire.encode_varint(number << 3 | 1) + draw(st.binary(min_size=8, max_size=8))
+
+
+@st.composite
+def hostile_envelope(draw: st.DrawFn, n: int) -> bytes:
+    """A valid envelope whose bytes carry the raw identifier where parsing leaves it out: unknown
+    fields at any depth, a field or a payload member sent twice (the last one counts)."""
+    kind = draw(st.sampled_from(sorted(PAYLOAD_FIELD)))
+    ev = valid_event(kind, n)
+    ev.event_id = f"evt-{n:08d}-{uuid.uuid4().hex[:8]}"
+    targets: list[Any] = [ev, getattr(ev, kind), ev.event_time]
+    if kind == "data_access":
+        targets += [ev.classification, ev.data_access.fields]
+    if kind == "it_posture":
+        targets.append(ev.it_posture.components[0])
+    for target in draw(st.lists(st.sampled_from(targets), max_size=4)):
+        target.MergeFromString(_unknown(draw))
+    payload = getattr(ev, kind).SerializeToString()
+    ev.ClearField(kind)  # type: ignore[arg-type]
+    head = ev.SerializeToString()
+    shadows = b""
+    if draw(st.booleans()):
+        # The first copy of a field that is set: the later one wins.
+        payload = _len_field(2 if kind == "data_access" else 1, MARK) + payload
+    if draw(st.booleans()):
+        # Another payload member before the real one: replaced by it.
+        other = draw(st.sampled_from(sorted(set(PAYLOAD_FIELD) - {kind})))
+        shadows = _len_field(PAYLOAD_FIELD[other], _len_field(1, MARK))
+    return head + shadows + _len_field(PAYLOAD_FIELD[kind], payload)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_records_hold_no_unknown_field_and_no_shadowed_value(data: st.DataObject) -> None:
+    from suptech.gateway.forward import sizes_then_clean
+    from suptech.gateway.producer import TelemetryProducer
+    from suptech.gateway.validation import validate_batch
+
+    from tests.test_gateway_validation import INST, NOW
+
+    n = data.draw(st.integers(min_value=1, max_value=12))
+    envelopes = [data.draw(hostile_envelope(i)) for i in range(n)]
+    raw = _len_field(1, b"b-1") + b"".join(_len_field(2, e) for e in envelopes)
+    received = parse_batch(raw)
+    sizes_then_clean(received, 256 * 1024)
+    verdict = validate_batch(received.batch.events, INST, NOW)
+    assert verdict.accepted_count == n, verdict.rejections
+    producer = TelemetryProducer("127.0.0.1:9", "", 1.0)
+    try:
+        paths = [None] + ([received.batch] if len(verdict.accepted) == 1 else [])
+        for whole in paths:
+            records, refused = producer._records(INST, "b-1", verdict.accepted, whole)
+            assert refused == []
+            written: list[str] = []
+            for r in records:
+                assert MARK not in r.value
+                bundle = decode_bundle(r.value)
+                clean = type(bundle)()
+                clean.CopyFrom(bundle)
+                clean.DiscardUnknownFields()
+                assert clean.SerializeToString() == r.value
+                written += [e.event_id for e in bundle.events]
+            assert sorted(written) == sorted(e.event_id for e in received.batch.events)
+    finally:
+        producer.close()

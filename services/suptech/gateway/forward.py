@@ -25,6 +25,7 @@ from suptech.v1 import ingest_pb2, telemetry_pb2
 __all__ = [
     "ReceivedBatch",
     "parse_batch",
+    "sizes_then_clean",
     "bundle_event_fields",
     "encode_bundle_head",
     "pack_fields",
@@ -64,6 +65,20 @@ def parse_batch(raw: bytes) -> ReceivedBatch:
         return ReceivedBatch(ingest_pb2.TelemetryBatch.FromString(raw), len(raw))
     except DecodeError as e:
         return ReceivedBatch(None, len(raw), str(e) or "not a protobuf message")
+
+
+def sizes_then_clean(received: ReceivedBatch, max_event_bytes: int) -> list[int] | None:
+    """Each event's serialised size as received (unknown fields included), when the request is
+    larger than one event may be (else ``None``: none can exceed the limit); then drop the
+    unknown fields of every message of the batch, nested ones included, so that nothing
+    validation does not read can reach Kafka (values shadowed by a later copy of their field
+    vanish when the parsed messages are serialised)."""
+    batch = received.batch
+    sizes = None
+    if received.size > max_event_bytes:
+        sizes = [ev.ByteSize() for ev in batch.events]
+    batch.DiscardUnknownFields()
+    return sizes
 
 
 def bundle_event_fields(serialised: bytes) -> list[bytes] | None:

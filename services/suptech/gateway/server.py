@@ -19,7 +19,7 @@ from suptech.common.grpc_server import GrpcServer, ServerTLS
 from suptech.common.otel import inject_headers, setup_telemetry
 from suptech.gateway.auth import Authenticator
 from suptech.gateway.config import GatewayConfig
-from suptech.gateway.forward import ReceivedBatch, parse_batch
+from suptech.gateway.forward import ReceivedBatch, parse_batch, sizes_then_clean
 from suptech.gateway.producer import ProduceError, Refused, TelemetryProducer
 from suptech.gateway.ratelimit import RateLimiter
 from suptech.gateway.validation import MAX_ID_CHARS, Limits, validate_batch
@@ -293,15 +293,7 @@ class IngestServicer:
             attributes={"suptech.institution_id": institution, "suptech.batch_id": batch_id},
         )
         events = batch.events
-        # Each event as received (unknown fields included) against the per-event limit; only
-        # needed when the whole request is larger than one event may be.
-        sizes = None
-        if received.size > self._limits.max_event_bytes:
-            sizes = [ev.ByteSize() for ev in events]
-        # Nothing validation does not read may reach Kafka: unknown fields of every message,
-        # nested ones included, are dropped here (values shadowed by a later copy of their field
-        # vanish when the parsed messages are serialised).
-        batch.DiscardUnknownFields()
+        sizes = sizes_then_clean(received, self._limits.max_event_bytes)
         verdict = validate_batch(events, institution, time.time(), self._limits, sizes)
         ack = ingest_pb2.BatchAck(batch_id=batch_id, accepted=verdict.accepted_count)
         refused: dict[str, int] = {}
