@@ -41,13 +41,13 @@ REPORT_INTERVAL_S = 10.0
 @dataclass(eq=False)
 class _Started:
     ack: Any
-    # The events Kafka refused as too large even alone (usually none).
+    # The events no record of their topic can hold, refused after validation (usually none).
     written: asyncio.Future[list[Refused]]
     # Ended when the batch is acknowledged or fails.
     span: Span
     # reason name -> events refused for it
     refused: dict[str, int]
-    # The batch's events (``TelemetryBatch.events``), to place an event Kafka refused.
+    # The batch's events (``TelemetryBatch.events``), to place such an event in the ack.
     events: Any
 
 
@@ -232,7 +232,8 @@ class IngestServicer:
         )
 
     def _refuse_late(self, item: _Started, late: list[Refused]) -> None:
-        """Events Kafka would not take even alone: refused in the ack like any other (rare)."""
+        """Events no record of their topic can hold (its max.message.bytes is below the
+        per-event limit): refused in the ack like any other (rare)."""
         ack = item.ack
         by_id = {r.event_id: r for r in late}
         rejections = list(ack.rejections)
@@ -253,8 +254,9 @@ class IngestServicer:
         rejections.sort(key=lambda r: r.index)
         del ack.rejections[:]
         ack.rejections.extend(rejections)
-        ack.accepted -= len(late)
-        item.refused["TOO_LARGE"] = item.refused.get("TOO_LARGE", 0) + len(late)
+        placed = len(late) - len(by_id)
+        ack.accepted -= placed
+        item.refused["TOO_LARGE"] = item.refused.get("TOO_LARGE", 0) + placed
         item.span.set_attribute("suptech.events_accepted", ack.accepted)
         item.span.set_attribute("suptech.events_rejected", len(rejections))
 
