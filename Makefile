@@ -34,7 +34,7 @@ kafka-down:
 
 # Every benchmark, each printing its figures and writing perf/results/<name>.json.
 # QUICK=1 runs the short versions.
-BENCHMARKS := ingest_throughput gateway_validation gateway_throughput detection_quality detector_speed alert_latency
+BENCHMARKS := ingest_throughput gateway_validation gateway_throughput detection_quality field_quality nab_benchmark odds_smtp detector_speed alert_latency
 perf: install kafka-up
 	scripts/postgres.sh up
 	for b in $(BENCHMARKS); do $(PYTHON) -m perf.$$b $(if $(QUICK),--quick) || exit 1; done

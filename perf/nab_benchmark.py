@@ -152,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--files", type=int, default=None, help="only every k-th file (quick look)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="every 5th file, nothing written")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.files, args.no_write = args.files or 5, True
     if not (nab.NAB_ROOT / "data").is_dir():
         print(f"NAB not found at {nab.NAB_ROOT}", file=sys.stderr)
         return 2
