@@ -138,10 +138,10 @@ def _business_day(inst: Institution, t_us: int) -> bool:
 
 
 def _late_day(ctx: PlanContext, rng: random.Random, working: bool = True) -> int:
-    """A day from half the period on (a week into a two-week run), so that what is new to an
-    entity is judged against at least one weekly cycle of its habits; a working day at the
-    fleet's institutions when there is one."""
-    earliest = min(ctx.days - 1, max(1, ctx.days // 2))
+    """A day from a week into a two-week run on, so that what is new to an entity is judged
+    against at least one weekly cycle of its habits (of an employee who took the first day
+    off, too); a working day at the fleet's institutions when there is one."""
+    earliest = min(ctx.days - 1, max(1, ctx.days // 2 + 1))
     days = list(range(earliest, ctx.days))
     if working:
         ref = ctx.fleet.institutions[0]

@@ -17,10 +17,11 @@ class DailyDrift(base.AnomalyDetector):
     entity's own rate, working days and rest days apart.
 
     **Reference.** The daily rate ``r0`` of each kind of day (working day, rest day) is the
-    entity's mean count per day of that kind, shrunk towards ``prior_rate`` by ``prior_days``
-    pseudo-days (an entity that has shown nothing yet is not expected to send nothing ever),
-    plus one standard deviation of that estimate (a Gamma posterior's): a reference of a few
-    days is uncertain, and a rate only guessed low must not read as a drift. It learns the first
+    entity's mean count per day of that kind, shrunk by ``prior_days`` pseudo-days towards
+    ``prior_rate`` (working days: an entity that has shown nothing yet is not expected to send
+    nothing ever) or towards the working-day rate (rest days, seen less often), plus two
+    standard deviations of that estimate (a Gamma posterior's): a reference of a few days is
+    uncertain, and a rate only guessed low must not read as a drift. It learns the first
     ``reference_days`` working days and the rest days among them, and after that only days on
     which the sum is back at 0: while evidence of a drift builds up the reference is frozen, so
     a thin exfiltration spread over weeks is never learned as normal.
@@ -31,8 +32,9 @@ class DailyDrift(base.AnomalyDetector):
     sum never goes below 0. :meth:`score_one` is the sum with ``x`` in it divided by ``h``:
     1 is the alarm, ``h`` nats of evidence that the rate went up (Page's CUSUM; about
     ``exp(h)`` days between false alarms for counts that are Poisson). ``x`` is
-    ``{"count": n, "rest": r}``, one day (``r`` true on a rest day). Call :meth:`reset` after
-    an alarm.
+    ``{"count": n, "rest": r}``, one day (``r`` true on a rest day), and optionally
+    ``"prior": p`` to shrink towards ``p`` rather than ``prior_rate`` (the working-day rate of
+    the entity's peers, say). Call :meth:`reset` after an alarm.
 
     Parameters
     ----------
@@ -45,7 +47,7 @@ class DailyDrift(base.AnomalyDetector):
     reference_days
         Working days learned before the score is not 0.
     prior_rate
-        Daily rate an entity is assumed to have before it has shown any...
+        Daily rate an entity is assumed to have before it has shown any (unless ``x`` says)...
     prior_days
         ... weighted as this many days.
 
@@ -55,17 +57,17 @@ class DailyDrift(base.AnomalyDetector):
     >>> for x in [0, 1, 0, 0, 1]:  # an employee's exports out of the institution per day
     ...     det.learn_one({"count": x})
     >>> round(det.rate(), 2)
-    0.68
+    0.79
     >>> det.score_one({"count": 2}) < 1.0  # one busier day: not a drift
     True
     >>> days = []
-    >>> for x in [2, 3, 2, 3, 2]:
+    >>> for x in [3, 3, 4, 3, 3]:
     ...     days.append(det.score_one({"count": x}))
     ...     det.learn_one({"count": x})
     >>> days[0] < 1.0 < days[-1]
     True
     >>> round(det.rate(), 2)  # the reference did not follow
-    0.68
+    0.79
     """
 
     __slots__ = ("ratio", "shift", "h", "reference_days", "prior_rate", "prior_days", "_st")
@@ -77,7 +79,7 @@ class DailyDrift(base.AnomalyDetector):
         h: float = 5.0,
         reference_days: int = 5,
         prior_rate: float = 0.5,
-        prior_days: float = 1.0,
+        prior_days: float = 3.0,
     ) -> None:
         self.ratio = ratio
         self.shift = shift
@@ -109,18 +111,26 @@ class DailyDrift(base.AnomalyDetector):
         st[3] = float(rest)
         st[2] = st[4] = st[5] = 0.0
 
-    def rate(self, rest: bool = False) -> float:
-        """The reference daily rate of a working day (of a rest day)."""
+    def rate(self, rest: bool = False, prior: float | None = None) -> float:
+        """The reference daily rate of a working day (of a rest day); ``prior`` replaces
+        ``prior_rate`` (the rate of the entity's peers, say)."""
         st = self._st
-        i = 3 if rest else 1
-        events = self.prior_rate * self.prior_days + st[i + 1]
-        return (events + math.sqrt(events)) / (self.prior_days + st[i])
+        p = self.prior_rate if prior is None else prior
+        if rest:
+            p = (p * self.prior_days + st[2]) / (self.prior_days + st[1])
+            events = p * self.prior_days + st[4]
+            days = self.prior_days + st[3]
+        else:
+            events = p * self.prior_days + st[2]
+            days = self.prior_days + st[1]
+        rate = (events + 1.5 * math.sqrt(events)) / days
+        return rate if rate > 1e-3 else 1e-3
 
-    def _next(self, x: float, rest: bool) -> float:
+    def _next(self, x: float, rest: bool, prior: float | None) -> float:
         st = self._st
         if st[0] < self.reference_days:
             return 0.0
-        r0 = self.rate(rest)
+        r0 = self.rate(rest, prior)
         r1 = self.ratio * r0
         if r1 < r0 + self.shift:
             r1 = r0 + self.shift
@@ -131,14 +141,14 @@ class DailyDrift(base.AnomalyDetector):
         s = st[5] + step
         return s if s > 0.0 else 0.0
 
-    def score(self, count: float, rest: bool = False) -> float:
+    def score(self, count: float, rest: bool = False, prior: float | None = None) -> float:
         """:meth:`score_one` without the dict."""
-        return self._next(count, rest) / self.h
+        return self._next(count, rest, prior) / self.h
 
-    def learn(self, count: float, rest: bool = False) -> None:
+    def learn(self, count: float, rest: bool = False, prior: float | None = None) -> None:
         """:meth:`learn_one` without the dict: one day's count."""
         st = self._st
-        s = self._next(count, rest)
+        s = self._next(count, rest, prior)
         st[5] = s
         reference = st[0] < self.reference_days
         if not rest:
@@ -153,7 +163,7 @@ class DailyDrift(base.AnomalyDetector):
         self._st[5] = 0.0
 
     def learn_one(self, x: dict[Any, Any]) -> None:
-        self.learn(float(x.get("count", 0.0)), bool(x.get("rest", False)))
+        self.learn(float(x.get("count", 0.0)), bool(x.get("rest", False)), x.get("prior"))
 
     def score_one(self, x: dict[Any, Any]) -> float:
-        return self.score(float(x.get("count", 0.0)), bool(x.get("rest", False)))
+        return self.score(float(x.get("count", 0.0)), bool(x.get("rest", False)), x.get("prior"))

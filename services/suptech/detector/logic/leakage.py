@@ -83,8 +83,13 @@ class LeakageConfig:
     month_close_factor: float = 1.5
     quarter_close_factor: float = 2.0
     # leak.access alarms only on data leaving the institution, from an actor with at least
-    # this many outbound accesses learned.
+    # this many outbound accesses learned, and only on the second access within an hour whose
+    # tail probability is below access_hot (a single odd query is the tail's own noise).
     access_min_outbound: int = 20
+    access_hot: float = 1e-6
+    # Smallest deviation of an actor's reading habit (log1p records): it mixes reads of a few
+    # records with queries whose result sizes spread about this much.
+    read_floor: float = 0.7
     # In an institution's first week a new destination is reported only for a send this many
     # deviations above its usual sends out of the institution.
     young_destination_z: float = 3.0
@@ -153,11 +158,12 @@ class _Actor:
         "day_flagged",
         "outbound_n",
         "ratio_hour",
+        "hot_ns",
     )
 
     def __init__(self, cfg: EngineConfig, lc: LeakageConfig) -> None:
         # Reading and moving data are different habits: one baseline each.
-        self.read = LogVolume(alpha=0.02, clip=3.0, floor=0.5)
+        self.read = LogVolume(alpha=0.02, clip=3.0, floor=lc.read_floor)
         self.move: LogVolume | None = None
         self.q = 0.0
         self.rate = SlotRate(cfg.rate_ratio, cfg.rate_min_events, 0.2, cfg.rate_warmup_hours)
@@ -181,6 +187,8 @@ class _Actor:
         self.day_flagged = False
         self.outbound_n = 0
         self.ratio_hour = -1
+        # When the actor last sent out an access with a tail probability below access_hot.
+        self.hot_ns = -HOUR_NS
 
 
 class _System:
@@ -202,6 +210,7 @@ class _Institution:
         "clock",
         "roles",
         "systems",
+        "peer_days",
     )
 
     def __init__(self, first_ns: int) -> None:
@@ -215,6 +224,8 @@ class _Institution:
         self.roles: dict[int, CategoryNovelty] = {}
         # System id -> its bit in the actors' system masks.
         self.systems: dict[str, int] = {}
+        # Per role: working days its actors were counted, and their exports out on them.
+        self.peer_days: dict[int, list[float]] = {}
 
 
 class LeakageFamily:
@@ -335,7 +346,7 @@ class LeakageFamily:
             bits = 1 << base + 2 * (int(data_class) - 1)
         if bits & ~actor.classes.mask:
             self._classes(env, inst, actor, t, bits, base, outbound, emit)
-        self._drift(env, actor, t, clock, dk in _FOREIGN, emit)
+        self._drift(env, inst, actor, int(da.actor_role), t, clock, dk in _FOREIGN, emit)
         if outbound:
             actor.outbound_n += 1
         x = {
@@ -673,18 +684,24 @@ class LeakageFamily:
     def _drift(
         self,
         env: telemetry_pb2.TelemetryEnvelope,
+        inst: _Institution,
         actor: _Actor,
+        role: int,
         t: int,
         clock: _Clock,
         foreign: bool,
         emit: Emit,
     ) -> None:
         """Exports out of the institution per local day against the actor's frozen rate for
-        that kind of day (working or rest): a few a day more, for days on end."""
+        that kind of day (working or rest), shrunk towards its role peers' rate: a few a day
+        more, for days on end."""
+        peers = inst.peer_days.get(role)
+        if peers is None:
+            peers = inst.peer_days[role] = [0.0, 0.0]
         if clock.day != actor.day:
             if clock.day < actor.day:
                 return  # a late event of a day already closed
-            self._close_days(actor, clock)
+            self._close_days(actor, clock, peers)
         if not foreign:
             return
         actor.day_n += 1
@@ -694,12 +711,13 @@ class LeakageFamily:
                 h=self.lcfg.drift_h, reference_days=self.lcfg.drift_reference_days
             )
             drift.prime(actor.quiet_work, actor.quiet_rest)
-        score = drift.score(actor.day_n, clock.rest)
+        prior = _peer_rate(peers)
+        score = drift.score(actor.day_n, clock.rest, prior)
         if score < 1.0 or actor.day_flagged:
             return
         actor.day_flagged = True
         da = env.data_access
-        rate = drift.rate(clock.rest)
+        rate = drift.rate(clock.rest, prior)
         emit(
             self._actor_finding(
                 env, t, "leak.slow_drip", False, score, 1.0, grade_for(score, 1.0),
@@ -710,8 +728,9 @@ class LeakageFamily:
             )
         )  # fmt: skip
 
-    def _close_days(self, actor: _Actor, clock: _Clock) -> None:
-        """Learn the day being counted, and the days without events since (a week at most)."""
+    def _close_days(self, actor: _Actor, clock: _Clock, peers: list[float]) -> None:
+        """Learn the day being counted, and the days without events since (a week at most);
+        count the working ones for the actor's peers."""
         if actor.day >= 0:
             cal = clock.cal
             days = [(actor.day_n, actor.day_rest)]
@@ -719,9 +738,13 @@ class LeakageFamily:
                 noon = clock.lo - back * DAY_NS + 12 * HOUR_NS
                 days.append((0, cal is not None and cal.is_rest_day(noon)))
             drift = actor.drift
+            prior = _peer_rate(peers)
             for k, (n, rest) in enumerate(days):
+                if not rest:
+                    peers[0] += 1.0
+                    peers[1] += n
                 if drift is not None:
-                    drift.learn(n, rest)
+                    drift.learn(n, rest, prior)
                     if k == 0 and actor.day_flagged:
                         drift.reset()
                 elif rest:
@@ -750,13 +773,16 @@ class LeakageFamily:
         scorer = actor.access
         score = scorer.score_one(x)
         thr = self.cfg.access_alarm_score
-        alarm = (
-            outbound
-            and score >= thr
-            and not flagged
-            and scorer.n >= scorer.warmup
-            and actor.outbound_n > self.lcfg.access_min_outbound
-        )
+        alarm = False
+        if outbound and score >= 1.0 - self.lcfg.access_hot:
+            alarm = (
+                score >= thr
+                and t - actor.hot_ns <= HOUR_NS
+                and not flagged
+                and scorer.n >= scorer.warmup
+                and actor.outbound_n > self.lcfg.access_min_outbound
+            )
+            actor.hot_ns = t
         if self.scores.enabled:
             self.scores.add(
                 Score(
@@ -878,6 +904,11 @@ class LeakageFamily:
             inst.hst.learn_one(hx)
             inst.hst_q.update(score)
             inst.hst_n += 1
+
+
+def _peer_rate(peers: list[float]) -> float | None:
+    """Exports out of the institution per working day of a role's actors (None until known)."""
+    return peers[1] / peers[0] if peers[0] >= 20.0 else None
 
 
 def _op_name(op: int) -> str:

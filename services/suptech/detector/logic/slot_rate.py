@@ -33,6 +33,8 @@ class SlotRate(base.AnomalyDetector):
     by ``max(min_events, ratio * expected)``: above 1 it is a burst
     (scraping, a runaway script) even when every single access looks ordinary. An hour that went
     over its limit is not learned when it closes, so a burst does not become the normal rate.
+    The limit allows for Poisson noise above ``ratio * expected``: three of its standard
+    deviations, so a partner whose traffic merely grew is not a burst.
 
     Parameters
     ----------
@@ -62,9 +64,9 @@ class SlotRate(base.AnomalyDetector):
     ...     det.learn_one(now)
     >>> det.score_one(now) < 1.0  # twice the usual hour: not a burst
     True
-    >>> for _ in range(30):
+    >>> for _ in range(50):
     ...     det.learn_one(now)
-    >>> det.score_one(now) > 1.0  # seven times
+    >>> det.score_one(now) > 1.0  # ten times
     True
     """
 
@@ -150,6 +152,7 @@ class SlotRate(base.AnomalyDetector):
     def limit(self, slot: int) -> float:
         """Events an hour of ``slot`` may hold before it is a burst."""
         e = self.ratio * self.expected(slot)
+        e += 3.0 * math.sqrt(e)
         return e if e > self.min_events else float(self.min_events)
 
     def add(self, hour: int, slot: int, events: int = 1) -> int:
