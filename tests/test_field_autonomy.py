@@ -334,6 +334,20 @@ def test_count_surge_scores_are_calibrated_probabilities() -> None:
     assert math.exp(poisson_log_sf(10, 2.0)) == pytest.approx(4.65e-5, rel=0.05)
 
 
+def test_a_checkpoint_keeps_the_new_state_and_the_shared_context(field: Field) -> None:
+    restored = DetectionEngine.restore(field.engine.snapshot())
+    assert restored.autonomy.context is restored.context
+    assert restored.sandbox.context is restored.context
+    assert restored.silence.context is restored.context
+    assert restored.stats() == field.engine.stats()
+    (g,) = field.truth("controllability_slide_important")
+    key = (g.institution_id, g.entity_id)
+    t = field.scenario.end_us / 1e6
+    assert restored.autonomy.systems[key].drift.reference(t) == (
+        field.engine.autonomy.systems[key].drift.reference(t)
+    )
+
+
 def test_new_detectors_survive_a_checkpoint_with_their_state() -> None:
     day = 86_400.0
     drift = ControllabilityDrift()

@@ -505,9 +505,10 @@ class AutonomyFamily:
         any window the institution declared for the system (a change, maintenance, a batch)."""
         det = s.regression
         if not changed and not det.watch:
-            if held:
-                return  # what the institution announced is not the system's normal either
-            det.learn_normal(self._slot(inst_id, t), rep.error_rate, rep.latency_ms_p95)
+            # One report in two makes the reference (a slot's mean spans days either way); what
+            # the institution announced is not the system's normal either.
+            if not held and s.n & 1:
+                det.learn_normal(self._slot(inst_id, t), rep.error_rate, rep.latency_ms_p95)
             return
         x = {
             "slot": self._slot(inst_id, t),

@@ -182,8 +182,19 @@ class SilenceWatch:
             silent_insts.add(inst_id)
             due = inst.last_ns + allowed(inst.interval_s)
             emit(self._candidate(inst_id, "institution", inst_id, inst, wm, due, inst.last_ns))
+        # Runs every minute of event time over every source: the common case is inlined.
+        k = self.cfg.silence_intervals * _S
+        default = self.cfg.default_heartbeat_interval_s
         for (inst_id, kind, source_id), src in self.sources.items():
             if src.silent:
+                continue
+            last, hb = src.last_ns, src.hb_ns
+            if last:
+                if wm - last <= k * (src.interval_s or default) and (
+                    hb <= last or wm - hb <= k * (src.hb_interval_s or default)
+                ):
+                    continue
+            elif wm - hb <= k * (src.hb_interval_s or default):
                 continue
             due, since = self._due(src)
             if wm <= due:
