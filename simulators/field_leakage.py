@@ -27,8 +27,9 @@ skew and re-sent events are that module's; these are the data-leakage routines i
   also exports the whole week (60-200k records per export): big, internal, not declared, and
   recurring at the same hour of the week.
 - ``period_end_export``: a payment firm's month-end close, undeclared: its batch job exports the
-  month (40-150k records per export, 100-400k at a quarter-end) on the month's last evening and
-  again the first night after. Nothing when the period holds no month-end.
+  month (80-250k records per export, 300-900k at a quarter-end, where a night's exports are
+  5-20k) on the month's last evening and again the first night after. Nothing when the period
+  holds no month-end.
 - ``declared_migration``: an administrator migrates one system's data (bulk internal exports) in
   a BATCH window, for that system only, declared the day before.
 - ``new_institution``: a small bank joins the regulator's feed a few days in: its first weeks,
@@ -76,6 +77,7 @@ __all__ = [
     "LEAKAGE_KINDS",
     "LEAKAGE_CONFOUNDERS",
     "CLASS_VARIANTS",
+    "THIN_VARIANTS",
     "data_class_new_channel_variant",
     "thin_exfiltration_variant",
 ]
@@ -661,7 +663,7 @@ def period_end_export(ctx: PlanContext, cid: str, delivery: Delivery) -> list[Gr
         if (last + datetime.timedelta(days=1)).day != 1:
             continue
         quarter = last.month % 3 == 0
-        lo, hi = (100_000, 400_000) if quarter else (40_000, 150_000)
+        lo, hi = (300_000, 900_000) if quarter else (80_000, 250_000)
         n = rng.randint(20, 30) if quarter else rng.randint(10, 20)
         # The close: the month's last evening, and again the first night of the next month.
         runs = [(ctx.at(d, 20, rng.randint(0, 30)), n, (lo, hi))]
