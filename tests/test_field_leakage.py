@@ -172,3 +172,40 @@ def test_the_whole_fortnight_has_few_false_alarms(run: Run) -> None:
     false = [f for f in run.findings if not any(_on(f, g) for g in run.incidents)]
     assert len(false) / run.institutions / DAYS <= 0.1, [f.summary for f in false]
     assert run.institutions == 13 and run.events > 100_000
+
+
+def _transfer(n: int, t_s: int, system: str, country: str) -> T.TelemetryEnvelope:
+    env = T.TelemetryEnvelope(event_id=f"x{n}", institution_id="bank-1")
+    env.event_time.FromSeconds(t_s)
+    env.data_access.CopyFrom(
+        T.DataAccessEvent(
+            system_id=system,
+            actor_pseudonym=f"{n:064x}",
+            channel=T.CHANNEL_BATCH,
+            operation=T.OPERATION_TRANSFER,
+            records=40,
+            bytes_out=20_000,
+            destination_kind=T.DESTINATION_KIND_CROSS_BORDER,
+            destination_pseudonym=f"{n + 1:02x}" * 32,
+            destination_country=country,
+        )
+    )
+    return env
+
+
+def test_a_batch_window_for_one_system_marks_only_that_systems_findings() -> None:
+    engine = DetectionEngine()
+    t0 = 1_790_000_000
+    window = baseline.maintenance_window(
+        "bank-1", t0 * 1_000_000, "w1", T.WINDOW_KIND_BATCH, (t0 + 86_400) * 1_000_000,
+        (t0 + 90_000) * 1_000_000, ["bank-1-dw"], "month-end close",
+    )  # fmt: skip
+    window.event_id = "w1"
+    engine.process(window)
+    engine.process(_transfer(0, t0, "bank-1-core", "HK"))  # the institution's first day
+    inside = engine.process(_transfer(1, t0 + 86_500, "bank-1-dw", "US"))
+    beside = engine.process(_transfer(2, t0 + 86_600, "bank-1-core", "SG"))
+    [marked] = [f for f in inside if f.rule_id == "leak.new_destination"]
+    [plain] = [f for f in beside if f.rule_id == "leak.new_destination"]
+    assert marked.declared_window_id == "w1" and marked.grade < plain.grade
+    assert not plain.declared_window_id and "declared window" not in plain.summary

@@ -241,8 +241,12 @@ class DetectionEngine:
         self._report(c, basis)
 
     def _in_declared_window(self, c: Candidate) -> Candidate:
-        system = c.entity_id.split("/", 1)[0] if c.entity_kind in ("system", "metric") else ""
-        wid = self.context.window_at(c.institution_id, system, c.family, c.event_time_ns)
+        # An actor's finding does not name the system its evidence came from: the family that
+        # knows it marks the window itself (a window for one system says nothing of another).
+        wid = c.declared_window_id
+        if not wid and c.entity_kind != "actor":
+            system = c.entity_id.split("/", 1)[0] if c.entity_kind in ("system", "metric") else ""
+            wid = self.context.window_at(c.institution_id, system, c.family, c.event_time_ns)
         if not wid:
             return c
         c.declared_window_id = wid

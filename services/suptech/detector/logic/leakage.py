@@ -378,11 +378,13 @@ class LeakageFamily:
         summary: str,
         contributions: list[tuple[str, float, float, float]],
     ) -> Candidate:
+        da = env.data_access
+        inst_id = env.institution_id
         return Candidate(
             family=FAMILY,
-            institution_id=env.institution_id,
+            institution_id=inst_id,
             entity_kind="actor",
-            entity_id=env.data_access.actor_pseudonym,
+            entity_id=da.actor_pseudonym,
             detector_id=detector,
             is_rule=is_rule,
             score=score,
@@ -392,6 +394,9 @@ class LeakageFamily:
             event_time_ns=t,
             evidence=[env.event_id],
             contributions=contributions,
+            # A window the institution declared for the event's system (the engine grades the
+            # finding down and says so; an actor's finding does not name the system).
+            declared_window_id=self.context.window_at(inst_id, da.system_id, FAMILY, t),
         )
 
     # --- the detectors ------------------------------------------------------------------------
