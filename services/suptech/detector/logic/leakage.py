@@ -146,6 +146,7 @@ class _Actor:
         "rate",
         "access",
         "classes",
+        "system0",
         "spread",
         "drift",
         "ratio",
@@ -170,7 +171,9 @@ class _Actor:
         # Multivariate per-event score of the actor's accesses (the per-event anomaly score).
         self.access = AccessScorer()
         self.classes = CategoryNovelty(lc.novelty_warmup_ns)
-        self.spread = SystemSpread(lc.novelty_warmup_ns, lc.spread_window_ns, lc.spread_min_new)
+        # The one system the actor has used; systems tracked once it uses a second.
+        self.system0 = -1
+        self.spread: SystemSpread | None = None
         # Exports out of the institution per working day, once the actor made one.
         self.drift: DailyDrift | None = None
         # Records per query, for a partner interface.
@@ -326,8 +329,21 @@ class LeakageFamily:
         idx = inst.systems.get(system_id)
         if idx is None and len(inst.systems) < _MAX_SYSTEMS:
             idx = inst.systems[system_id] = len(inst.systems)
-        if idx is not None and not actor.spread.mask >> idx & 1:
-            flagged = self._spread(env, actor, t, idx, emit) or flagged
+        if idx is not None:
+            spread = actor.spread
+            if spread is None:
+                if actor.system0 < 0:
+                    actor.system0 = idx
+                elif idx != actor.system0:
+                    lc = self.lcfg
+                    spread = actor.spread = SystemSpread(
+                        lc.novelty_warmup_ns, lc.spread_window_ns, lc.spread_min_new
+                    )
+                    first = actor.classes.first_ns
+                    spread.first_ns = first if first >= 0 else t
+                    spread.mask = 1 << actor.system0
+            if spread is not None and not spread.mask >> idx & 1:
+                flagged = self._spread(env, spread, t, idx, emit) or flagged
         if flagged:
             actor.frozen_until = t + cfg.coalesce_window_ns
         elif dk in _FOREIGN and not frozen and not c3:
@@ -630,12 +646,16 @@ class LeakageFamily:
             fleet.mask |= bits
 
     def _spread(
-        self, env: telemetry_pb2.TelemetryEnvelope, actor: _Actor, t: int, idx: int, emit: Emit
+        self,
+        env: telemetry_pb2.TelemetryEnvelope,
+        spread: SystemSpread,
+        t: int,
+        idx: int,
+        emit: Emit,
     ) -> bool:
         """Several systems the actor never touched, within a day: a lateral spread (``idx``,
         the event's system, is new to the actor)."""
         system_id = env.data_access.system_id
-        spread = actor.spread
         score = spread.score(t, idx)
         spread.add(t, idx)
         if score < 1.0:

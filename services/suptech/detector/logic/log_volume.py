@@ -77,21 +77,23 @@ class LogVolume(base.AnomalyDetector):
         w = 1.0 / n
         if w < self.alpha:
             w = self.alpha
-        clip = self.clip
-        floor = self.floor
-        for i, v in ((0, records), (2, bytes_)):
-            m = st[i]
-            d = st[i + 1]
-            r = v - m
-            if n > 3:
-                lim = d * _MAD_TO_SIGMA
-                lim = clip * (lim if lim > floor else floor)
-                if r > lim:
-                    r = lim
-                elif r < -lim:
-                    r = -lim
-            st[i] = m + w * r
-            st[i + 1] = d + w * ((r if r >= 0.0 else -r) - d)
+        # The two features unrolled: this runs for every data access.
+        m, d = st[0], st[1]
+        r = records - m
+        if n > 3:
+            lim = d * _MAD_TO_SIGMA
+            lim = self.clip * (lim if lim > self.floor else self.floor)
+            r = lim if r > lim else -lim if r < -lim else r
+        st[0] = m + w * r
+        st[1] = d + w * ((r if r >= 0.0 else -r) - d)
+        m, d = st[2], st[3]
+        r = bytes_ - m
+        if n > 3:
+            lim = d * _MAD_TO_SIGMA
+            lim = self.clip * (lim if lim > self.floor else self.floor)
+            r = lim if r > lim else -lim if r < -lim else r
+        st[2] = m + w * r
+        st[3] = d + w * ((r if r >= 0.0 else -r) - d)
 
     def score(self, records: float, bytes_: float) -> float:
         """:meth:`score_one` without the dict."""
