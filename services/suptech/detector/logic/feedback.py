@@ -51,6 +51,8 @@ STATISTICAL_DETECTORS = frozenset(
         "leak.system_volume",
         "leak.actor_rate",
         "leak.slow_drip",
+        "leak.records_ratio",
+        "leak.lateral_spread",
         "leak.hst",
         "it.health_anomaly",
         "sandbox.surge",
