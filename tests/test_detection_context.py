@@ -162,3 +162,27 @@ def test_scores_are_not_kept_in_snapshots_and_conditions_survive_them() -> None:
     restored = DetectionEngine.restore(engine.snapshot())
     assert restored.take_scores() == [] and restored.stats()["open_conditions"] == 1
     assert len(engine.take_scores()) == 810
+
+
+def test_metric_anomaly_inside_a_declared_window_on_its_system_is_no_finding() -> None:
+    days = 6
+    at = days * 288 - 200
+    burst = {at + k: 100.0 for k in range(24)}
+    start, end = T0 + (at - 6) * 5 * MIN, T0 + (at + 30) * 5 * MIN
+    for kind in (T.WINDOW_KIND_MAINTENANCE, T.WINDOW_KIND_BATCH):
+        engine = DetectionEngine()
+        found = replay([window(start, end, kind), *metric_stream(days, burst)], engine=engine)
+        assert [f for f in found if f.model_id == "metric.anomaly"] == []
+        assert engine.stats()["metric_findings_in_declared_windows"] >= 1
+
+
+def test_a_declared_calendar_gives_rest_days_their_own_metric_model() -> None:
+    cal = envelope("cal-1", T0 - HOUR)
+    cal.calendar.time_zone = "Asia/Shanghai"
+    engine = DetectionEngine()
+    replay([cal, *metric_stream(8)], engine=engine)
+    [stream] = engine.metrics.streams.values()
+    assert stream.rest is not None and stream.rest.n > 0 and stream.model.n > stream.rest.n
+    plain = DetectionEngine()
+    replay(metric_stream(8), engine=plain)
+    assert next(iter(plain.metrics.streams.values())).rest is None

@@ -136,16 +136,19 @@ class InstitutionContext:
             ]:
                 del windows[wid]
 
-    def window_at(self, institution_id: str, system_id: str, family: int, t_ns: int) -> str:
+    def window_at(
+        self, institution_id: str, system_id: str, family: int, t_ns: int, any_kind: bool = False
+    ) -> str:
         """Id of a declared window covering ``system_id`` (any, when empty) of the institution
-        at ``t_ns`` that explains findings of ``family``; empty when none does."""
+        at ``t_ns`` that explains findings of ``family`` (of any family with ``any_kind``);
+        empty when none does."""
         windows = self.windows.get(institution_id)
         if not windows:
             return ""
         for wid, w in windows.items():
             if (
                 w.start_ns <= t_ns <= w.end_ns
-                and family in WINDOW_FAMILIES.get(w.kind, frozenset())
+                and (any_kind or family in WINDOW_FAMILIES.get(w.kind, frozenset()))
                 and (not w.systems or not system_id or system_id in w.systems)
             ):
                 return wid

@@ -61,7 +61,7 @@ class DetectionEngine:
         self.sandbox = SandboxFamily(cfg, self.context)
         self.silence = SilenceWatch(cfg, self.context)
         self.feedback = FeedbackMemory()
-        self.metrics = MetricsFamily(cfg, self.scores)
+        self.metrics = MetricsFamily(cfg, self.scores, self.context)
         self.conditions = Conditions(cfg.condition_clear_ns)
         self._seen: set[str] = set()
         self._seen_order: deque[str] = deque()
@@ -75,6 +75,7 @@ class DetectionEngine:
         self._duplicates = 0
         self._findings = 0
         self._suppressed = 0
+        self._in_windows = 0
         self._out: list[findings_pb2.Finding] = []
 
     @property
@@ -223,7 +224,11 @@ class DetectionEngine:
         judged = self.feedback.judge(c)
         if judged is None:
             return
-        c = self._in_declared_window(judged)
+        marked = self._in_declared_window(judged)
+        if marked is None:
+            self._in_windows += 1
+            return
+        c = marked
         if not c.is_rule and c.basis is None:
             tracked = self.conditions.alarm(c)
             if tracked is None:
@@ -240,7 +245,15 @@ class DetectionEngine:
         self._coalesced[key] = window
         self._report(c, basis)
 
-    def _in_declared_window(self, c: Candidate) -> Candidate:
+    def _in_declared_window(self, c: Candidate) -> Candidate | None:
+        """Mark (and grade down) a finding whose evidence fell in a window the institution
+        declared; None for a metric stream's statistical finding inside any declared window on
+        its system: maintenance, a change or a batch job is what moves a system's metrics, and
+        the window was announced before it."""
+        if c.entity_kind == "metric" and not c.is_rule:
+            system = c.entity_id.split("/", 1)[0]
+            if self.context.window_at(c.institution_id, system, c.family, c.event_time_ns, True):
+                return None
         # An actor's finding does not name the system its evidence came from: the family that
         # knows it marks the window itself (a window for one system says nothing of another).
         wid = c.declared_window_id
@@ -272,6 +285,7 @@ class DetectionEngine:
     def restore(cls, blob: bytes, config: EngineConfig | None = None) -> DetectionEngine:
         """Rebuild an engine from :meth:`snapshot`; a given ``config`` replaces the saved one."""
         version, state = pickle.loads(blob)
+        state.setdefault("_in_windows", 0)
         if version in _UPGRADABLE:
             state.setdefault("feedback", FeedbackMemory())
             cfg = config or state["config"]
@@ -286,7 +300,7 @@ class DetectionEngine:
         engine.__dict__.update(state)
         engine.metrics.scores = engine.leakage.scores = engine.scores
         engine.autonomy.context = engine.sandbox.context = engine.silence.context = engine.context
-        engine.leakage.context = engine.context
+        engine.leakage.context = engine.metrics.context = engine.context
         if config is not None:
             engine._set_config(config)
         return engine
@@ -309,5 +323,6 @@ class DetectionEngine:
         out["duplicates_skipped"] = self._duplicates
         out["findings_emitted"] = self._findings
         out["findings_coalesced"] = self._suppressed
+        out["metric_findings_in_declared_windows"] = self._in_windows
         out.update(self.feedback.stats())
         return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from suptech.detector.logic.calendar import InstitutionContext
 from suptech.detector.logic.candidate import Candidate
 from suptech.detector.logic.config import EngineConfig
 from suptech.detector.logic.metric_anomaly import MetricAnomaly
@@ -36,18 +37,27 @@ def stream_id(system_id: str, component: str, name: str) -> str:
 
 
 class _Stream:
-    __slots__ = ("model", "unit", "n")
+    """One metric stream: a model of its working days and, once one is seen, of its rest days
+    (weekends and holidays of the calendar the institution declared; a make-up working day is a
+    working day), each on the institution's local time of day. Without a declared calendar,
+    one model on UTC time of day."""
+
+    __slots__ = ("model", "rest", "unit", "n")
 
     def __init__(self, model: Any, unit: str) -> None:
         self.model = model
+        self.rest: Any = None
         self.unit = unit
         self.n = 0
 
 
 class MetricsFamily:
-    def __init__(self, cfg: EngineConfig, scores: ScoreLog) -> None:
+    def __init__(
+        self, cfg: EngineConfig, scores: ScoreLog, context: InstitutionContext | None = None
+    ) -> None:
         self.cfg = cfg
         self.scores = scores
+        self.context = context or InstitutionContext(cfg.default_time_zone)
         # (institution, stream id) -> stream
         self.streams: dict[tuple[str, str], _Stream] = {}
 
@@ -57,8 +67,17 @@ class MetricsFamily:
     def process(self, env: telemetry_pb2.TelemetryEnvelope, t: int, emit: Emit) -> None:
         rep = env.metrics
         inst_id = env.institution_id
+        # Only a calendar the institution declared splits its streams: guessing one would cut a
+        # stream's history in two on data that follows no business week.
+        cal = self.context.calendars.get(inst_id)
+        local_s = t / _NS
+        rest = False
+        if cal is not None:
+            offset = cal.local(t).utcoffset()
+            local_s += offset.total_seconds() if offset is not None else 0.0
+            rest = cal.is_rest_day(t)
         for sample in rep.samples:
-            self._sample(inst_id, rep.system_id, sample, env.event_id, t, emit)
+            self._sample(inst_id, rep.system_id, sample, env.event_id, t, local_s, rest, emit)
 
     def _sample(
         self,
@@ -67,14 +86,21 @@ class MetricsFamily:
         sample: telemetry_pb2.MetricSample,
         eid: str,
         t: int,
+        local_s: float,
+        rest: bool,
         emit: Emit,
     ) -> None:
         sid = stream_id(system_id, sample.component, sample.name)
         stream = self.streams.get((inst_id, sid))
         if stream is None:
             stream = self.streams[(inst_id, sid)] = _Stream(MetricAnomaly(), sample.unit)
-        model = stream.model
-        x = {"t": t / _NS, "value": sample.value}
+        if rest:
+            if stream.rest is None:
+                stream.rest = MetricAnomaly()
+            model = stream.rest
+        else:
+            model = stream.model
+        x = {"t": local_s, "value": sample.value}
         expected = model.expected(x["t"])
         score, alarm = model.process_one(x)
         stream.n += 1
