@@ -131,10 +131,6 @@ class _Clock:
         self.dom, self.left = cal.day_of_month(t)
         self.month = date.month
 
-    def hour(self, t: int) -> int:
-        h = (t - self.lo) // HOUR_NS
-        return 23 if h > 23 else h
-
 
 class _Actor:
     """Per-actor state: a handful of small detectors, most created when first needed."""
@@ -285,7 +281,9 @@ class LeakageFamily:
         cal = self.context.calendar(inst_id)
         if cal is not clock.cal or not clock.lo <= t < clock.hi:
             clock.set(cal, t)
-        local_hour = clock.hour(t)
+        local_hour = (t - clock.lo) // HOUR_NS
+        if local_hour > 23:
+            local_hour = 23  # the 25-hour day a clock change makes
         slot = local_hour + 24 if clock.rest else local_hour
 
         # Hard rule: authentication-class data never leaves the institution.
@@ -720,6 +718,8 @@ class LeakageFamily:
         """Exports out of the institution per local day against the actor's frozen rate for
         that kind of day (working or rest), shrunk towards its role peers' rate: a few a day
         more, for days on end."""
+        if clock.day == actor.day and not foreign:
+            return
         peers = inst.peer_days.get(role)
         if peers is None:
             peers = inst.peer_days[role] = [0.0, 0.0]
