@@ -55,9 +55,6 @@ class EngineConfig:
     utc_offset_hours: int = 8
     off_hours_start: int = 0
     off_hours_end: int = 6
-    # CUSUM slack and decision interval, in baseline standard deviations.
-    cusum_k: float = 0.5
-    cusum_h: float = 12.0
     # Consecutive stable-shifted health observations after which a system re-baselines.
     rebaseline_after: int = 24
     # Controllability index drop that counts as a regression.
