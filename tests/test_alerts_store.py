@@ -93,6 +93,21 @@ def test_ingest_groups_within_window_and_is_idempotent(store: AlertStore) -> Non
     assert two.last_seen.ToDatetime(tzinfo=UTC) == T0 + timedelta(minutes=30)
 
 
+def test_a_condition_clear_joins_its_alert_and_never_opens_one(store: AlertStore) -> None:
+    (aid,) = store.ingest([finding(1)]).created
+    clear = finding(2, minutes=20)
+    clear.phase = findings_pb2.PHASE_CLEAR
+    result = store.ingest([clear])
+    assert result.new_findings == 1 and not result.created and result.unmatched_clears == 0
+    assert store.get_alert(aid).finding_count == 1  # the clear is evidence, not a repeat
+    late = finding(3, minutes=600)
+    late.phase = findings_pb2.PHASE_CLEAR
+    orphan = store.ingest([late])
+    assert orphan.unmatched_clears == 1 and not orphan.created and orphan.new_findings == 0
+    alerts, _ = store.list_alerts(AlertFilter(), 50, "")
+    assert [a.alert_id for a in alerts] == [aid]
+
+
 def test_resolved_alert_is_not_reopened_by_new_findings(store: AlertStore) -> None:
     (aid,) = store.ingest([finding(1)]).created
     store.resolve(aid, 0, actor="s", role="supervisor", verdict=alerts_pb2.VERDICT_BENIGN)
