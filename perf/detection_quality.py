@@ -26,34 +26,10 @@ from typing import Any
 from suptech.detector.logic import DetectionEngine, EngineConfig
 from suptech.v1 import findings_pb2, telemetry_pb2
 
-from simulators.incidents import KINDS
+from perf.quality import FAMILIES, library_kinds, matches
 from simulators.scenario import generate
 
-FAMILIES = {
-    findings_pb2.FAMILY_DATA_LEAKAGE: "data_leakage",
-    findings_pb2.FAMILY_IT_AUTONOMY: "it_autonomy",
-    findings_pb2.FAMILY_SANDBOX: "sandbox",
-}
-GRACE_US = 2 * 3600 * 1_000_000
 RESULTS = Path(__file__).parent / "results" / "detection_quality.json"
-
-
-def _matches(f: findings_pb2.Finding, g: Any, t_us: int, app_of_test: dict[str, str]) -> bool:
-    if FAMILIES.get(f.family) != g.family or not (g.start_us <= t_us <= g.end_us + GRACE_US):
-        return False
-    insts = {g.institution_id, *g.extra.get("affected_institutions", [])} - {""}
-    if f.institution_id not in insts and not insts & set(f.related_institution_ids):
-        return False
-    entities = {g.entity_id, app_of_test.get(g.entity_id, ""), *g.extra.get("affected_systems", [])}
-    if g.entity_kind == "vendor":
-        return f.entity_id in entities or f.entity_kind == "system"
-    return f.entity_id in entities or f.entity_kind == "institution"
-
-
-def library_kinds() -> list[str]:
-    """The original incident library's kinds: the field-study kinds (``perf.field_quality``)
-    need weeks of history that these runs do not have, and are judged there."""
-    return [k for k, (_, planner) in KINDS.items() if planner.__module__ == "simulators.incidents"]
 
 
 def evaluate(seed: int, days: int) -> dict[str, Any]:
@@ -84,7 +60,7 @@ def evaluate(seed: int, days: int) -> dict[str, Any]:
         false_by: dict[str, int] = {}
         for f in fs:
             t_us = f.event_time.ToMicroseconds()
-            hit = [g for g in gs if _matches(f, g, t_us, app_of_test)]
+            hit = [g for g in gs if matches(f, g, t_us, app_of_test)]
             for g in hit:
                 first[g.incident_id] = min(first.get(g.incident_id, t_us), t_us)
             if hit:
@@ -92,7 +68,7 @@ def evaluate(seed: int, days: int) -> dict[str, Any]:
                 continue
             det = f.rule_id or f.model_id
             false_by[det] = false_by.get(det, 0) + 1
-            if any(_matches(f, g, t_us, app_of_test) for g in benign):
+            if any(matches(f, g, t_us, app_of_test) for g in benign):
                 benign_hits += 1
         delays = [(first[g.incident_id] - g.start_us) / 1e6 for g in gs if g.incident_id in first]
         out[fam] = {

@@ -34,42 +34,13 @@ from typing import Any
 from suptech.detector.logic import DetectionEngine
 from suptech.v1 import findings_pb2
 
-from simulators.incidents import KINDS, GroundTruth
+from perf.quality import FAMILIES, field_kinds, matches
 from simulators.scenario import generate
 
-FAMILIES = {
-    findings_pb2.FAMILY_DATA_LEAKAGE: "data_leakage",
-    findings_pb2.FAMILY_IT_AUTONOMY: "it_autonomy",
-    findings_pb2.FAMILY_SANDBOX: "sandbox",
-}
 START = "2026-09-21T00:00:00+08:00"
 TUNING_SEEDS = (31, 32, 33, 34)
 REPORT_SEEDS = (41, 42, 43)
-GRACE_US = 2 * 3600 * 1_000_000
 RESULTS = Path(__file__).parent / "results" / "field_quality.json"
-
-
-def field_kinds() -> list[str]:
-    """Incident kinds registered by the field-study modules (not the original library)."""
-    return [k for k, (_, planner) in KINDS.items() if planner.__module__ != "simulators.incidents"]
-
-
-def _matches(
-    f: findings_pb2.Finding, g: GroundTruth, t_us: int, app_of_test: dict[str, str]
-) -> bool:
-    if FAMILIES.get(f.family) != g.family or not (g.start_us <= t_us <= g.end_us + GRACE_US):
-        return False
-    insts = {g.institution_id, *g.extra.get("affected_institutions", [])} - {""}
-    if f.institution_id not in insts and not insts & set(f.related_institution_ids):
-        return False
-    if g.entity_kind == "institution":
-        return True
-    entities = {g.entity_id, app_of_test.get(g.entity_id, ""), *g.extra.get("affected_systems", [])}
-    if g.entity_kind == "vendor":
-        return f.entity_id in entities or f.entity_kind == "system"
-    # A metric stream (system/name or system/component/name) belongs to its system.
-    entity = f.entity_id.split("/", 1)[0] if f.entity_kind == "metric" else f.entity_id
-    return entity in entities or f.entity_kind == "institution"
 
 
 def evaluate(seed: int, days: int, kinds: list[str], without: frozenset[str]) -> dict[str, Any]:
@@ -112,7 +83,7 @@ def judge(sc: Any, findings: list[findings_pb2.Finding], days: int) -> dict[str,
         false_by: dict[str, int] = {}
         for f in fs:
             t_us = f.event_time.ToMicroseconds()
-            hit = [g for g in gs if _matches(f, g, t_us, app_of_test)]
+            hit = [g for g in gs if matches(f, g, t_us, app_of_test)]
             for g in hit:
                 first[g.incident_id] = min(first.get(g.incident_id, t_us), t_us)
             if hit:
@@ -121,7 +92,7 @@ def judge(sc: Any, findings: list[findings_pb2.Finding], days: int) -> dict[str,
             det = f.rule_id or f.model_id
             false_by[det] = false_by.get(det, 0) + 1
             declared += bool(f.declared_window_id)
-            on = sorted({g.kind for g in benign if _matches(f, g, t_us, app_of_test)})
+            on = sorted({g.kind for g in benign if matches(f, g, t_us, app_of_test)})
             if on:
                 benign_hits += 1
                 for kind in on:
