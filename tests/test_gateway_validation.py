@@ -242,6 +242,13 @@ CASES: list[tuple[str, str, Callable[[Any], None], int, str]] = [
         "calendar.time_zone",
     ),
     (
+        "time zone directory",
+        "calendar",
+        _set("calendar.time_zone", "America"),
+        R.REJECT_REASON_INVALID_FORMAT,
+        "calendar.time_zone",
+    ),
+    (
         "holiday not a date",
         "calendar",
         lambda ev: ev.calendar.holidays.append("2026-02-30"),

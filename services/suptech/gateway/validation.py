@@ -402,7 +402,9 @@ def _known_zone(zone: str) -> bool:
         return False
     try:
         zoneinfo.ZoneInfo(zone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    # OSError: a name of a directory of the time zone database ("America") or of a file it
+    # cannot read.
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True
 
