@@ -9,6 +9,7 @@ import math
 import random
 from pathlib import Path
 
+import pytest
 from google.protobuf import json_format
 from suptech.detector.logic import DetectionEngine, EngineConfig
 from suptech.detector.logic.calendar import BusinessCalendar
@@ -186,3 +187,18 @@ def test_a_declared_calendar_gives_rest_days_their_own_metric_model() -> None:
     plain = DetectionEngine()
     replay(metric_stream(8), engine=plain)
     assert next(iter(plain.metrics.streams.values())).rest is None
+
+
+def test_unvalidated_bad_context_and_metrics_are_refused_with_a_reason() -> None:
+    # What the gateway refuses can still come from a replayed file: a clear ValueError, which
+    # the worker dead-letters and the replay reports, and nothing learned from it.
+    engine = DetectionEngine()
+    bad = metric(1, T0, 5.0)
+    bad.metrics.samples.add(name="errors", value=float("nan"))
+    with pytest.raises(ValueError, match="non-finite"):
+        engine.process(bad)
+    assert engine.stats()["metric_streams"] == 0
+    cal = envelope("cal-x", T0)
+    cal.calendar.time_zone = "Mars/Olympus"
+    with pytest.raises(ValueError, match="time zone"):
+        engine.process(cal)

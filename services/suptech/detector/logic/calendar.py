@@ -114,9 +114,12 @@ class InstitutionContext:
         return self.calendars.get(institution_id, self.default)
 
     def upsert_calendar(self, institution_id: str, msg: telemetry_pb2.BusinessCalendar) -> None:
-        self.calendars[institution_id] = BusinessCalendar(
-            msg.time_zone, list(msg.holidays), list(msg.working_days)
-        )
+        """Replace the institution's calendar; ValueError for a time zone that is not IANA's."""
+        try:
+            calendar = BusinessCalendar(msg.time_zone, list(msg.holidays), list(msg.working_days))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"calendar time zone {msg.time_zone!r} is unknown") from exc
+        self.calendars[institution_id] = calendar
 
     def upsert_window(self, institution_id: str, msg: telemetry_pb2.MaintenanceWindow) -> None:
         windows = self.windows.setdefault(institution_id, {})

@@ -8,6 +8,7 @@ the engine (onset, updates, clear).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +68,11 @@ class MetricsFamily:
     def process(self, env: telemetry_pb2.TelemetryEnvelope, t: int, emit: Emit) -> None:
         rep = env.metrics
         inst_id = env.institution_id
+        # The gateway refuses these; a replayed file is not validated. Refused whole, before any
+        # sample is learned, so the caller can dead-letter the event with this reason.
+        for sample in rep.samples:
+            if not math.isfinite(sample.value):
+                raise ValueError(f"metric {sample.name!r} has a non-finite value {sample.value}")
         # Only a calendar the institution declared splits its streams: guessing one would cut a
         # stream's history in two on data that follows no business week.
         cal = self.context.calendars.get(inst_id)
