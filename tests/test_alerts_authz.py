@@ -124,6 +124,7 @@ def test_authenticate_refuses(
     ("doc", "reason"),
     [
         ("not json", "not valid JSON"),
+        ("[" * 100_000, "not valid JSON"),
         ("[]", "expected an object"),
         ('{"t-0123456789abcdef": {"role": "viewer", "jurisdictions": ["*"]}}', "'name'"),
         (
@@ -196,7 +197,13 @@ def test_a_token_works_until_its_expiry() -> None:
 
 @pytest.mark.parametrize(
     ("expires", "reason"),
-    [("2026-03-02T17:00:00", "time zone"), ("tomorrow", "ISO 8601"), (20260302, "ISO 8601")],
+    [
+        ("2026-03-02T17:00:00", "time zone"),
+        ("tomorrow", "ISO 8601"),
+        (20260302, "ISO 8601"),
+        ("9999-12-31T23:59:59-23:00", "out of range"),
+        ("0001-01-01T00:00:00+01:00", "out of range"),
+    ],
 )
 def test_bad_expiry_is_refused_at_load(expires: object, reason: str) -> None:
     doc = {"a-token-of-16-chars": {"name": "x", "role": "viewer", "jurisdictions": ["*"]}}

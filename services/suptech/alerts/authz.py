@@ -197,7 +197,7 @@ class TokenStore:
     def from_json(cls, raw: str | bytes, source: str = "tokens file") -> TokenStore:
         try:
             doc = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise TokensFileError(f"{source}: not valid JSON: {exc}") from None
         if not isinstance(doc, dict):
             raise TokensFileError(f"{source}: expected an object of token -> entry")
@@ -332,7 +332,10 @@ def _parse_expiry(where: str, raw: Any) -> datetime | None:
         raise TokensFileError(f"{where}: 'expires' must be an ISO 8601 time, got {raw!r}")
     if when.tzinfo is None:
         raise TokensFileError(f"{where}: 'expires' needs a time zone (e.g. Z or +08:00)")
-    return when.astimezone(UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-23:00 is past the largest datetime in UTC
+        raise TokensFileError(f"{where}: 'expires' {raw!r} is out of range in UTC") from None
 
 
 def authenticate(
