@@ -117,7 +117,8 @@ class InstitutionContext:
         """Replace the institution's calendar; ValueError for a time zone that is not IANA's."""
         try:
             calendar = BusinessCalendar(msg.time_zone, list(msg.holidays), list(msg.working_days))
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        # A tz database directory ("America") is an OSError, a missing zone a KeyError.
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
             raise ValueError(f"calendar time zone {msg.time_zone!r} is unknown") from exc
         self.calendars[institution_id] = calendar
 
