@@ -28,9 +28,6 @@ class EngineConfig:
     warmup_moves: int = 10
     # Health reports a system needs (about two days at 15 minutes) before its rhythm is known.
     health_warmup: int = 200
-    # Smallest deviation of each health feature (availability and errors in points, latency as
-    # five times its log, incidents as a count).
-    health_floor: float = 0.3
     # Consecutive off-baseline health reports before a health anomaly is reported.
     health_persist: int = 3
     # Event rate: events of an actor in one clock hour against its mean over its active hours.
@@ -49,8 +46,6 @@ class EngineConfig:
     z_threshold: float = 6.0
     # Share of an entity's own scores allowed above its threshold (false-alarm budget).
     false_alarm_budget: float = 0.002
-    # Records in one outbound event that count as a bulk export whatever the baseline.
-    bulk_records_floor: int = 2_000
     # Local hours counted as off-hours (UTC offset applied first).
     utc_offset_hours: int = 8
     off_hours_start: int = 0
