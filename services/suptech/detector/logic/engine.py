@@ -25,12 +25,6 @@ _SNAPSHOT_VERSION = 5
 # Version 2 lacked the feedback memory, 3 the metric streams, conditions and declared context:
 # they load with those empty. Version 4 held the data-leakage state of before the calendar.
 _UPGRADABLE = {2, 3}
-# Stream kind named in Heartbeat.vouches_for -> (silence source kind, family).
-_VOUCHED_KINDS = {
-    "it_posture": ("system", findings_pb2.FAMILY_IT_AUTONOMY),
-    "metrics": ("metrics", findings_pb2.FAMILY_IT_AUTONOMY),
-    "sandbox": ("app", findings_pb2.FAMILY_SANDBOX),
-}
 _GRADE_DOWN: dict[int, int] = {
     findings_pb2.GRADE_CRITICAL: findings_pb2.GRADE_MAJOR,
     findings_pb2.GRADE_MAJOR: findings_pb2.GRADE_SIGNIFICANT,
