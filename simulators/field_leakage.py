@@ -193,6 +193,23 @@ def _lognorm(rng: random.Random, mu: float, sigma: float) -> int:
     return max(1, int(rng.lognormvariate(mu, sigma)))
 
 
+def _routine_access(
+    rng: random.Random, inst: Institution, actor: Actor, t: int, system: str
+) -> tpb.TelemetryEnvelope:
+    """An ordinary access to ``system``: a few records read, or a small query."""
+    read = rng.random() < 0.4
+    return _access(
+        rng,
+        inst,
+        actor,
+        t,
+        system=system,
+        operation=E.OPERATION_READ if read else E.OPERATION_QUERY,
+        records=rng.randint(1, 3) if read else _lognorm(rng, 1.0, 0.7),
+        c2=rng.randint(3, 8) if read else rng.randint(2, 5),
+    )
+
+
 # --- incidents ----------------------------------------------------------------------------------
 
 
@@ -550,20 +567,7 @@ def lateral_spread(ctx: PlanContext, incident_id: str) -> GroundTruth:
     def stream() -> Stream:
         r = random.Random(f"{incident_id}:events")
         for t, system in plan:
-            read = r.random() < 0.4
-            yield (
-                t,
-                _access(
-                    r,
-                    inst,
-                    actor,
-                    t,
-                    system=system,
-                    operation=E.OPERATION_READ if read else E.OPERATION_QUERY,
-                    records=r.randint(1, 3) if read else _lognorm(r, 1.0, 0.7),
-                    c2=r.randint(3, 8) if read else r.randint(2, 5),
-                ),
-            )
+            yield t, _routine_access(r, inst, actor, t, system)
 
     ctx.effects.streams.append(stream)
     touched = sorted({s for _, s in plan})
@@ -885,20 +889,7 @@ def one_new_system(ctx: PlanContext, cid: str, delivery: Delivery) -> list[Groun
             for t in sorted(t_hour + r.randrange(HOUR_US) for _ in range(poisson(r, lam))):
                 if t >= ctx.end:
                     break
-                read = r.random() < 0.4
-                yield (
-                    t,
-                    _access(
-                        r,
-                        inst,
-                        actor,
-                        t,
-                        system=system,
-                        operation=E.OPERATION_READ if read else E.OPERATION_QUERY,
-                        records=r.randint(1, 3) if read else _lognorm(r, 1.0, 0.7),
-                        c2=r.randint(3, 8) if read else r.randint(2, 5),
-                    ),
-                )
+                yield t, _routine_access(r, inst, actor, t, system)
             t_hour += HOUR_US
 
     ctx.effects.streams.append(stream)
