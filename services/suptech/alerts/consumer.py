@@ -87,6 +87,9 @@ class ConsumerStats:
     records: int = 0
     stored: int = 0
     duplicates: int = 0
+    # Clears of a detector condition whose alert was no longer open (kept nowhere: nothing to
+    # attach them to, and a clear never opens an alert).
+    unmatched_clears: int = 0
     dead_lettered: int = 0
     # Batches rewound because the database could not store them.
     db_retries: int = 0
@@ -238,6 +241,7 @@ class FindingsConsumer:
             return
         self.stats.stored += result.new_findings
         self.stats.duplicates += result.duplicates
+        self.stats.unmatched_clears += result.unmatched_clears
 
     def _store_alone(self, item: tuple[Any, findings_pb2.Finding], first: Exception) -> None:
         """A finding that failed alone: dead-lettered only if it fails again on a healthy DB."""
@@ -260,6 +264,7 @@ class FindingsConsumer:
             return
         self.stats.stored += result.new_findings
         self.stats.duplicates += result.duplicates
+        self.stats.unmatched_clears += result.unmatched_clears
 
     def _dead_letter(self, rec: Any, reason: str) -> None:
         key = (rec.topic, rec.partition, rec.offset)
