@@ -83,6 +83,10 @@ class MetricsFamily:
             local_s += offset.total_seconds() if offset is not None else 0.0
             rest = cal.is_rest_day(t)
         for sample in rep.samples:
+            if not math.isfinite(sample.value):
+                # The gateway refuses these; a replay or a direct producer may not. One NaN or
+                # infinity would leave the stream's model NaN for good, never alarming again.
+                continue
             self._sample(inst_id, rep.system_id, sample, env.event_id, t, local_s, rest, emit)
 
     def _sample(
