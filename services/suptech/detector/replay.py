@@ -70,8 +70,11 @@ def replay(
     for env in envelopes:
         findings.extend(engine.process(env))
         last = max(last, env.event_time.ToNanoseconds())
+        # Taken every event even without on_scores: a given engine may record scores, and a
+        # long replay would otherwise hold every one of them until the end, to drop them.
+        made = engine.take_scores()
         if on_scores is not None:
-            on_scores(engine.take_scores())
+            on_scores(made)
     findings.extend(engine.advance(last))
     engine.take_scores()
     return findings
