@@ -68,8 +68,9 @@ class MetricsFamily:
     def process(self, env: telemetry_pb2.TelemetryEnvelope, t: int, emit: Emit) -> None:
         rep = env.metrics
         inst_id = env.institution_id
-        # The gateway refuses these; a replayed file is not validated. Refused whole, before any
-        # sample is learned, so the caller can dead-letter the event with this reason.
+        # The gateway refuses these; a replayed file is not validated. One NaN or infinity would
+        # leave a stream's model NaN for good: the report is refused whole, before any sample is
+        # learned, so the caller can dead-letter the event with this reason.
         for sample in rep.samples:
             if not math.isfinite(sample.value):
                 raise ValueError(f"metric {sample.name!r} has a non-finite value {sample.value}")
@@ -83,10 +84,6 @@ class MetricsFamily:
             local_s += offset.total_seconds() if offset is not None else 0.0
             rest = cal.is_rest_day(t)
         for sample in rep.samples:
-            if not math.isfinite(sample.value):
-                # The gateway refuses these; a replay or a direct producer may not. One NaN or
-                # infinity would leave the stream's model NaN for good, never alarming again.
-                continue
             self._sample(inst_id, rep.system_id, sample, env.event_id, t, local_s, rest, emit)
 
     def _sample(
