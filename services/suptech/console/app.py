@@ -1,0 +1,359 @@
+"""The console's HTTP side (aiohttp): pages, the live event stream and triage forms.
+
+Every read and every action is a call to the alert service with the signed-in supervisor's own
+token, so the service's authorisation, jurisdictions and audit log apply unchanged; the console
+holds no credential of its own and no path to the database.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import grpc
+from aiohttp import web
+
+from suptech.console import views
+from suptech.console.client import AlertsClient, metadata, open_channel
+from suptech.console.config import ConsoleConfig
+from suptech.console.sessions import Session, Sessions
+from suptech.v1 import alerts_pb2
+
+__all__ = ["build_app", "Console"]
+
+COOKIE = "suptech_console"
+STATIC = Path(__file__).parent / "static"
+CLIENT: web.AppKey[AlertsClient] = web.AppKey("client", AlertsClient)
+SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions", Sessions)
+CONFIG: web.AppKey[ConsoleConfig] = web.AppKey("config", ConsoleConfig)
+SILENCES: web.AppKey[dict[str, alerts_pb2.Silence]] = web.AppKey("silences", dict)
+Handler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
+HTTP_OF = {
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.UNAVAILABLE: 503,
+}
+
+
+def _view(s: Session) -> views.View:
+    return views.View(s.lang, s.tz, s.access.triage, s.access.decide, s.csrf)
+
+
+def _html(body: str, status: int = 200) -> web.Response:
+    return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+
+
+def signed_in(handler: Handler, *, post: bool = False) -> Callable[..., Any]:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        s = request.app[SESSIONS].get(request.cookies.get(COOKIE))
+        if s is None:
+            if post:
+                raise web.HTTPUnauthorized(text="sign in first")
+            raise web.HTTPSeeOther("/login")
+        if post:
+            form = await request.post()
+            if not secrets.compare_digest(str(form.get("csrf", "")), s.csrf):
+                return _html(views.error_page(_view(s), 403, "bad form token"), 403)
+        try:
+            return await handler(request, s)
+        except grpc.aio.AioRpcError as exc:
+            status = HTTP_OF.get(exc.code(), 502)
+            msg = _view(s).t("refused") if status == 403 else f"{exc.code().name}: {exc.details()}"
+            return _html(views.error_page(_view(s), status, msg), status)
+
+    return wrapped
+
+
+async def login_form(request: web.Request) -> web.Response:
+    cfg = request.app[CONFIG]
+    return _html(views.login_page(views.View(cfg.language, cfg.time_zone, signed_in=False)))
+
+
+async def login(request: web.Request) -> web.Response:
+    cfg = request.app[CONFIG]
+    form = await request.post()
+    token = str(form.get("token", "")).strip()
+    lang = "en" if form.get("lang") == "en" else "zh"
+    tz = str(form.get("tz", "")).strip() or cfg.time_zone
+    v = views.View(lang, cfg.time_zone, signed_in=False)
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, IsADirectoryError):
+        return _html(views.login_page(v, f"{v.t('time_zone')}: {tz}"), 400)
+    try:
+        access = await request.app[CLIENT].access(token)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            return _html(views.login_page(v, v.t("unreachable")), 503)
+        return _html(views.login_page(v, v.t("bad_token")), 401)
+    if not access.read:
+        return _html(views.login_page(v, v.t("no_access")), 403)
+    sid = request.app[SESSIONS].create(Session(token, access, lang, tz))
+    resp = web.HTTPSeeOther("/")
+    resp.set_cookie(COOKIE, sid, httponly=True, samesite="Strict", path="/")
+    raise resp
+
+
+async def logout(request: web.Request, s: Session) -> web.Response:
+    request.app[SESSIONS].drop(request.cookies.get(COOKIE))
+    resp = web.HTTPSeeOther("/login")
+    resp.del_cookie(COOKIE, path="/")
+    raise resp
+
+
+def _filters(q: Any) -> dict[str, Any]:
+    def num(name: str) -> int:
+        raw = str(q.get(name, "0"))
+        return int(raw) if raw.isdigit() else 0
+
+    return {
+        "family": num("family"),
+        "grade": num("grade"),
+        "state": num("state"),
+        "institution": str(q.get("institution", "")).strip(),
+        "hours": num("hours"),
+    }
+
+
+def _list_request(flt: dict[str, Any]) -> alerts_pb2.ListAlertsRequest:
+    req = alerts_pb2.ListAlertsRequest(
+        family=flt["family"],
+        min_grade=flt["grade"],
+        state=flt["state"],
+        institution_id=flt["institution"],
+        page_size=500,
+    )
+    if flt["hours"]:
+        req.since.FromDatetime(datetime.now(UTC) - timedelta(hours=flt["hours"]))
+    return req
+
+
+def _matches(a: alerts_pb2.Alert, flt: dict[str, Any]) -> bool:
+    if flt["family"] and a.family != flt["family"]:
+        return False
+    if flt["grade"] and a.grade < flt["grade"]:
+        return False
+    if flt["state"] and a.state != flt["state"]:
+        return False
+    if flt["institution"] and a.institution_id != flt["institution"]:
+        return False
+    if flt["hours"]:
+        since = datetime.now(UTC) - timedelta(hours=flt["hours"])
+        if a.last_seen.ToDatetime(tzinfo=UTC) < since:
+            return False
+    return True
+
+
+async def _list(client: AlertsClient, s: Session, flt: dict[str, Any], pages: int = 4) -> list[Any]:
+    req = _list_request(flt)
+    out: list[alerts_pb2.Alert] = []
+    for _ in range(pages):
+        resp = await client.stub.ListAlerts(req, metadata=metadata(s.token))
+        out.extend(resp.alerts)
+        if not resp.next_page_token:
+            break
+        req.page_token = resp.next_page_token
+    return out
+
+
+async def alert_list(request: web.Request, s: Session) -> web.Response:
+    flt = _filters(request.query)
+    alerts = await _list(request.app[CLIENT], s, flt)
+    return _html(views.list_page(_view(s), alerts, flt, request.query_string))
+
+
+async def overview(request: web.Request, s: Session) -> web.Response:
+    alerts = await _list(request.app[CLIENT], s, _filters({}), pages=20)
+    return _html(views.overview_page(_view(s), alerts))
+
+
+async def events(request: web.Request, s: Session) -> web.StreamResponse:
+    """Server-sent events from StreamAlerts. Each event's id is the service's cursor, so the
+    browser's automatic reconnect (Last-Event-ID) resumes with no gap and no duplicate; a first
+    connection replays from the start and the page keeps the newest version of each row."""
+    flt = _filters(request.query)
+    cursor = request.headers.get("Last-Event-ID") or request.query.get("cursor") or "0"
+    v = _view(s)
+    call = request.app[CLIENT].stub.StreamAlerts(
+        alerts_pb2.StreamAlertsRequest(cursor=cursor), metadata=metadata(s.token)
+    )
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+    )
+    await resp.prepare(request)
+    await resp.write(b"retry: 1000\n: open\n\n")
+    try:
+        async for ev in call:
+            body = views.alert_json(ev.alert, v)
+            body["match"] = _matches(ev.alert, flt)
+            frame = f"id: {ev.cursor}\nevent: alert\ndata: {json.dumps(body)}\n\n"
+            await resp.write(frame.encode())
+    except grpc.aio.AioRpcError as exc:
+        # Credentials revoked or the service gone: say so; the browser retries the connection.
+        data = json.dumps({"code": exc.code().name, "details": exc.details()})
+        await resp.write(f"event: failure\ndata: {data}\n\n".encode())
+    except (ConnectionResetError, RuntimeError):
+        pass
+    finally:
+        call.cancel()
+    return resp
+
+
+async def detail(request: web.Request, s: Session) -> web.Response:
+    aid = request.match_info["alert_id"]
+    got = await request.app[CLIENT].stub.GetAlert(
+        alerts_pb2.GetAlertRequest(alert_id=aid), metadata=metadata(s.token)
+    )
+    done = request.query.get("done", "")
+    v = _view(s)
+    return _html(views.detail_page(v, got.alert, f"{v.t('done')}: {done}" if done else ""))
+
+
+def _version(form: Any) -> int:
+    raw = str(form.get("version", "0"))
+    return int(raw) if raw.isdigit() else 0
+
+
+async def _mutate(
+    request: web.Request, s: Session, action: str, call: Callable[[Any], Awaitable[Any]]
+) -> web.Response:
+    aid = request.match_info["alert_id"]
+    form = await request.post()
+    try:
+        await call(form)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() not in (grpc.StatusCode.ABORTED, grpc.StatusCode.FAILED_PRECONDITION):
+            raise
+        # Never a silent overwrite: show what the other supervisor made of it.
+        got = await request.app[CLIENT].stub.GetAlert(
+            alerts_pb2.GetAlertRequest(alert_id=aid), metadata=metadata(s.token)
+        )
+        return _html(views.detail_page(_view(s), got.alert, conflict=True), 409)
+    raise web.HTTPSeeOther(f"/alerts/{aid}?done={action}")
+
+
+async def acknowledge(request: web.Request, s: Session) -> web.Response:
+    stub, aid = request.app[CLIENT].stub, request.match_info["alert_id"]
+
+    async def call(form: Any) -> Any:
+        req = alerts_pb2.AcknowledgeRequest(
+            alert_id=aid, expected_version=_version(form), note=str(form.get("note", ""))
+        )
+        return await stub.Acknowledge(req, metadata=metadata(s.token))
+
+    return await _mutate(request, s, "acknowledge", call)
+
+
+async def assign(request: web.Request, s: Session) -> web.Response:
+    stub, aid = request.app[CLIENT].stub, request.match_info["alert_id"]
+
+    async def call(form: Any) -> Any:
+        req = alerts_pb2.AssignRequest(
+            alert_id=aid, expected_version=_version(form), assignee=str(form.get("assignee", ""))
+        )
+        return await stub.Assign(req, metadata=metadata(s.token))
+
+    return await _mutate(request, s, "assign", call)
+
+
+async def resolve(request: web.Request, s: Session) -> web.Response:
+    stub, aid = request.app[CLIENT].stub, request.match_info["alert_id"]
+
+    async def call(form: Any) -> Any:
+        raw = str(form.get("verdict", "0"))
+        req = alerts_pb2.ResolveRequest(
+            alert_id=aid,
+            expected_version=_version(form),
+            verdict=int(raw) if raw.isdigit() else 0,  # type: ignore[arg-type]
+            note=str(form.get("note", "")),
+        )
+        return await stub.Resolve(req, metadata=metadata(s.token))
+
+    return await _mutate(request, s, "resolve", call)
+
+
+async def silences(request: web.Request, s: Session) -> web.Response:
+    # The API has no list of silences: the page shows those made through this console.
+    known = request.app[SILENCES]
+    msg = request.query.get("done", "")
+    v = _view(s)
+    text = v.t("silence_created") if msg == "created" else v.t("silence_expired") if msg else ""
+    return _html(views.silences_page(v, list(known.values()), text))
+
+
+async def create_silence(request: web.Request, s: Session) -> web.Response:
+    form = await request.post()
+    matchers = [
+        alerts_pb2.Matcher(name=k.removeprefix("m_"), value=str(val).strip())
+        for k, val in form.items()
+        if k.startswith("m_") and str(val).strip()
+    ]
+    hours = views.parse_hours(str(form.get("hours", "0"))) or 1
+    req = alerts_pb2.CreateSilenceRequest(matchers=matchers, comment=str(form.get("comment", "")))
+    req.ends_at.FromDatetime(datetime.now(UTC) + timedelta(hours=hours))
+    got = await request.app[CLIENT].stub.CreateSilence(req, metadata=metadata(s.token))
+    request.app[SILENCES][got.silence.silence_id] = got.silence
+    raise web.HTTPSeeOther("/silences?done=created")
+
+
+async def expire_silence(request: web.Request, s: Session) -> web.Response:
+    sid = request.match_info["silence_id"]
+    got = await request.app[CLIENT].stub.ExpireSilence(
+        alerts_pb2.ExpireSilenceRequest(silence_id=sid), metadata=metadata(s.token)
+    )
+    request.app[SILENCES][sid] = got.silence
+    raise web.HTTPSeeOther("/silences?done=expired")
+
+
+def build_app(cfg: ConsoleConfig, channel: grpc.aio.Channel | None = None) -> web.Application:
+    app = web.Application()
+    app[CONFIG] = cfg
+    app[CLIENT] = AlertsClient(channel or open_channel(cfg))
+    app[SESSIONS] = Sessions(cfg.session_idle_s)
+    app[SILENCES] = {}
+    app.router.add_get("/login", login_form)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", signed_in(logout, post=True))
+    app.router.add_get("/", signed_in(alert_list))
+    app.router.add_get("/overview", signed_in(overview))
+    app.router.add_get("/events", signed_in(events))
+    app.router.add_get("/alerts/{alert_id}", signed_in(detail))
+    app.router.add_post("/alerts/{alert_id}/acknowledge", signed_in(acknowledge, post=True))
+    app.router.add_post("/alerts/{alert_id}/assign", signed_in(assign, post=True))
+    app.router.add_post("/alerts/{alert_id}/resolve", signed_in(resolve, post=True))
+    app.router.add_get("/silences", signed_in(silences))
+    app.router.add_post("/silences", signed_in(create_silence, post=True))
+    app.router.add_post("/silences/{silence_id}/expire", signed_in(expire_silence, post=True))
+    app.router.add_static("/static", STATIC)
+    return app
+
+
+class Console:
+    """Run the console in an asyncio loop: ``await start()``, ``port``, ``await stop()``."""
+
+    def __init__(self, cfg: ConsoleConfig) -> None:
+        self.cfg = cfg
+        self.app = build_app(cfg)
+        self._runner = web.AppRunner(self.app)
+        self.port = cfg.port
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
+        await site.start()
+        server: Any = site._server
+        if server is not None and getattr(server, "sockets", None):
+            self.port = int(server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+        await self.app[CLIENT].channel.close()

@@ -1,0 +1,61 @@
+"""Console configuration from environment variables (``CONSOLE_*``, ``ALERTS_ADDR``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+__all__ = ["ConsoleConfig", "load_config"]
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    # What the console listens on (loopback by default: put a TLS proxy in front to expose it).
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # The alert service's gRPC address, and its TLS: a CA file turns TLS on; a client certificate
+    # and key add mutual TLS (the console's own certificate; every call still carries the
+    # signed-in supervisor's token, so the service authorises the person, not the console).
+    alerts_addr: str = "127.0.0.1:50053"
+    alerts_ca: str = ""
+    alerts_client_cert: str = ""
+    alerts_client_key: str = ""
+    # The server name to check in the service's certificate (empty: the host of alerts_addr).
+    alerts_server_name: str = ""
+    # Default time zone for times shown; each supervisor may pick her own at sign-in.
+    time_zone: str = "Asia/Shanghai"
+    # Default label language, "zh" or "en".
+    language: str = "zh"
+    # A signed-in session ends after this much inactivity.
+    session_idle_s: float = 8 * 3600
+
+
+def load_config(env: Mapping[str, str] | None = None) -> ConsoleConfig:
+    """Read the environment; a bad value raises ValueError naming its variable."""
+    env = os.environ if env is None else env
+    d = ConsoleConfig()
+    try:
+        port = int(env.get("CONSOLE_PORT", d.port))
+    except ValueError:
+        raise ValueError("CONSOLE_PORT must be an integer") from None
+    tz = env.get("CONSOLE_TZ", d.time_zone)
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, IsADirectoryError):
+        raise ValueError(f"CONSOLE_TZ: unknown time zone {tz!r}") from None
+    lang = env.get("CONSOLE_LANG", d.language)
+    if lang not in ("zh", "en"):
+        raise ValueError("CONSOLE_LANG must be zh or en")
+    return ConsoleConfig(
+        host=env.get("CONSOLE_HOST", d.host),
+        port=port,
+        alerts_addr=env.get("ALERTS_ADDR", d.alerts_addr),
+        alerts_ca=env.get("CONSOLE_ALERTS_CA", ""),
+        alerts_client_cert=env.get("CONSOLE_ALERTS_CLIENT_CERT", ""),
+        alerts_client_key=env.get("CONSOLE_ALERTS_CLIENT_KEY", ""),
+        alerts_server_name=env.get("CONSOLE_ALERTS_SERVER_NAME", ""),
+        time_zone=tz,
+        language=lang,
+    )

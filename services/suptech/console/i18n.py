@@ -1,0 +1,129 @@
+"""Labels in Chinese and English; grade and family names as the regulator uses them."""
+
+from __future__ import annotations
+
+__all__ = ["GRADE_NAMES", "label"]
+
+_LABELS: dict[str, tuple[str, str]] = {
+    "title": ("监管预警台", "Supervisory alert console"),
+    "sign_in": ("登录", "Sign in"),
+    "sign_out": ("退出", "Sign out"),
+    "token": ("访问令牌", "Access token"),
+    "time_zone": ("时区", "Time zone"),
+    "language": ("语言", "Language"),
+    "alerts": ("预警", "Alerts"),
+    "overview": ("概览", "Overview"),
+    "silences": ("静默规则", "Silences"),
+    "family": ("类别", "Family"),
+    "grade": ("等级", "Grade"),
+    "min_grade": ("最低等级", "Minimum grade"),
+    "state": ("状态", "State"),
+    "institution": ("机构", "Institution"),
+    "entity": ("对象", "Entity"),
+    "summary": ("摘要", "Summary"),
+    "last_seen": ("最近发生", "Last seen"),
+    "first_seen": ("首次发生", "First seen"),
+    "deadline": ("确认期限", "Ack deadline"),
+    "escalation": ("升级", "Escalation"),
+    "assignee": ("负责人", "Assignee"),
+    "findings": ("发现", "Findings"),
+    "count": ("数量", "Count"),
+    "total": ("合计", "Total"),
+    "any": ("全部", "Any"),
+    "since_hours": ("最近(小时)", "Last (hours)"),
+    "filter": ("筛选", "Filter"),
+    "live": ("实时", "Live"),
+    "reconnecting": ("重连中", "Reconnecting"),
+    "explanation": (
+        "解释:主要特征(观测值/基线)",
+        "Explanation: top features (observed vs baseline)",
+    ),
+    "evidence": ("证据事件", "Evidence events"),
+    "chart": ("评分与阈值", "Score and threshold"),
+    "threshold": ("阈值", "Threshold"),
+    "score": ("评分", "Score"),
+    "history": ("处置记录", "Trail"),
+    "acknowledge": ("确认", "Acknowledge"),
+    "assign": ("指派", "Assign"),
+    "resolve": ("结案", "Resolve"),
+    "verdict": ("结论", "Verdict"),
+    "note": ("说明", "Note"),
+    "silence": ("静默", "Silence"),
+    "expire": ("解除", "Expire"),
+    "ends_at": ("截止时间", "Ends at"),
+    "hours": ("小时", "hours"),
+    "comment": ("备注", "Comment"),
+    "matchers": ("匹配条件", "Matchers"),
+    "conflict": (
+        "冲突:另一位监管人员已先行更新此预警。以下为最新状态,请确认后再操作。",
+        "Conflict: another supervisor updated this alert first. Its current state is shown; "
+        "review it before acting again.",
+    ),
+    "refused": ("无权执行此操作", "You may not do this"),
+    "no_access": ("此凭证无权查看预警", "This credential may not read alerts"),
+    "bad_token": ("令牌无效或已过期", "Unknown or expired token"),
+    "unreachable": ("预警服务不可达", "The alert service cannot be reached"),
+    "silenced": ("已静默", "silenced"),
+    "read_only": ("只读角色:无处置权限", "Read-only role: no triage"),
+    "version": ("版本", "Version"),
+    "done": ("已完成", "Done"),
+    "by_institution": ("按机构与类别", "By institution and family"),
+    "systemic": ("同一实体涉及多家机构", "Entities seen at several institutions"),
+    "silence_created": ("已创建静默", "Silence created"),
+    "silence_expired": ("静默已解除", "Silence expired"),
+    "auto_resolved": ("自动结案", "auto-resolved"),
+}
+
+GRADE_NAMES: dict[int, tuple[str, str]] = {
+    0: ("-", "-"),
+    1: ("一般", "general"),
+    2: ("较大", "significant"),
+    3: ("重大", "major"),
+    4: ("特别重大", "critical"),
+}
+
+FAMILY_NAMES: dict[int, tuple[str, str]] = {
+    0: ("-", "-"),
+    1: ("数据泄露", "data leakage"),
+    2: ("信息技术自主可控", "IT autonomy"),
+    3: ("创新试点", "sandbox"),
+}
+
+STATE_NAMES: dict[int, tuple[str, str]] = {
+    0: ("-", "-"),
+    1: ("待处理", "open"),
+    2: ("已确认", "acknowledged"),
+    3: ("已结案", "resolved"),
+}
+
+VERDICT_NAMES: dict[int, tuple[str, str]] = {
+    0: ("-", "-"),
+    1: ("属实", "true positive"),
+    2: ("误报", "false positive"),
+    3: ("无害", "benign"),
+}
+
+
+def _pick(pair: tuple[str, str], lang: str) -> str:
+    return pair[0] if lang == "zh" else pair[1]
+
+
+def label(key: str, lang: str) -> str:
+    return _pick(_LABELS[key], lang)
+
+
+def grade(value: int, lang: str) -> str:
+    zh, en = GRADE_NAMES.get(value, ("?", "?"))
+    return zh if lang == "zh" else f"{zh} {en}"
+
+
+def family(value: int, lang: str) -> str:
+    return _pick(FAMILY_NAMES.get(value, ("?", "?")), lang)
+
+
+def state(value: int, lang: str) -> str:
+    return _pick(STATE_NAMES.get(value, ("?", "?")), lang)
+
+
+def verdict(value: int, lang: str) -> str:
+    return _pick(VERDICT_NAMES.get(value, ("?", "?")), lang)

@@ -1,0 +1,370 @@
+"""Server-rendered HTML pages: plain strings, every value escaped."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from suptech.console import i18n
+from suptech.console.chart import score_chart
+from suptech.v1 import alerts_pb2
+
+__all__ = ["View", "alert_row", "alert_json"]
+
+
+@dataclass(frozen=True)
+class View:
+    """Who is looking: language, time zone, what they may do, and the form token."""
+
+    lang: str
+    tz: str
+    triage: bool = False
+    decide: bool = False
+    csrf: str = ""
+    signed_in: bool = True
+
+    def t(self, key: str) -> str:
+        return i18n.label(key, self.lang)
+
+    def time(self, ts: Timestamp, present: bool = True) -> str:
+        if not present or (ts.seconds == 0 and ts.nanos == 0):
+            return "-"
+        when = ts.ToDatetime(tzinfo=UTC).astimezone(ZoneInfo(self.tz))
+        return when.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def page(v: View, title: str, body: str) -> str:
+    nav = ""
+    if v.signed_in:
+        nav = (
+            f'<nav><a href="/" accesskey="a">{v.t("alerts")}</a> '
+            f'<a href="/overview" accesskey="o">{v.t("overview")}</a> '
+            f'<a href="/silences" accesskey="s">{v.t("silences")}</a> '
+            f'<form method="post" action="/logout" class="inline">{_csrf(v)}'
+            f'<button type="submit">{v.t("sign_out")}</button></form>'
+            f'<span class="who">{escape(v.tz)}</span></nav>'
+        )
+    return (
+        f'<!doctype html><html lang="{"zh-CN" if v.lang == "zh" else "en"}"><head>'
+        '<meta charset="utf-8"><meta name="viewport" content="width=device-width">'
+        f"<title>{escape(title)} · {v.t('title')}</title>"
+        '<link rel="stylesheet" href="/static/console.css"></head><body>'
+        f'<header><h1>{v.t("title")}</h1>{nav}</header><main id="main">{body}</main>'
+        '<script src="/static/console.js"></script></body></html>'
+    )
+
+
+def _csrf(v: View) -> str:
+    return f'<input type="hidden" name="csrf" value="{escape(v.csrf)}">'
+
+
+def login_page(v: View, error: str = "") -> str:
+    err = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    zh_sel = " selected" if v.lang == "zh" else ""
+    en_sel = " selected" if v.lang == "en" else ""
+    body = (
+        f'{err}<form method="post" action="/login" class="login">'
+        f'<label for="token">{v.t("token")}</label>'
+        '<input id="token" name="token" type="password" autocomplete="off" required autofocus>'
+        f'<label for="tz">{v.t("time_zone")}</label>'
+        f'<input id="tz" name="tz" value="{escape(v.tz)}">'
+        f'<label for="lang">{v.t("language")}</label>'
+        f'<select id="lang" name="lang"><option value="zh"{zh_sel}>中文</option>'
+        f'<option value="en"{en_sel}>English</option></select>'
+        f'<button type="submit" id="sign-in">{v.t("sign_in")}</button></form>'
+    )
+    return page(v, v.t("sign_in"), body)
+
+
+def alert_json(a: alerts_pb2.Alert, v: View) -> dict[str, Any]:
+    """What the live list needs of one alert, with labels already in the viewer's language."""
+    return {
+        "id": a.alert_id,
+        "version": a.version,
+        "html": alert_row(a, v),
+    }
+
+
+def alert_row(a: alerts_pb2.Alert, v: View) -> str:
+    flags = f' <span class="tag">{v.t("silenced")}</span>' if a.silenced else ""
+    if a.escalation_level:
+        flags += f' <span class="tag esc">{v.t("escalation")} {a.escalation_level}</span>'
+    return (
+        f'<tr id="alert-{escape(a.alert_id)}" data-version="{a.version}" '
+        f'data-family="{a.family}" data-grade="{a.grade}" data-state="{a.state}" '
+        f'class="grade-{a.grade} state-{a.state}">'
+        f'<td class="grade">{escape(i18n.grade(a.grade, v.lang))}</td>'
+        f"<td>{escape(i18n.family(a.family, v.lang))}</td>"
+        f'<td class="state">{escape(i18n.state(a.state, v.lang))}</td>'
+        f"<td>{escape(a.institution_id)}</td>"
+        f"<td>{escape(a.entity_kind)}:{escape(a.entity_id)}</td>"
+        f'<td><a href="/alerts/{escape(a.alert_id)}">{escape(a.summary or a.alert_id)}</a>'
+        f"{flags}</td>"
+        f"<td>{a.finding_count}</td>"
+        f"<td>{escape(v.time(a.last_seen, a.HasField('last_seen')))}</td>"
+        f"<td>{escape(v.time(a.ack_deadline, a.HasField('ack_deadline')))}</td>"
+        f"<td>{escape(a.assignee)}</td></tr>"
+    )
+
+
+def _options(names: dict[int, tuple[str, str]], chosen: int, v: View, fmt: Any) -> str:
+    out = [f'<option value="0">{v.t("any")}</option>']
+    for value in names:
+        if value:
+            sel = " selected" if value == chosen else ""
+            out.append(f'<option value="{value}"{sel}>{escape(fmt(value, v.lang))}</option>')
+    return "".join(out)
+
+
+def list_page(
+    v: View, alerts: Sequence[alerts_pb2.Alert], flt: dict[str, Any], live_query: str
+) -> str:
+    form = (
+        '<form method="get" action="/" class="filters" id="filters">'
+        f'<label>{v.t("family")} <select name="family">'
+        f"{_options(i18n.FAMILY_NAMES, flt['family'], v, i18n.family)}</select></label>"
+        f'<label>{v.t("min_grade")} <select name="grade">'
+        f"{_options(i18n.GRADE_NAMES, flt['grade'], v, i18n.grade)}</select></label>"
+        f'<label>{v.t("state")} <select name="state">'
+        f"{_options(i18n.STATE_NAMES, flt['state'], v, i18n.state)}</select></label>"
+        f'<label>{v.t("institution")} <input name="institution" '
+        f'value="{escape(flt["institution"])}" size="12"></label>'
+        f'<label>{v.t("since_hours")} <input name="hours" type="number" min="0" '
+        f'value="{flt["hours"] or ""}" size="4"></label>'
+        f'<button type="submit">{v.t("filter")}</button></form>'
+    )
+    heads = ["grade", "family", "state", "institution", "entity", "summary", "findings"]
+    heads += ["last_seen", "deadline", "assignee"]
+    th = "".join(f'<th scope="col">{v.t(h)}</th>' for h in heads)
+    rows = "".join(alert_row(a, v) for a in alerts)
+    table = (
+        f'<table id="alerts" data-live="{escape(live_query)}"><thead><tr>{th}</tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+    status = f'<p id="live-status" aria-live="polite" data-live="{v.t("live")}" '
+    status += f'data-reconnecting="{v.t("reconnecting")}">…</p>'
+    return page(v, v.t("alerts"), form + counts_table(alerts, v) + status + table)
+
+
+def counts_table(alerts: Iterable[alerts_pb2.Alert], v: View) -> str:
+    counts: Counter[tuple[int, int]] = Counter((a.family, a.grade) for a in alerts)
+    grades = [g for g in i18n.GRADE_NAMES if g]
+    families = sorted({f for f, _ in counts})
+    th = "".join(f'<th scope="col">{escape(i18n.grade(g, v.lang))}</th>' for g in grades)
+    rows = []
+    for fam in families:
+        cells = [counts[(fam, g)] for g in grades]
+        tds = "".join(f'<td data-g="{g}">{c}</td>' for g, c in zip(grades, cells, strict=True))
+        rows.append(
+            f'<tr data-family="{fam}"><th scope="row">{escape(i18n.family(fam, v.lang))}</th>'
+            f'{tds}<td class="sum">{sum(cells)}</td></tr>'
+        )
+    total = sum(counts.values())
+    return (
+        f'<table id="counts"><caption>{v.t("count")}</caption><thead><tr><th></th>{th}'
+        f'<th scope="col">{v.t("total")}</th></tr></thead><tbody>{"".join(rows)}</tbody>'
+        f'<tfoot><tr><th scope="row">{v.t("total")}</th><td colspan="{len(grades)}"></td>'
+        f'<td id="total">{total}</td></tr></tfoot></table>'
+    )
+
+
+def detail_page(v: View, a: alerts_pb2.Alert, message: str = "", conflict: bool = False) -> str:
+    msg = ""
+    if conflict:
+        msg = f'<p class="error conflict" role="alert" id="conflict">{v.t("conflict")}</p>'
+    elif message:
+        msg = f'<p class="notice" role="status">{escape(message)}</p>'
+    facts = [
+        ("grade", escape(i18n.grade(a.grade, v.lang))),
+        ("family", escape(i18n.family(a.family, v.lang))),
+        ("state", escape(i18n.state(a.state, v.lang))),
+        ("institution", escape(a.institution_id)),
+        ("entity", f"{escape(a.entity_kind)}:{escape(a.entity_id)}"),
+        ("first_seen", escape(v.time(a.first_seen, a.HasField("first_seen")))),
+        ("last_seen", escape(v.time(a.last_seen, a.HasField("last_seen")))),
+        ("deadline", escape(v.time(a.ack_deadline, a.HasField("ack_deadline")))),
+        ("escalation", str(a.escalation_level)),
+        ("assignee", escape(a.assignee) or "-"),
+        ("verdict", escape(i18n.verdict(a.verdict, v.lang))),
+        ("note", escape(a.resolution_note) or "-"),
+        ("version", str(a.version)),
+    ]
+    dl = "".join(f'<dt>{v.t(k)}</dt><dd id="f-{k}">{val}</dd>' for k, val in facts)
+    svg = score_chart(a.findings, v.t("score"), v.t("threshold"))
+    body = (
+        f'{msg}<h2 id="summary">{escape(a.summary or a.alert_id)}</h2>'
+        f'<dl class="facts">{dl}</dl>{triage_forms(v, a)}'
+        f"<section><h3>{v.t('chart')}</h3>{svg}</section>"
+        f"<section><h3>{v.t('findings')}</h3>{findings_table(v, a)}</section>"
+        f"<section><h3>{v.t('history')}</h3>{trail(v, a)}</section>"
+    )
+    return page(v, a.summary or a.alert_id, body)
+
+
+def findings_table(v: View, a: alerts_pb2.Alert) -> str:
+    rows = []
+    for f in sorted(a.findings, key=lambda f: f.event_time.ToSeconds()):
+        contrib = "".join(
+            f"<li>{escape(c.feature)}: {c.observed:g} / {c.baseline:g}</li>"
+            for c in f.contributions
+        )
+        evidence = "".join(f"<li><code>{escape(e)}</code></li>" for e in f.evidence_event_ids)
+        rows.append(
+            f'<tr class="finding"><td>{escape(v.time(f.event_time, f.HasField("event_time")))}'
+            f"</td><td>{f.score:.3f} / {f.threshold:.3f}</td>"
+            f"<td>{escape(i18n.grade(f.grade, v.lang))}</td><td>{escape(f.summary)}</td>"
+            f'<td><ul class="contrib">{contrib}</ul></td>'
+            f'<td><ul class="evidence">{evidence}</ul></td></tr>'
+        )
+    heads = ["last_seen", "score", "grade", "summary", "explanation", "evidence"]
+    th = "".join(f'<th scope="col">{v.t(h)}</th>' for h in heads)
+    body = "".join(rows)
+    return f'<table id="findings"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def trail(v: View, a: alerts_pb2.Alert) -> str:
+    """The alert's state history as the service reports it on the alert itself."""
+    items = [f"<li>{v.t('first_seen')}: {escape(v.time(a.created_time))}</li>"]
+    if a.assignee:
+        items.append(f"<li>{v.t('assignee')}: {escape(a.assignee)}</li>")
+    if a.verdict:
+        note = f" — {escape(a.resolution_note)}" if a.resolution_note else ""
+        auto = f" ({v.t('auto_resolved')})" if a.auto_resolved else ""
+        said = escape(i18n.verdict(a.verdict, v.lang))
+        items.append(f"<li>{v.t('verdict')}: {said}{note}{auto}</li>")
+    items.append(
+        f"<li>{v.t('state')}: {escape(i18n.state(a.state, v.lang))} · v{a.version} · "
+        f"{escape(v.time(a.updated_time))}</li>"
+    )
+    return f'<ul id="trail">{"".join(items)}</ul>'
+
+
+def triage_forms(v: View, a: alerts_pb2.Alert) -> str:
+    if not v.triage:
+        return f'<p class="notice" id="read-only">{v.t("read_only")}</p>'
+    base = f'{_csrf(v)}<input type="hidden" name="version" value="{a.version}">'
+    aid = escape(a.alert_id)
+    forms = []
+    if a.state == alerts_pb2.ALERT_STATE_OPEN:
+        forms.append(
+            f'<form method="post" action="/alerts/{aid}/acknowledge" id="ack-form">{base}'
+            f'<input name="note" aria-label="{v.t("note")}" placeholder="{v.t("note")}">'
+            f'<button type="submit" id="ack">{v.t("acknowledge")}</button></form>'
+        )
+    if a.state != alerts_pb2.ALERT_STATE_RESOLVED:
+        forms.append(
+            f'<form method="post" action="/alerts/{aid}/assign" id="assign-form">{base}'
+            f'<input name="assignee" required aria-label="{v.t("assignee")}" '
+            f'placeholder="{v.t("assignee")}">'
+            f'<button type="submit" id="assign">{v.t("assign")}</button></form>'
+        )
+    if v.decide and a.state != alerts_pb2.ALERT_STATE_RESOLVED:
+        opts = "".join(
+            f'<option value="{k}">{escape(i18n.verdict(k, v.lang))}</option>'
+            for k in i18n.VERDICT_NAMES
+            if k
+        )
+        forms.append(
+            f'<form method="post" action="/alerts/{aid}/resolve" id="resolve-form">{base}'
+            f'<select name="verdict" aria-label="{v.t("verdict")}">{opts}</select>'
+            f'<input name="note" required aria-label="{v.t("note")}" placeholder="{v.t("note")}">'
+            f'<button type="submit" id="resolve">{v.t("resolve")}</button></form>'
+        )
+        forms.append(silence_form(v, a))
+    return f'<section class="triage">{"".join(forms)}</section>'
+
+
+def silence_form(v: View, a: alerts_pb2.Alert | None = None) -> str:
+    fields = ("institution_id", "family", "entity_kind", "entity_id", "detector_id", "grade")
+    pre: dict[str, str] = {}
+    if a is not None:
+        pre = {
+            "institution_id": a.institution_id,
+            "entity_kind": a.entity_kind,
+            "entity_id": a.entity_id,
+            "detector_id": a.detector_id,
+        }
+    inputs = "".join(
+        f'<label>{f} <input name="m_{f}" value="{escape(pre.get(f, ""))}" size="10"></label>'
+        for f in fields
+    )
+    return (
+        f'<form method="post" action="/silences" id="silence-form"><fieldset>'
+        f"<legend>{v.t('silence')} · {v.t('matchers')}</legend>{_csrf(v)}{inputs}"
+        f'<label>{v.t("ends_at")} <input name="hours" type="number" min="1" value="4" size="3">'
+        f" {v.t('hours')}</label>"
+        f'<label>{v.t("comment")} <input name="comment" required></label>'
+        f'<button type="submit" id="silence">{v.t("silence")}</button></fieldset></form>'
+    )
+
+
+def silences_page(v: View, silences: Sequence[alerts_pb2.Silence], message: str = "") -> str:
+    msg = f'<p class="notice" role="status" id="notice">{escape(message)}</p>' if message else ""
+    rows = []
+    for s in silences:
+        m = ", ".join(f"{escape(x.name)}={escape(x.value)}" for x in s.matchers)
+        expire = ""
+        if v.decide and not s.expired:
+            expire = (
+                f'<form method="post" action="/silences/{escape(s.silence_id)}/expire">'
+                f'{_csrf(v)}<button type="submit" class="expire">{v.t("expire")}</button></form>'
+            )
+        state = v.t("expire") if s.expired else v.t("live")
+        rows.append(
+            f'<tr id="silence-{escape(s.silence_id)}"><td><code>{escape(s.silence_id)}</code>'
+            f"</td><td>{m}</td><td>{escape(v.time(s.ends_at))}</td>"
+            f"<td>{escape(s.comment)}</td><td>{escape(s.created_by)}</td>"
+            f'<td class="sstate">{state}</td><td>{expire}</td></tr>'
+        )
+    table = f'<table id="silences"><tbody>{"".join(rows)}</tbody></table>'
+    form = silence_form(v) if v.decide else ""
+    return page(v, v.t("silences"), msg + table + form)
+
+
+def overview_page(v: View, alerts: Sequence[alerts_pb2.Alert]) -> str:
+    by = Counter((a.institution_id, a.family) for a in alerts)
+    fams = sorted({f for _, f in by})
+    insts = sorted({i for i, _ in by})
+    th = "".join(f'<th scope="col">{escape(i18n.family(f, v.lang))}</th>' for f in fams)
+    rows = "".join(
+        f'<tr><th scope="row">{escape(i)}</th>'
+        + "".join(f"<td>{by[(i, f)]}</td>" for f in fams)
+        + "</tr>"
+        for i in insts
+    )
+    spread: dict[str, set[str]] = {}
+    for a in alerts:
+        spread.setdefault(f"{a.entity_kind}:{a.entity_id}", set()).add(a.institution_id)
+    systemic = "".join(
+        f"<li>{escape(e)}: {escape(', '.join(sorted(s)))}</li>"
+        for e, s in sorted(spread.items())
+        if len(s) > 1
+    )
+    body = (
+        f'<h2>{v.t("by_institution")}</h2><table id="by-institution"><thead><tr><th></th>{th}'
+        f"</tr></thead><tbody>{rows}</tbody></table>"
+        f'<h2>{v.t("systemic")}</h2><ul id="systemic">{systemic or "<li>-</li>"}</ul>'
+    )
+    return page(v, v.t("overview"), body)
+
+
+def error_page(v: View, status: int, message: str) -> str:
+    return page(v, str(status), f'<p class="error" role="alert" id="error">{escape(message)}</p>')
+
+
+def parse_hours(raw: str) -> int:
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        return 0
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
