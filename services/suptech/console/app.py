@@ -7,6 +7,7 @@ holds no credential of its own and no path to the database.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,7 @@ CLIENT: web.AppKey[AlertsClient] = web.AppKey("client", AlertsClient)
 SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions", Sessions)
 CONFIG: web.AppKey[ConsoleConfig] = web.AppKey("config", ConsoleConfig)
 SILENCES: web.AppKey[dict[str, alerts_pb2.Silence]] = web.AppKey("silences", dict)
+STREAMS: web.AppKey[set[Any]] = web.AppKey("streams")
 Handler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 HTTP_OF = {
     grpc.StatusCode.PERMISSION_DENIED: 403,
@@ -186,6 +188,7 @@ async def events(request: web.Request, s: Session) -> web.StreamResponse:
     call = request.app[CLIENT].stub.StreamAlerts(
         alerts_pb2.StreamAlertsRequest(cursor=cursor), metadata=metadata(s.token)
     )
+    request.app[STREAMS].add(call)
     resp = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
     )
@@ -201,10 +204,11 @@ async def events(request: web.Request, s: Session) -> web.StreamResponse:
         # Credentials revoked or the service gone: say so; the browser retries the connection.
         data = json.dumps({"code": exc.code().name, "details": exc.details()})
         await resp.write(f"event: failure\ndata: {data}\n\n".encode())
-    except (ConnectionResetError, RuntimeError):
+    except (ConnectionResetError, RuntimeError, asyncio.CancelledError):
         pass
     finally:
         call.cancel()
+        request.app[STREAMS].discard(call)
     return resp
 
 
@@ -314,12 +318,20 @@ async def expire_silence(request: web.Request, s: Session) -> web.Response:
     raise web.HTTPSeeOther("/silences?done=expired")
 
 
+async def _end_streams(app: web.Application) -> None:
+    # Open event streams would hold the shutdown until their next event: end them now.
+    for call in list(app[STREAMS]):
+        call.cancel()
+
+
 def build_app(cfg: ConsoleConfig, channel: grpc.aio.Channel | None = None) -> web.Application:
     app = web.Application()
     app[CONFIG] = cfg
     app[CLIENT] = AlertsClient(channel or open_channel(cfg))
     app[SESSIONS] = Sessions(cfg.session_idle_s)
     app[SILENCES] = {}
+    app[STREAMS] = set()
+    app.on_shutdown.append(_end_streams)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login)
     app.router.add_post("/logout", signed_in(logout, post=True))
@@ -343,7 +355,8 @@ class Console:
     def __init__(self, cfg: ConsoleConfig) -> None:
         self.cfg = cfg
         self.app = build_app(cfg)
-        self._runner = web.AppRunner(self.app)
+        # A closed browser tab ends its handler (and so its StreamAlerts call) at once.
+        self._runner = web.AppRunner(self.app, handler_cancellation=True, shutdown_timeout=5)
         self.port = cfg.port
 
     async def start(self) -> None:

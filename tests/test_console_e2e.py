@@ -1,0 +1,296 @@
+"""The web console in a real headless Chromium, against the real alert service (SQLite, the
+shared Kafka broker, the tokens file): findings go in through Kafka, the supervisor signs in with
+her token, watches them arrive, drills down and triages in the page. Screenshots of the main pages
+are kept under perf/results/console/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+from kafka import KafkaProducer
+from sqlalchemy import select
+from suptech.alerts.app import AlertApp, build_alert_service
+from suptech.alerts.config import AlertsConfig
+from suptech.alerts.models import AuditLogRow
+from suptech.common.topics import FINDINGS, topic_name
+from suptech.console.app import Console
+from suptech.console.config import ConsoleConfig
+from suptech.v1 import alerts_pb2, alerts_pb2_grpc, findings_pb2
+
+playwright = pytest.importorskip("playwright.async_api")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
+]
+SHOTS = Path(__file__).resolve().parent.parent / "perf" / "results" / "console"
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+TOKENS: dict[str, dict[str, Any]] = {
+    "tok-16chars-supervisor": {
+        "name": "wang.fang",
+        "role": "supervisor",
+        "jurisdictions": ["bank-a"],
+    },
+    "tok-16chars-other-sup": {"name": "chen.jie", "role": "supervisor", "jurisdictions": ["*"]},
+    "tok-16chars-viewer": {"name": "li.viewer", "role": "viewer", "jurisdictions": ["bank-a"]},
+    "tok-16chars-gateway": {"name": "bank-a", "institution_id": "bank-a"},
+}
+SUP, OTHER, VIEWER, INSTITUTION = list(TOKENS)
+
+
+def finding(n: int, institution: str = "bank-a", entity: str = "actor-1") -> findings_pb2.Finding:
+    f = findings_pb2.Finding(
+        finding_id=f"{institution}-{entity}-{n}-{uuid.uuid4().hex[:6]}",
+        family=findings_pb2.FAMILY_DATA_LEAKAGE,
+        institution_id=institution,
+        entity_kind="actor",
+        entity_id=entity,
+        rule_id="bulk_export",
+        score=0.9 + n / 100,
+        threshold=0.92,
+        grade=findings_pb2.GRADE_MAJOR,
+        summary=f"bulk export by {entity}",
+        contributions=[findings_pb2.Contribution(feature="records", observed=9e4, baseline=300)],
+        evidence_event_ids=[f"ev-{entity}-{n}"],
+    )
+    f.event_time.FromDatetime(T0 + timedelta(minutes=n))
+    return f
+
+
+def produce(bootstrap: str, prefix: str, findings: list[findings_pb2.Finding]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for f in findings:
+        producer.send(topic_name(FINDINGS, prefix), key=b"k", value=f.SerializeToString())
+    producer.flush()
+    producer.close()
+
+
+@pytest.fixture
+async def service(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> AsyncIterator[AlertApp]:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps(TOKENS))
+    app = build_alert_service(
+        AlertsConfig(
+            port=0,
+            host="127.0.0.1",
+            db_url=f"sqlite:///{tmp_path / 'a.db'}",
+            kafka_addr=kafka_bootstrap,
+            topic_prefix=topic_prefix,
+            consumer_group=f"console-{uuid.uuid4().hex[:8]}",
+            tokens_file=str(tokens),
+            tick_s=3600,
+        )
+    )
+    await app.start()
+    yield app
+    await app.stop()
+
+
+@pytest.fixture
+async def console(service: AlertApp) -> AsyncIterator[str]:
+    c = Console(ConsoleConfig(port=0, alerts_addr=f"127.0.0.1:{service.port}"))
+    await c.start()
+    yield f"http://127.0.0.1:{c.port}"
+    await c.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    async with playwright.async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        await b.close()
+
+
+async def sign_in(browser: Any, base: str, token: str, lang: str = "zh", tz: str = "") -> Any:
+    page = await browser.new_page()
+    page.set_default_timeout(20_000)
+    await page.goto(f"{base}/")
+    await page.fill("#token", token)
+    if tz:
+        await page.fill("#tz", tz)
+    await page.select_option("#lang", lang)
+    await page.click("#sign-in")
+    await page.wait_for_load_state()
+    return page
+
+
+def stub(service: AlertApp) -> tuple[grpc.aio.Channel, alerts_pb2_grpc.AlertServiceStub]:
+    ch = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
+    return ch, alerts_pb2_grpc.AlertServiceStub(ch)
+
+
+def audit(service: AlertApp, alert_id: str) -> list[tuple[str, str]]:
+    assert service.sessions is not None
+    with service.sessions() as s:
+        rows = s.scalars(select(AuditLogRow).where(AuditLogRow.alert_id == alert_id))
+        return [(r.actor, r.action) for r in rows]
+
+
+async def test_supervisor_watches_alerts_arrive_drills_down_and_triages(
+    service: AlertApp, console: str, browser: Any, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    produce(kafka_bootstrap, topic_prefix, [finding(1), finding(2), finding(1, "bank-b")])
+    page = await sign_in(browser, console, SUP, tz="Asia/Shanghai")
+    row = page.locator("#alerts tbody tr", has_text="actor:actor-1")
+    await row.wait_for()
+    # Arriving live, without a reload: a second entity's finding.
+    produce(kafka_bootstrap, topic_prefix, [finding(3, entity="actor-2")])
+    await page.locator("#alerts tbody tr", has_text="actor:actor-2").wait_for()
+    await page.wait_for_function("document.getElementById('live-status').className === 'live'")
+    assert await page.locator("#total").text_content() == "2"
+    # Out of jurisdiction: bank-b's alert is never shown (it went in before actor-2's).
+    assert await page.locator("#alerts", has_text="bank-b").count() == 0
+    assert "重大" in (await row.text_content() or "")
+    await page.screenshot(path=str(SHOTS / "alert-list.png"), full_page=True)
+
+    # Drill-down: findings, explanation, evidence, the chart with its threshold.
+    await (
+        page.locator("#alerts tbody tr", has_text="bulk export by actor-1")
+        .filter(has=page.locator("td:nth-child(7)", has_text="2"))
+        .wait_for()
+    )
+    await row.locator("a").click()
+    await page.wait_for_selector("svg.chart polyline.threshold", state="attached")
+    assert await page.locator("svg.chart circle.pt").count() == 2
+    text = await page.locator("main").text_content() or ""
+    assert "ev-actor-1-1" in text and "records: 90000 / 300" in text
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d CST", text)
+    await page.screenshot(path=str(SHOTS / "alert-detail.png"), full_page=True)
+    alert_id = page.url.rsplit("/", 1)[-1]
+
+    await page.fill("#ack-form input[name=note]", "looking")
+    await page.click("#ack")
+    await page.wait_for_selector("#f-state:has-text('已确认')")
+    await page.fill("#assign-form input[name=assignee]", "zhao.lei")
+    await page.click("#assign")
+    await page.wait_for_selector("#f-assignee:has-text('zhao.lei')")
+
+    # Another supervisor gets there first: the stale form is refused and the page says so.
+    ch, other = stub(service)
+    got = await other.GetAlert(
+        alerts_pb2.GetAlertRequest(alert_id=alert_id),
+        metadata=[("authorization", f"Bearer {OTHER}")],
+    )
+    await other.Assign(
+        alerts_pb2.AssignRequest(
+            alert_id=alert_id, expected_version=got.alert.version, assignee="chen.jie"
+        ),
+        metadata=[("authorization", f"Bearer {OTHER}")],
+    )
+    await ch.close()
+    await page.select_option("#resolve-form select[name=verdict]", "1")
+    await page.fill("#resolve-form input[name=note]", "confirmed with the bank")
+    await page.click("#resolve")
+    await page.wait_for_selector("#conflict")
+    assert await page.locator("#f-assignee").text_content() == "chen.jie"
+    assert await page.locator("#f-state").text_content() == "已确认"
+    await page.screenshot(path=str(SHOTS / "conflict.png"), full_page=True)
+
+    # The refreshed form carries the new version: resolving now works.
+    await page.select_option("#resolve-form select[name=verdict]", "1")
+    await page.fill("#resolve-form input[name=note]", "confirmed with the bank")
+    await page.click("#resolve")
+    await page.wait_for_selector("#f-state:has-text('已结案')")
+    assert await page.locator("#f-note").text_content() == "confirmed with the bank"
+    assert await page.locator("#resolve").count() == 0
+    actions = audit(service, alert_id)
+    mine = [a for who, a in actions if who == "wang.fang"]
+    assert len(mine) == 3 and ("chen.jie", mine[0]) not in actions
+    assert sum(who == "chen.jie" for who, _ in actions) == 1
+
+
+async def test_a_silence_made_in_the_page_marks_the_repeat_and_can_be_expired(
+    service: AlertApp, console: str, browser: Any, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    produce(kafka_bootstrap, topic_prefix, [finding(1, entity="noisy")])
+    page = await sign_in(browser, console, SUP, lang="en")
+    await page.locator("#alerts tbody tr", has_text="noisy").locator("a").click()
+    await page.fill("#silence-form input[name=comment]", "known batch job")
+    await page.click("#silence")
+    await page.wait_for_selector("#notice")
+    assert "Silence created" in (await page.locator("#notice").text_content() or "")
+    await page.screenshot(path=str(SHOTS / "silences.png"), full_page=True)
+    # A repeat from the same entity, after the silence: its alert is marked silenced, live.
+    await page.goto(f"{console}/")
+    await page.wait_for_function("document.getElementById('live-status').className === 'live'")
+    produce(kafka_bootstrap, topic_prefix, [finding(2, entity="noisy")])
+    await (
+        page.locator("#alerts tbody tr", has_text="noisy")
+        .locator(".tag", has_text="silenced")
+        .wait_for()
+    )
+    await page.goto(f"{console}/silences")
+    await page.click("button.expire")
+    await page.wait_for_selector("#notice:has-text('Silence expired')")
+    assert await page.locator("button.expire").count() == 0
+
+
+async def test_viewer_has_no_triage_and_a_forged_request_is_refused(
+    service: AlertApp, console: str, browser: Any, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    produce(kafka_bootstrap, topic_prefix, [finding(1)])
+    page = await sign_in(browser, console, VIEWER, lang="en", tz="America/New_York")
+    assert "Supervisory alert console" in (await page.locator("h1").text_content() or "")
+    row = page.locator("#alerts tbody tr", has_text="actor-1")
+    await row.locator("a").click()
+    await page.wait_for_selector("#read-only")
+    assert await page.locator("#ack, #assign, #resolve, #silence").count() == 0
+    text = await page.locator("main").text_content() or ""
+    assert re.search(r"\d\d:\d\d:\d\d E[SD]T", text)
+    await page.screenshot(path=str(SHOTS / "viewer-detail.png"), full_page=True)
+    alert_id = page.url.rsplit("/", 1)[-1]
+    csrf = await page.locator("input[name=csrf]").first.get_attribute("value")
+    forged = await page.request.post(
+        f"{console}/alerts/{alert_id}/acknowledge", form={"csrf": csrf or "", "version": "0"}
+    )
+    assert forged.status == 403
+    assert audit(service, alert_id) == []
+
+    # An institution's credential gets nothing, and an unknown token neither.
+    other = await browser.new_page()
+    for token, status in ((INSTITUTION, 403), ("tok-16chars-nobody-at-all", 401)):
+        resp = await other.request.post(f"{console}/login", form={"token": token, "lang": "en"})
+        assert resp.status == status
+    await other.goto(f"{console}/")
+    assert other.url.endswith("/login")
+
+
+async def test_the_event_stream_resumes_after_its_last_id_with_no_gap_or_repeat(
+    service: AlertApp, console: str, browser: Any, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    produce(kafka_bootstrap, topic_prefix, [finding(i, entity=f"e{i}") for i in range(1, 7)])
+    page = await sign_in(browser, console, SUP)
+    await page.locator("#alerts tbody tr").nth(5).wait_for()
+    cookies = {c["name"]: c["value"] for c in await page.context.cookies()}
+
+    async def ids(last: str | None, n: int) -> list[int]:
+        headers = {"Last-Event-ID": last} if last else {}
+        got: list[int] = []
+        async with aiohttp.ClientSession(cookies=cookies) as http:
+            async with http.get(f"{console}/events", headers=headers) as resp:
+                async for line in resp.content:
+                    if line.startswith(b"id: "):
+                        got.append(int(line[4:]))
+                        if len(got) == n:
+                            return got
+        return got
+
+    first = await asyncio.wait_for(ids(None, 3), 30)
+    rest = await asyncio.wait_for(ids(str(first[-1]), 3), 30)
+    assert first + rest == sorted(set(first + rest)) and len(first + rest) == 6
