@@ -320,7 +320,8 @@ async def expire_silence(request: web.Request, s: Session) -> web.Response:
 
 async def _end_streams(app: web.Application) -> None:
     # Open event streams would hold the shutdown until their next event: end them now.
-    for call in list(app[STREAMS]):
+    streams: set[Any] = app[STREAMS]
+    for call in list(streams):
         call.cancel()
 
 
