@@ -32,6 +32,7 @@ from suptech.alerts.models import AlertRow, AuditLogRow
 from suptech.alerts.service import AlertServicer
 from suptech.alerts.store import AlertStore, append_event
 from suptech.common.grpc_server import GrpcServer, ServerTLS
+from suptech.common.topics import delete_topics_with_prefix
 from suptech.v1 import alerts_pb2, alerts_pb2_grpc
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -122,6 +123,7 @@ async def service(
     seed(app)
     yield app
     await app.stop()
+    delete_topics_with_prefix(kafka_bootstrap, config.topic_prefix)
 
 
 async def call(port: int, method: str, token: str | None, request: Any = None) -> Any:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from suptech.common.topics import (
     HEARTBEAT,
     REGISTRY_SANDBOX,
     TOPICS,
+    delete_topics_with_prefix,
     ensure_topics,
     topic_name,
 )
@@ -199,10 +201,18 @@ def test_topics_as_declared_with_message_counts(kafka_env: str, kafka_bootstrap:
     assert all(t["ok"] and not t["drift"] for t in by_name.values())
 
 
-def test_topics_flags_drift_and_missing(
-    monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str
-) -> None:
+@pytest.fixture
+def bare_prefix(kafka_bootstrap: str) -> Iterator[str]:
+    """A topic namespace with nothing created in it; whatever the test creates there is deleted."""
     prefix = f"t{uuid.uuid4().hex[:10]}."
+    yield prefix
+    delete_topics_with_prefix(kafka_bootstrap, prefix)
+
+
+def test_topics_flags_drift_and_missing(
+    monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, bare_prefix: str
+) -> None:
+    prefix = bare_prefix
     monkeypatch.setenv("KAFKA_ADDR", kafka_bootstrap)
     monkeypatch.setenv("SUPTECH_TOPIC_PREFIX", prefix)
     wrong = (FINDINGS, REGISTRY_SANDBOX)
