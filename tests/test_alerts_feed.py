@@ -93,3 +93,67 @@ async def test_until_idle_exits_with_the_summary(
     assert summary[2].split() == ["data_leakage", "0", "0", "2", "0", "2"]
     assert summary[3].split() == ["sandbox", "1", "0", "0", "0", "1"]
     assert summary[4].split() == ["total", "1", "0", "2", "0", "3"]
+
+
+async def test_tls_and_a_token_file_reach_an_authenticating_service(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ipaddress
+    import json
+
+    from cryptography import x509
+    from pki import issue_cert, new_key, pem
+
+    ca_key, key = new_key(), new_key()
+    ca = issue_cert("feed test CA", ca_key)
+    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    leaf = issue_cert("alerts", key, (ca.subject, ca_key), san)
+    for name, obj in (("ca.pem", ca), ("alerts.pem", leaf), ("alerts.key", key)):
+        (tmp_path / name).write_bytes(pem(obj))
+    (tmp_path / "tokens.json").write_text(
+        json.dumps(
+            {"tok-16chars-nightshift": {"name": "n", "role": "viewer", "jurisdictions": ["*"]}}
+        )
+    )
+    (tmp_path / "token").write_text("tok-16chars-nightshift\n")
+    service = build_alert_service(
+        AlertsConfig(
+            host="127.0.0.1",
+            port=0,
+            health_port=0,
+            tls_cert=str(tmp_path / "alerts.pem"),
+            tls_key=str(tmp_path / "alerts.key"),
+            db_url=f"sqlite:///{tmp_path / 'a.db'}",
+            kafka_addr=kafka_bootstrap,
+            topic_prefix=topic_prefix,
+            consumer_group=f"feed-{uuid.uuid4().hex[:8]}",
+            tokens_file=str(tmp_path / "tokens.json"),
+        )
+    )
+    await service.start()
+    try:
+        assert service.store is not None
+        service.store.ingest([finding(findings_pb2.FAMILY_DATA_LEAKAGE, 3, "tls-actor")])
+        target = ["--target", f"127.0.0.1:{service.port}", "--cursor", "0", "--until-idle", "1"]
+        tls = ["--tls-ca", str(tmp_path / "ca.pem"), "--token-file", str(tmp_path / "token")]
+        assert await asyncio.wait_for(asyncio.to_thread(feed.main, target + tls), 60) == 0
+        assert "actor:tls-actor created" in capsys.readouterr().out
+        # The same service in plain text, or without the token: refused, with a reason.
+        no_token = target + ["--tls-ca", str(tmp_path / "ca.pem")]
+        assert await asyncio.wait_for(asyncio.to_thread(feed.main, no_token), 60) == 1
+        assert "UNAUTHENTICATED" in capsys.readouterr().err
+    finally:
+        await service.stop()
+
+
+def test_an_unreachable_service_ends_the_feed_with_a_clear_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = ["--target", f"127.0.0.1:{port}", "--until-idle", "1", "--connect-timeout", "1"]
+    assert feed.main(argv) == 2
+    assert f"cannot reach the alert service at 127.0.0.1:{port}" in capsys.readouterr().err
