@@ -95,6 +95,7 @@ class Stack:
         self.services: list[Service] = []
         self.alerts_port = 0
         self.gateway_port = 0
+        self.console_url = ""
 
     def start(self, timeout_s: float = 120) -> None:
         alerts = self._spawn(
@@ -123,6 +124,14 @@ class Stack:
         self.alerts_port = int(alerts.wait_for(r"alerts listening on (\d+)", timeout_s).group(1))
         self.gateway_port = int(gateway.wait_for(r"gateway listening on (\d+)", timeout_s).group(1))
         detector.wait_for(r"detector ready", timeout_s)
+        # The web console reads only the alert service's API; sign in with the supervisor token.
+        console = self._spawn(
+            "console",
+            "suptech.console",
+            CONSOLE_PORT=os.environ.get("CONSOLE_PORT", "0"),
+            ALERTS_ADDR=f"127.0.0.1:{self.alerts_port}",
+        )
+        self.console_url = console.wait_for(r"console listening on (\S+)", timeout_s).group(1)
 
     def _spawn(self, name: str, module: str, **env: str) -> Service:
         svc = Service(name, module, dict(self.env, **env), self.run_dir / f"{name}.log")
@@ -212,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.start()
         alerts_port, gateway_port = stack.alerts_port, stack.gateway_port
         _say(f"alerts on :{alerts_port}, gateway on :{gateway_port}, detector ready")
+        _say(f"web console at {stack.console_url} (token in {run_dir / 'alerts_tokens.json'})")
         _say(f"logs and state in {run_dir}")
 
         feed = subprocess.Popen(

@@ -22,8 +22,10 @@ def score_chart(findings: Sequence[findings_pb2.Finding], score_label: str, thr_
     if not pts:
         return ""
     t0, t1 = pts[0][0], pts[-1][0]
-    top = max(max(p[1] for p in pts), max(p[2] for p in pts)) * 1.1 or 1.0
-    bottom = min(0.0, min(p[1] for p in pts))
+    values = [p[1] for p in pts] + [p[2] for p in pts]
+    # Scores sit near their threshold: scale to the values, not from zero, or both lines merge.
+    margin = (max(values) - min(values)) * 0.2 or abs(max(values)) * 0.05 or 1.0
+    top, bottom = max(values) + margin, min(values) - margin
 
     def x(t: float) -> float:
         return PAD + (W - 2 * PAD) * ((t - t0) / (t1 - t0) if t1 > t0 else 0.5)
@@ -44,8 +46,8 @@ def score_chart(findings: Sequence[findings_pb2.Finding], score_label: str, thr_
         f'aria-label="{escape(score_label)}">'
         f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - PAD}" y2="{H - PAD}" class="axis"/>'
         f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{H - PAD}" class="axis"/>'
-        f'<text x="4" y="{y(top / 1.1):.1f}" class="tick">{top / 1.1:.2f}</text>'
-        f'<text x="4" y="{H - PAD:.1f}" class="tick">{bottom:.2f}</text>'
+        f'<text x="4" y="{y(max(values)):.1f}" class="tick">{max(values):.2f}</text>'
+        f'<text x="4" y="{y(min(values)):.1f}" class="tick">{min(values):.2f}</text>'
         f'<polyline class="threshold" points="{thr}"/>'
         f'<polyline class="score" points="{line}"/>{dots}'
         f'<text x="{W - PAD - 150}" y="16" class="legend score-l">— {escape(score_label)}</text>'
