@@ -79,15 +79,19 @@ def produce(bootstrap: str, prefix: str, findings: list[findings_pb2.Finding]) -
 
 @pytest.fixture
 async def service(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[AlertApp]:
+    # SQLite, or PostgreSQL for a test marked ``postgres``.
+    db_url = f"sqlite:///{tmp_path / 'a.db'}"
+    if request.node.get_closest_marker("postgres"):
+        db_url = str(request.getfixturevalue("postgres_url"))
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps(TOKENS))
     app = build_alert_service(
         AlertsConfig(
             port=0,
             host="127.0.0.1",
-            db_url=f"sqlite:///{tmp_path / 'a.db'}",
+            db_url=db_url,
             kafka_addr=kafka_bootstrap,
             topic_prefix=topic_prefix,
             consumer_group=f"console-{uuid.uuid4().hex[:8]}",
@@ -294,3 +298,21 @@ async def test_the_event_stream_resumes_after_its_last_id_with_no_gap_or_repeat(
     first = await asyncio.wait_for(ids(None, 3), 30)
     rest = await asyncio.wait_for(ids(str(first[-1]), 3), 30)
     assert first + rest == sorted(set(first + rest)) and len(first + rest) == 6
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_an_alert_arrives_live_and_is_acknowledged(
+    service: AlertApp, console: str, browser: Any, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    page = await sign_in(browser, console, SUP, lang="en")
+    await page.wait_for_function("document.getElementById('live-status').className === 'live'")
+    produce(kafka_bootstrap, topic_prefix, [finding(1, entity="pg-actor")])
+    row = page.locator("#alerts tbody tr", has_text="pg-actor")
+    await row.wait_for()
+    assert await page.locator("#total").text_content() == "1"
+    await row.locator("a").click()
+    await page.click("#ack")
+    await page.wait_for_selector("#f-state:has-text('acknowledged')")
+    assert audit(service, page.url.rsplit("/", 1)[-1].split("?")[0]) == [
+        ("wang.fang", "acknowledge")
+    ]
