@@ -23,6 +23,7 @@ _LABELS: dict[str, tuple[str, str]] = {
     "summary": ("摘要", "Summary"),
     "last_seen": ("最近发生", "Last seen"),
     "first_seen": ("首次发生", "First seen"),
+    "created": ("预警生成", "Alert created"),
     "deadline": ("确认期限", "Ack deadline"),
     "escalation": ("升级", "Escalation"),
     "assignee": ("负责人", "Assignee"),

@@ -231,7 +231,7 @@ def findings_table(v: View, a: alerts_pb2.Alert) -> str:
 
 def trail(v: View, a: alerts_pb2.Alert) -> str:
     """The alert's state history as the service reports it on the alert itself."""
-    items = [f"<li>{v.t('first_seen')}: {escape(v.time(a.created_time))}</li>"]
+    items = [f"<li>{v.t('created')}: {escape(v.time(a.created_time))}</li>"]
     if a.assignee:
         items.append(f"<li>{v.t('assignee')}: {escape(a.assignee)}</li>")
     if a.verdict:
