@@ -434,6 +434,7 @@ class TelemetryClient:
 
     def it_posture(
         self,
+        /,
         *,
         system_id: str,
         tier: int | str,
@@ -467,7 +468,7 @@ class TelemetryClient:
         return self.send(msg, event_time=event_time)
 
     def sandbox_metrics(
-        self, *, test_id: str, app_id: str, event_time: EventTime = None, **metrics: Any
+        self, /, *, test_id: str, app_id: str, event_time: EventTime = None, **metrics: Any
     ) -> str:
         """Spool a sandbox-test report; ``metrics`` are fields of ``SandboxMetricsReport``."""
         msg = telemetry_pb2.SandboxMetricsReport(test_id=test_id, app_id=app_id, **metrics)
