@@ -2,7 +2,7 @@
 PYTHON ?= python3
 export PYTHONPATH := $(CURDIR)/services:$(CURDIR)
 
-.PHONY: install run test lint typecheck protos protos-check kafka-up kafka-down perf
+.PHONY: install run test lint typecheck protos protos-check kafka-up kafka-down perf sdk helm
 
 install:
 	$(PYTHON) -m pip install -q -e ".[dev]"
@@ -10,8 +10,16 @@ install:
 run: install kafka-up
 	$(PYTHON) -m simulators.run_pipeline
 
-test: install kafka-up protos-check lint typecheck
-	$(PYTHON) -m pytest
+# The chart tests need helm: `helm` finds or builds it, and they fail rather than skip without it.
+test: install kafka-up protos-check lint typecheck helm sdk
+	HELM="$$(scripts/helm.sh path)" SUPTECH_REQUIRE_HELM=1 $(PYTHON) -m pytest
+
+# The institution SDK's own wheel (sdk/python/pyproject.toml): dist/suptech_sdk-<version>-*.whl.
+sdk:
+	PYTHON=$(PYTHON) scripts/build_sdk.sh
+
+helm:
+	scripts/helm.sh ensure >/dev/null
 
 lint:
 	$(PYTHON) -m ruff check services tests simulators perf
