@@ -129,3 +129,46 @@ def test_learn_one_matches_process_one() -> None:
         assert a.score_one(x) == b.process_one(x)[0]
         a.learn_one(x)
         assert a.alarm == b.alarm
+
+
+def _crisp_day_then(bump: float, **kw: float) -> list[int]:
+    """Ten days of a daily cycle (amplitude 20) with little noise (sd 1), then on day 10 six
+    hours at ``bump`` above it: a day shaped a little differently (a make-up working day) or
+    a real surge. Returns the alarms."""
+    rng = random.Random(7)
+    det = MetricAnomaly(**kw)
+    alarms = []
+    for i in range(11 * 288):
+        t = i * STEP
+        v = 50.0 + 20.0 * math.sin(2 * math.pi * t / DAY) + rng.gauss(0.0, 1.0)
+        if 10 * 288 + 96 <= i < 10 * 288 + 168:
+            v += bump
+        if det.process_one({"t": t, "value": v})[1]:
+            alarms.append(i)
+    return alarms
+
+
+def test_a_departure_smaller_than_the_daily_swing_is_no_finding_a_surge_is() -> None:
+    # Statistically both are extremes of a crisp stream; only the surge matters to a supervisor.
+    assert _crisp_day_then(8.0) == []
+    assert _crisp_day_then(8.0, min_effect=0.0) != []  # the effect floor is what keeps it quiet
+    surge = _crisp_day_then(30.0)
+    assert len(surge) == 1 and 10 * 288 + 96 <= surge[0] < 10 * 288 + 102
+
+
+def test_a_model_fed_only_some_days_waits_for_days_of_samples() -> None:
+    # A rest-day model sees a Saturday, then nothing until a holiday five days later: it must not
+    # trust a time-of-day profile learned from one day as if it had six days of history.
+    det = MetricAnomaly()
+    day = int(DAY / STEP)
+
+    def feed(first_day: int, days: int = 1) -> None:
+        for i in range(first_day * day, (first_day + days) * day):
+            det.process_one({"t": i * STEP, "value": 50.0 + 20.0 * math.sin(2 * math.pi * i / day)})
+
+    peak = 6 * day * STEP + DAY / 4  # 06:00 on day 6, the top of the cycle
+    feed(0)
+    feed(6, 0)
+    assert abs(det.expected(peak) - 50.0) < 10.0  # one day of samples: the level, not the cycle
+    feed(6, 3)
+    assert abs(det.expected(peak + 3 * DAY) - 70.0) < 3.0  # days of samples: the cycle

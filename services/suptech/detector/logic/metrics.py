@@ -25,7 +25,7 @@ FAMILY = findings_pb2.FAMILY_IT_AUTONOMY
 MODEL_ID = "metric.anomaly"
 Emit = Callable[[Candidate], None]
 _NS = 1_000_000_000
-# Grades by how rare the sample is: the tail probability 1 - score.
+# Grades by how rare the sample is: its per-sample tail probability.
 _GRADE_TAILS = (
     (1e-7, findings_pb2.GRADE_MAJOR),
     (1e-6, findings_pb2.GRADE_SIGNIFICANT),
@@ -129,7 +129,7 @@ class MetricsFamily:
         )
         if not alarm:
             return
-        tail = max(1.0 - score, 0.0)
+        tail = model.tail_probability(score)
         grade = findings_pb2.GRADE_GENERAL
         for bound, g in _GRADE_TAILS:
             if tail <= bound:
