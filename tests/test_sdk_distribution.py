@@ -3,6 +3,7 @@ to the real gateway and Kafka; and the async client typed like the sync one."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -75,6 +76,8 @@ def test_wheel_in_a_fresh_venv_streams_to_the_gateway(
         text=True,
         cwd=tmp_path,
         timeout=120,
+        # `make test` exports PYTHONPATH=services: the venv must see only what it installed.
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     assert run.returncode == 0, run.stderr
     assert "acknowledged 20" in run.stdout
