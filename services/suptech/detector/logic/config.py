@@ -39,7 +39,10 @@ class EngineConfig:
     rate_warmup_hours: int = 12
     # Off-hours moves smaller than this are routine (a forgotten script), not exfiltration.
     off_hours_min_records: int = 200
-    # Recent event ids remembered for idempotence.
+    # Processed (institution, event id) pairs are remembered for idempotence this long in event
+    # time behind the watermark (a redelivery or an SDK retry comes within it), and at most
+    # dedup_capacity of them.
+    dedup_horizon_ns: int = DAY_NS
     dedup_capacity: int = 200_000
     evidence_cap: int = 20
     # Robust z-score above which a volume is anomalous (on log1p scale).

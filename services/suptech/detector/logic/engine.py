@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pickle
-from collections import deque
 
 from suptech.detector.logic.autonomy import AutonomyFamily
 from suptech.detector.logic.calendar import InstitutionContext
 from suptech.detector.logic.candidate import Candidate, to_finding
 from suptech.detector.logic.conditions import Conditions
 from suptech.detector.logic.config import DAY_NS, MINUTE_NS, EngineConfig
+from suptech.detector.logic.dedup import SeenEvents
 from suptech.detector.logic.feedback import FeedbackMemory
 from suptech.detector.logic.leakage import LeakageFamily
 from suptech.detector.logic.metrics import MetricsFamily
@@ -21,10 +21,12 @@ from suptech.v1 import alerts_pb2, findings_pb2, sandbox_pb2, telemetry_pb2
 __all__ = ["DetectionEngine"]
 
 # Raised whenever per-entity state changes shape: an older snapshot is refused, not half-loaded.
-_SNAPSHOT_VERSION = 5
+_SNAPSHOT_VERSION = 6
 # Version 2 lacked the feedback memory, 3 the metric streams, conditions and declared context:
 # they load with those empty. Version 4 held the data-leakage state of before the calendar.
+# Version 5 remembered bare event ids: it loads with an empty memory of processed events.
 _UPGRADABLE = {2, 3}
+_NEW_DEDUP = {2, 3, 5}
 _GRADE_DOWN: dict[int, int] = {
     findings_pb2.GRADE_CRITICAL: findings_pb2.GRADE_MAJOR,
     findings_pb2.GRADE_MAJOR: findings_pb2.GRADE_SIGNIFICANT,
@@ -37,13 +39,15 @@ class DetectionEngine:
 
     Everything is driven by event time, never the wall clock, so replaying recorded telemetry at
     any speed yields the same findings with the same ids. Processing is idempotent per
-    ``event_id`` over a bounded memory of recent ids. A statistical detector's alarms on one
-    entity are one condition (:class:`Conditions`): a finding at onset, an update when the grade
-    rises, a clear once it has been quiet for ``condition_clear_ns``. Repeated rule findings are
-    coalesced, at most one per coalescing window. Ids derive from the detector, the entity and
-    the onset or window, so a replay or a redelivery makes the same ids. Findings whose evidence
-    falls in a window the institution declared (maintenance, change, batch) are graded down and
-    say so. Every scored event leaves a :class:`Score` in :attr:`scores` for the caller to take.
+    (institution, ``event_id``) over ``dedup_horizon_ns`` of event time; an event is remembered
+    only once processed, so one that raised is processed when it comes again. A statistical
+    detector's alarms on one entity are one condition (:class:`Conditions`): a finding at onset,
+    an update when the grade rises, a clear once it has been quiet for ``condition_clear_ns``.
+    Repeated rule findings are coalesced, at most one per coalescing window. Ids derive from the
+    detector, the entity and the onset or window, so a replay or a redelivery makes the same ids.
+    Findings whose evidence falls in a window the institution declared (maintenance, change,
+    batch) are graded down and say so. Every scored event leaves a :class:`Score` in
+    :attr:`scores` for the caller to take.
     """
 
     def __init__(self, config: EngineConfig | None = None) -> None:
@@ -57,8 +61,7 @@ class DetectionEngine:
         self.feedback = FeedbackMemory()
         self.metrics = MetricsFamily(cfg, self.scores, self.context)
         self.conditions = Conditions(cfg.condition_clear_ns)
-        self._seen: set[str] = set()
-        self._seen_order: deque[str] = deque()
+        self._seen = SeenEvents(cfg.dedup_horizon_ns, cfg.dedup_capacity)
         # (detector, institution, kind, entity, window) already reported
         self._coalesced: dict[tuple[str, str, str, str, str], int] = {}
         self._max_event_ns = 0
@@ -83,15 +86,32 @@ class DetectionEngine:
         report sources that fell silent meanwhile.
         """
         eid = env.event_id
-        if eid in self._seen:
+        inst_id = env.institution_id
+        if (inst_id, eid) in self._seen:
             self._duplicates += 1
             return []
-        self._remember(eid)
-        self._events += 1
         t = env.event_time.seconds * 1_000_000_000 + env.event_time.nanos
         out: list[findings_pb2.Finding] = []
         self._out = out
-        inst_id = env.institution_id
+        try:
+            self._dispatch(env, inst_id, eid, t)
+        finally:
+            self._out = []
+        # Only now: an event whose detectors raised is not a duplicate when it is replayed.
+        self._seen.add(inst_id, eid, t)
+        self._events += 1
+        if t > self._max_event_ns:
+            self._max_event_ns = t
+            wm = t - self.config.allowed_lateness_ns
+            if self.config.auto_advance and wm - self._last_check_ns >= MINUTE_NS:
+                self._out = out
+                self._advance(wm)
+                self._out = []
+        return out
+
+    def _dispatch(
+        self, env: telemetry_pb2.TelemetryEnvelope, inst_id: str, eid: str, t: int
+    ) -> None:
         kind = env.WhichOneof("payload")
         if kind == "data_access":
             self.leakage.process(env, t, self._emit)
@@ -138,13 +158,6 @@ class DetectionEngine:
             self.context.upsert_window(inst_id, env.maintenance)
         elif kind == "calendar":
             self.context.upsert_calendar(inst_id, env.calendar)
-        if t > self._max_event_ns:
-            self._max_event_ns = t
-            wm = t - self.config.allowed_lateness_ns
-            if self.config.auto_advance and wm - self._last_check_ns >= MINUTE_NS:
-                self._advance(wm)
-        self._out = []
-        return out
 
     def _heartbeat(self, inst_id: str, hb: telemetry_pb2.Heartbeat, t: int, eid: str) -> None:
         """A heartbeat keeps alive its source's heartbeats, and exactly the streams it vouches
@@ -201,18 +214,13 @@ class DetectionEngine:
         self._last_check_ns = wm
         self.silence.check(wm, self._emit)
         self.conditions.expire(wm, self._report)
+        self._seen.forget_before(wm)
         # Late events land at most a window back; older coalescing keys can go.
         horizon = (wm - 2 * self.config.coalesce_window_ns) // self.config.coalesce_window_ns
         if horizon > self._pruned_window:
             self._pruned_window = horizon
             self._coalesced = {k: w for k, w in self._coalesced.items() if w >= horizon}
             self.context.forget_before(wm - DAY_NS)
-
-    def _remember(self, eid: str) -> None:
-        self._seen.add(eid)
-        self._seen_order.append(eid)
-        if len(self._seen_order) > self.config.dedup_capacity:
-            self._seen.discard(self._seen_order.popleft())
 
     def _emit(self, c: Candidate) -> None:
         judged = self.feedback.judge(c)
@@ -288,8 +296,12 @@ class DetectionEngine:
             state["context"] = InstitutionContext(cfg.default_time_zone)
             state["conditions"] = Conditions(cfg.condition_clear_ns)
             state["leakage"].upgrade()
-        elif version != _SNAPSHOT_VERSION:
+        elif version not in (_SNAPSHOT_VERSION, 5):
             raise ValueError(f"snapshot version {version} is not {_SNAPSHOT_VERSION}")
+        if version in _NEW_DEDUP:
+            cfg = config or state["config"]
+            state.pop("_seen_order", None)
+            state["_seen"] = SeenEvents(cfg.dedup_horizon_ns, cfg.dedup_capacity)
         engine = cls.__new__(cls)
         engine.__dict__.update(state)
         engine.metrics.scores = engine.leakage.scores = engine.scores
@@ -305,6 +317,8 @@ class DetectionEngine:
             part.cfg = config
         self.scores.enabled = config.record_scores
         self.conditions.clear_after_ns = config.condition_clear_ns
+        self._seen.horizon_ns = config.dedup_horizon_ns
+        self._seen.capacity = config.dedup_capacity
 
     def stats(self) -> dict[str, int]:
         """Tracked entities per kind, events processed and findings emitted."""
@@ -315,6 +329,7 @@ class DetectionEngine:
         out["open_conditions"] = len(self.conditions)
         out["events_processed"] = self._events
         out["duplicates_skipped"] = self._duplicates
+        out["event_ids_remembered"] = len(self._seen)
         out["findings_emitted"] = self._findings
         out["findings_coalesced"] = self._suppressed
         out["metric_findings_in_declared_windows"] = self._in_windows
