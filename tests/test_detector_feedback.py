@@ -217,9 +217,12 @@ def test_feedback_survives_a_snapshot_and_old_snapshots_still_load() -> None:
 # ---- the service: feedback records ---------------------------------------------------------
 
 
+STATE_KEY = b"test-state-key-0123456789abcdef-0123"
+
+
 def core_for(tmp_path: Path) -> DetectorCore:
     return DetectorCore.start(
-        CheckpointStore(tmp_path / "cp"),
+        CheckpointStore(tmp_path / "cp", STATE_KEY),
         {"telemetry.data_access.v1"},
         "registry.sandbox.v1",
         feedback_topic="feedback.v1",

@@ -123,10 +123,14 @@ def bundle(events: list[telemetry_pb2.TelemetryEnvelope], inst: str = INST) -> b
 
 # ---- unit: record handling and checkpoints -------------------------------------------------
 
+STATE_KEY = b"test-state-key-0123456789abcdef-0123"
+
 
 def core_for(tmp_path: Path) -> DetectorCore:
     return DetectorCore.start(
-        CheckpointStore(tmp_path / "cp"), {"telemetry.data_access.v1"}, "registry.sandbox.v1"
+        CheckpointStore(tmp_path / "cp", STATE_KEY),
+        {"telemetry.data_access.v1"},
+        "registry.sandbox.v1",
     )
 
 
@@ -159,7 +163,7 @@ def test_restored_core_skips_records_its_checkpoint_covers(tmp_path: Path) -> No
         core.handle(
             "telemetry.data_access.v1", 1, offset, b"k", bundle([routine_access(offset, T0_NS)])
         )
-    CheckpointStore(tmp_path / "cp").save(core.checkpoint())
+    CheckpointStore(tmp_path / "cp", STATE_KEY).save(core.checkpoint())
     restored = core_for(tmp_path)
     assert restored.offsets == {("telemetry.data_access.v1", 1): 3}
     assert restored.engine.stats() == core.engine.stats()
@@ -179,7 +183,9 @@ def test_a_lagging_institution_is_not_taken_for_a_silent_one(tmp_path: Path) -> 
     # consumer fetched B's partition first). A is not silent: it is simply behind, and the
     # watermark must wait for it while it still delivers or its partition has unread records.
     core = DetectorCore.start(
-        CheckpointStore(tmp_path / "cp"), {"telemetry.heartbeat.v1"}, "registry.sandbox.v1"
+        CheckpointStore(tmp_path / "cp", STATE_KEY),
+        {"telemetry.heartbeat.v1"},
+        "registry.sandbox.v1",
     )
     hb = "telemetry.heartbeat.v1"
     minute = 60 * 10**9
@@ -205,7 +211,7 @@ def test_a_lagging_institution_is_not_taken_for_a_silent_one(tmp_path: Path) -> 
 
 def test_unreadable_checkpoint_starts_cold_instead_of_crash_looping(tmp_path: Path) -> None:
     (tmp_path / "cp").write_bytes(b"not a pickle")
-    assert CheckpointStore(tmp_path / "cp").load() is None
+    assert CheckpointStore(tmp_path / "cp", STATE_KEY).load() is None
 
 
 def test_config_fails_fast_naming_the_variable() -> None:
@@ -235,15 +241,15 @@ def test_kafka_checkpoint_survives_a_torn_write(
 ) -> None:
     topic = topic_name(DETECTOR_CHECKPOINTS, topic_prefix)
     # Small chunks so that the real 1 MiB splitting path is exercised on a small state.
-    store = KafkaCheckpointStore(kafka_bootstrap, topic, "det-a", chunk_bytes=4096)
-    other = KafkaCheckpointStore(kafka_bootstrap, topic, "det-b", chunk_bytes=4096)
+    store = KafkaCheckpointStore(kafka_bootstrap, topic, "det-a", STATE_KEY, chunk_bytes=4096)
+    other = KafkaCheckpointStore(kafka_bootstrap, topic, "det-b", STATE_KEY, chunk_bytes=4096)
     try:
         assert store.load() is None
         core = core_for(tmp_path)
         core.handle("telemetry.data_access.v1", 0, 0, b"k", bundle([routine_access(1, T0_NS)]))
         first = core.checkpoint()
         first.written_unix_s = 1.0
-        first_id = store.save(encode_checkpoint(first), first)
+        first_id = store.save(encode_checkpoint(first, STATE_KEY), first)
         core.handle(
             "telemetry.data_access.v1",
             0,
@@ -253,10 +259,10 @@ def test_kafka_checkpoint_survives_a_torn_write(
         )
         second = core.checkpoint()
         second.written_unix_s = 2.0
-        data = encode_checkpoint(second)
+        data = encode_checkpoint(second, STATE_KEY)
         assert len(data) > 3 * 4096
         second_id = store.save(data, second)
-        other.save(encode_checkpoint(first), first)  # another app id on the same topic
+        other.save(encode_checkpoint(first, STATE_KEY), first)  # another app id on the same topic
 
         loaded = store.load()
         assert loaded is not None and loaded[1] == second_id
@@ -324,6 +330,13 @@ async def test_health_port_serves_only_between_ready_and_shutdown() -> None:
 # ---- integration: a real worker on the real broker -----------------------------------------
 
 
+def _key_file(directory: Path) -> Path:
+    path = directory / "detector-state.key"
+    if not path.exists():
+        path.write_bytes(STATE_KEY)
+    return path
+
+
 class Worker:
     """``python -m suptech.detector worker`` as a subprocess, its log in a file."""
 
@@ -341,6 +354,9 @@ class Worker:
             DETECTOR_WATERMARK_INTERVAL_S="0.5",
             DETECTOR_SESSION_TIMEOUT_S="6",
             DETECTOR_HEALTH_PORT="0",
+            # Outside the state directory, as a Secret is: a worker that loses its volume still
+            # holds the key that opens its checkpoints in Kafka.
+            DETECTOR_STATE_KEY_FILE=str(_key_file(state_dir.parent)),
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_start = 0

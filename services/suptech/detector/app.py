@@ -46,6 +46,7 @@ from suptech.detector.config import DetectorConfig
 from suptech.detector.health import HealthPort
 from suptech.detector.logic import EngineConfig
 from suptech.detector.processing import DeadLetter, DetectorCore, Outcome
+from suptech.detector.state_key import load_state_key
 from suptech.v1 import findings_pb2
 
 __all__ = ["Detector", "build_app", "build_worker"]
@@ -323,9 +324,10 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
         broker_commit_every=_NEVER_N,
         producer_acks=-1,
     )
-    store = CheckpointStore(config.checkpoint_path)
+    key = load_state_key(config.state_key_path, create=config.state_key_file is None)
+    store = CheckpointStore(config.checkpoint_path, key)
     remote = KafkaCheckpointStore(
-        config.kafka_addr, topic_name(DETECTOR_CHECKPOINTS, prefix), config.app_id
+        config.kafka_addr, topic_name(DETECTOR_CHECKPOINTS, prefix), config.app_id, key
     )
     core = DetectorCore.resume(
         *restore_point(store, remote),

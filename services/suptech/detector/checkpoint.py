@@ -8,6 +8,10 @@ bytes go as chunks of at most 1 MiB keyed ``<app id>/<n>``, each tagged with its
 then a manifest ``<app id>/manifest`` (id, chunk count, sha256, offsets) written last. A write torn
 before its manifest is never chosen, and a manifest whose chunks do not hash to its sha256 is
 passed over for the previous good one.
+
+Both copies are sealed (:mod:`suptech.detector.state_key`): the pickle inside is loaded only when
+its HMAC under the detector's key verifies, so bytes someone else wrote to the topic or the volume
+make the worker start cold (logged, counted in :data:`REFUSED`), never run.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from suptech.detector.state_key import StateKeyError, seal, unseal
+
 __all__ = [
     "Checkpoint",
     "CheckpointStore",
@@ -32,11 +38,14 @@ __all__ = [
     "decode_checkpoint",
     "encode_checkpoint",
     "newest_checkpoint",
+    "REFUSED",
 ]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Checkpoints refused since the process started, by reason: the worker's stats report them.
+REFUSED: dict[str, int] = {}
 
 # (topic, partition) -> offset of the next record the engine has not seen.
 Offsets = dict[tuple[str, int], int]
@@ -52,21 +61,30 @@ class Checkpoint:
     version: int = FORMAT_VERSION
 
 
-def encode_checkpoint(checkpoint: Checkpoint) -> bytes:
-    return pickle.dumps(checkpoint, protocol=pickle.HIGHEST_PROTOCOL)
+def encode_checkpoint(checkpoint: Checkpoint, key: bytes) -> bytes:
+    return seal(pickle.dumps(checkpoint, protocol=pickle.HIGHEST_PROTOCOL), key)
 
 
-def decode_checkpoint(data: bytes, where: str) -> Checkpoint | None:
-    """The checkpoint in ``data``, or None (logged, naming ``where``) if it cannot be used."""
+def decode_checkpoint(data: bytes, where: str, key: bytes) -> Checkpoint | None:
+    """The checkpoint in ``data``, or None (logged, naming ``where``) if it cannot be used.
+
+    Nothing is unpickled before the seal verifies under ``key``.
+    """
     try:
-        checkpoint = pickle.loads(data)
+        checkpoint = pickle.loads(unseal(data, key))
+    except StateKeyError as exc:
+        return _refused(where, "unsealed", str(exc))
     except Exception as exc:  # a bad checkpoint must not keep the worker down
-        log.error("checkpoint %s unreadable (%s): not using it", where, exc)
-        return None
+        return _refused(where, "unreadable", repr(exc))
     if not isinstance(checkpoint, Checkpoint) or checkpoint.version != FORMAT_VERSION:
-        log.error("checkpoint %s has an unknown format: not using it", where)
-        return None
+        return _refused(where, "unknown_version", "a format this worker cannot read")
     return checkpoint
+
+
+def _refused(where: str, reason: str, detail: str) -> Checkpoint | None:
+    REFUSED[reason] = REFUSED.get(reason, 0) + 1
+    log.error("checkpoint %s refused (%s: %s): not using it", where, reason, detail)
+    return None
 
 
 def newest_checkpoint(
@@ -83,13 +101,14 @@ def newest_checkpoint(
 class CheckpointStore:
     """One checkpoint file per detector app id."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: bytes) -> None:
         self.path = path
+        self.key = key
 
     def save(self, checkpoint: Checkpoint) -> bytes:
         """Stamp and write ``checkpoint``; return its encoded bytes (what Kafka gets too)."""
         checkpoint.written_unix_s = time.time()
-        data = encode_checkpoint(checkpoint)
+        data = encode_checkpoint(checkpoint, self.key)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "wb") as f:
@@ -108,7 +127,7 @@ class CheckpointStore:
         except OSError as exc:
             log.error("checkpoint %s unreadable (%s): not using it", self.path, exc)
             return None
-        return decode_checkpoint(data, str(self.path))
+        return decode_checkpoint(data, str(self.path), self.key)
 
 
 # A chunk's value; the record with key and headers stays under the topic's 2 MiB limit.
@@ -126,6 +145,7 @@ class KafkaCheckpointStore:
         bootstrap: str,
         topic: str,
         app_id: str,
+        key: bytes,
         chunk_bytes: int = CHUNK_BYTES,
         timeout_s: float = 30.0,
     ) -> None:
@@ -134,6 +154,7 @@ class KafkaCheckpointStore:
         self.bootstrap = bootstrap
         self.topic = topic
         self.app_id = app_id
+        self.key = key
         self.chunk_bytes = chunk_bytes
         self.timeout_s = timeout_s
         self._producer: Any = None
@@ -234,7 +255,7 @@ class KafkaCheckpointStore:
             problem, data = _assemble(manifest, chunks.get(checkpoint_id, {}))
             checkpoint = None
             if data is not None:
-                checkpoint = decode_checkpoint(data, f"{self.topic} {checkpoint_id}")
+                checkpoint = decode_checkpoint(data, f"{self.topic} {checkpoint_id}", self.key)
                 if checkpoint is None:
                     problem = "undecodable"
             if checkpoint is not None:

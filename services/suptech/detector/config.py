@@ -43,6 +43,9 @@ class DetectorConfig:
     health_port: int = 50071
     # Publish every per-event anomaly score to scores.v1 (DETECTOR_PUBLISH_SCORES).
     publish_scores: bool = True
+    # The key that seals checkpoints (DETECTOR_STATE_KEY_FILE, at least 32 bytes; a Secret in
+    # the chart). Unset: one is made in the state directory on first start.
+    state_key_file: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DetectorConfig:
@@ -66,6 +69,7 @@ class DetectorConfig:
             health_host=env_str("DETECTOR_HEALTH_HOST", d.health_host, environ),
             health_port=env_int("DETECTOR_HEALTH_PORT", d.health_port, environ),
             publish_scores=env_bool("DETECTOR_PUBLISH_SCORES", d.publish_scores, environ),
+            state_key_file=_optional_path(env_str("DETECTOR_STATE_KEY_FILE", "", environ)),
         )
         cfg.validate()
         return cfg
@@ -92,3 +96,11 @@ class DetectorConfig:
     @property
     def checkpoint_path(self) -> Path:
         return self.state_dir / f"{self.app_id}.checkpoint"
+
+    @property
+    def state_key_path(self) -> Path:
+        return self.state_key_file or self.state_dir / "state.key"
+
+
+def _optional_path(raw: str) -> Path | None:
+    return Path(raw) if raw else None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import DecodeError
 
 from suptech.common.bundles import decode_bundle
-from suptech.detector.checkpoint import Checkpoint, CheckpointStore, Offsets
+from suptech.detector.checkpoint import REFUSED, Checkpoint, CheckpointStore, Offsets
 from suptech.detector.logic import DetectionEngine, EngineConfig
 from suptech.detector.logic.scores import to_batches
 from suptech.v1 import alerts_pb2, findings_pb2, sandbox_pb2
@@ -142,13 +142,13 @@ class DetectorCore:
         """Resume from ``checkpoint`` (``source`` says where it came from), or start fresh."""
         # The service drives the watermark over all its partitions (see watermark_ns).
         engine_config = dataclasses.replace(engine_config or EngineConfig(), auto_advance=False)
-        if checkpoint is None:
+        engine = _restored_engine(checkpoint, source, engine_config)
+        offsets: Offsets = {}
+        max_event_time_ns = 0
+        if engine is None:
             engine = DetectionEngine(engine_config)
-            offsets: Offsets = {}
-            max_event_time_ns = 0
             log.info("no usable checkpoint: starting a fresh engine (cold)")
-        else:
-            engine = DetectionEngine.restore(checkpoint.engine_blob, engine_config)
+        elif checkpoint is not None:
             offsets = checkpoint.offsets
             max_event_time_ns = checkpoint.max_event_time_ns
             log.info(
@@ -416,4 +416,25 @@ class DetectorCore:
             "findings": self.findings,
             "dead_letters": self.dead_letters,
             "skipped_records": self.skipped_records,
+            **{f"checkpoints_refused_{reason}": n for reason, n in sorted(REFUSED.items())},
         }
+
+
+def _restored_engine(
+    checkpoint: Checkpoint | None, source: str, engine_config: EngineConfig
+) -> DetectionEngine | None:
+    """The checkpoint's engine; None for no checkpoint, or one whose state this worker cannot
+    read (an older or newer snapshot version, a river that changed shape): logged and counted,
+    and the worker starts cold instead of crash-looping on it."""
+    if checkpoint is None:
+        return None
+    try:
+        return DetectionEngine.restore(checkpoint.engine_blob, engine_config)
+    except Exception as exc:
+        REFUSED["engine_state"] = REFUSED.get("engine_state", 0) + 1
+        log.error(
+            "checkpoint (%s) holds engine state this worker cannot read (%r): starting cold",
+            source,
+            exc,
+        )
+        return None
