@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import signal
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
-from suptech.common.topics import DETECTOR_CHECKPOINTS, topic_name
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import ConfigResource, ConfigResourceType
+from suptech.common.topics import DATA_ACCESS, DETECTOR_CHECKPOINTS, topic_name
 from suptech.detector.checkpoint import (
     CHECKPOINT_ID_HEADER,
     REFUSED,
@@ -112,3 +114,56 @@ def test_a_checkpoint_someone_else_wrote_to_kafka_is_refused_unrun(
         assert not sentinel.exists()
     finally:
         store.close()
+
+
+def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        admin.close()
+    return {tp.partition: max(0, om.offset) for tp, om in offsets.items() if tp.topic == topic}
+
+
+def _max_message_bytes(bootstrap: str, topic: str, value: int) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": str(value)})]
+        )
+    finally:
+        admin.close()
+
+
+@pytest.mark.integration
+def test_offsets_are_never_committed_past_the_checkpoint_kafka_has(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """faust commits acknowledged offsets by itself when it stops; with every checkpoint
+    refused by Kafka, none of those commits may pass the (absent) checkpoint in Kafka. Once
+    Kafka takes the checkpoint again, the shutdown commits exactly what it covers."""
+    from tests.test_detector_service import Worker, bundle, produce, routine_access
+
+    cp_topic = topic_name(DETECTOR_CHECKPOINTS, topic_prefix)
+    source = topic_name(DATA_ACCESS, topic_prefix)
+    group = f"det-{topic_prefix.rstrip('.')}"
+    _max_message_bytes(kafka_bootstrap, cp_topic, 256)  # below any checkpoint chunk
+    w = Worker(kafka_bootstrap, topic_prefix, tmp_path / "state", tmp_path / "worker.log")
+    w.start()
+    try:
+        t0 = 1_790_000_000 * 10**9
+        records = [(source, b"k", bundle([routine_access(i, t0 + i * 10**9)])) for i in range(20)]
+        produce(kafka_bootstrap, records)
+        w.wait_for(r"checkpoint written to .* only, not to Kafka", 60)
+    finally:
+        assert w.kill(signal.SIGTERM) == 0
+    assert not any(_committed(kafka_bootstrap, group, source).values())
+
+    _max_message_bytes(kafka_bootstrap, cp_topic, 2 * 1024 * 1024)
+    w.start()
+    try:
+        produce(kafka_bootstrap, [(source, b"k", bundle([routine_access(99, t0 + 99 * 10**9)]))])
+        w.wait_for(r"checkpoint written: .* and Kafka", 60)
+    finally:
+        assert w.kill(signal.SIGTERM) == 0
+    assert sum(_committed(kafka_bootstrap, group, source).values()) == 21

@@ -4,8 +4,10 @@ Delivery is at-least-once and the engine state is exact across a crash:
 
 * findings and dead letters of a record are written (producer futures awaited) before the record
   is acknowledged;
-* faust's own periodic commit is switched off; offsets are committed right after a checkpoint, so
-  the committed offsets never pass the offsets the last checkpoint covers;
+* faust's own periodic commit is switched off; offsets are committed right after a checkpoint
+  reached Kafka, and every other commit faust makes (at a rebalance, at shutdown) is clamped to
+  that checkpoint's offsets (:class:`~suptech.detector.commits.CommitGuard`), so the committed
+  offsets never pass the state that covers them;
 * after a restart, records below the checkpoint's offsets are skipped (already in the restored
   engine), and the rest are processed again: the engine dedups by event_id, and finding ids are
   deterministic, so a replay repeats ids and never invents new ones.
@@ -42,6 +44,7 @@ from suptech.detector.checkpoint import (
     KafkaCheckpointStore,
     newest_checkpoint,
 )
+from suptech.detector.commits import CommitGuard
 from suptech.detector.config import DetectorConfig
 from suptech.detector.health import HealthPort
 from suptech.detector.logic import EngineConfig
@@ -73,6 +76,7 @@ class Detector:
     scores_topic: Any
     health: HealthPort
     tracer: trace.Tracer
+    commits: CommitGuard = field(default_factory=CommitGuard)
     _last_progress: dict[str, int] = field(default_factory=dict)
 
     async def publish(self, outcome: Outcome) -> None:
@@ -134,8 +138,16 @@ class Detector:
         except Exception as exc:
             self._remote_failed(exc)
             return
-        self._written(taken[1], checkpoint_id)
+        self._written(taken[1], taken[0], checkpoint_id)
         await self.app.consumer.commit()
+
+    async def commit_covered(self) -> None:
+        """Commit what the last durable checkpoint covers; a refusal only means the records
+        above the previous commit are read again."""
+        try:
+            await self.app.consumer.commit()
+        except Exception as exc:
+            log.warning("offsets not committed after the checkpoint (%r): re-read later", exc)
 
     def checkpoint_now(self) -> None:
         """The same, blocking, for rebalances and shutdown (faust commits after those itself)."""
@@ -147,7 +159,7 @@ class Detector:
         except Exception as exc:
             self._remote_failed(exc)
             return
-        self._written(taken[1], checkpoint_id)
+        self._written(taken[1], taken[0], checkpoint_id)
 
     def _write_local(self) -> tuple[Checkpoint, bytes] | None:
         if self.core.failed:
@@ -155,7 +167,8 @@ class Detector:
         checkpoint = self.core.checkpoint()
         return checkpoint, self.store.save(checkpoint)
 
-    def _written(self, data: bytes, checkpoint_id: str) -> None:
+    def _written(self, data: bytes, checkpoint: Checkpoint, checkpoint_id: str) -> None:
+        self.commits.durable(checkpoint.offsets)
         log.info(
             "checkpoint written: %d bytes to %s and Kafka %s as %s, stats=%s",
             len(data),
@@ -329,8 +342,10 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
     remote = KafkaCheckpointStore(
         config.kafka_addr, topic_name(DETECTOR_CHECKPOINTS, prefix), config.app_id, key
     )
+    restored, restored_from = restore_point(store, remote)
     core = DetectorCore.resume(
-        *restore_point(store, remote),
+        restored,
+        restored_from,
         set(telemetry),
         registry,
         engine_config,
@@ -352,6 +367,8 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
         HealthPort(config.health_host, config.health_port),
         setup_telemetry("detector")[0],
     )
+    if restored is not None and restored_from.startswith("Kafka"):
+        detector.commits.durable(core.offsets)
     source = app.topic(*telemetry, registry, feedback, key_type=bytes, value_type=bytes)
 
     async def detect(stream: Any) -> None:
@@ -385,6 +402,8 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
 
     async def on_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         assigned = args[0] if args else set()
+        # Before faust's first commit at a revocation or a shutdown.
+        detector.commits.install(detector.app.consumer)
         if assigned and not ready.is_set():
             ready.set()
             # The engine was restored from its checkpoint before the worker started.
@@ -392,14 +411,17 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
             log.info("detector ready: %d partitions assigned", len(assigned))
 
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-        # Partitions may move to another worker: hand over as much state as possible.
+        # Partitions may move to another worker: hand over as much state as possible. faust has
+        # committed already, clamped to the previous checkpoint; commit up to this one.
         if args and args[0]:
             detector.checkpoint_now()
+            await detector.commit_covered()
 
     async def on_shutdown(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-        # Streams are drained and the final offset commit is still to come.
+        # Streams are drained and faust's (clamped) commit is done: checkpoint, then commit.
         await detector.health.begin_shutdown()
         detector.checkpoint_now()
+        await detector.commit_covered()
         await detector.health.stop()
         detector.remote.close()
 

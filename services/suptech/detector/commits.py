@@ -1,0 +1,68 @@
+"""Offsets faust may commit: never past the last checkpoint that reached Kafka.
+
+faust commits the offsets of acknowledged records on its own at a rebalance (while it waits for
+the agents to drain, before the ``on_partitions_revoked`` signal that writes our checkpoint) and
+at shutdown (before ``on_before_shutdown``). A worker killed in between left committed offsets
+past the saved state: the records in that gap were never re-read, and the state they built was
+lost for good. :class:`CommitGuard` wraps the consumer's one commit path so that every commit,
+ours or faust's, is clamped to the offsets of the newest checkpoint Kafka has; records above
+them are re-read after a crash, and the engine's idempotence makes that harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+__all__ = ["CommitGuard"]
+
+log = logging.getLogger(__name__)
+
+# (topic, partition) -> offset of the next record the covering checkpoint has not seen.
+Offsets = Mapping[tuple[str, int], int]
+_Commit = Callable[..., Awaitable[bool]]
+
+
+class CommitGuard:
+    """Holds the offsets the last durable checkpoint covers and clamps commits to them."""
+
+    def __init__(self) -> None:
+        self.covered: dict[tuple[str, int], int] = {}
+        self.clamped = 0
+        self._installed: set[int] = set()
+
+    def durable(self, offsets: Offsets) -> None:
+        """A checkpoint covering ``offsets`` is now in Kafka."""
+        self.covered = dict(offsets)
+
+    def clamp(self, offsets: Mapping[Any, int]) -> dict[Any, int]:
+        """The part of a commit the checkpoint covers (topic-partitions as faust's ``TP``)."""
+        out: dict[Any, int] = {}
+        for tp, offset in offsets.items():
+            limit = self.covered.get((tp.topic, tp.partition))
+            if limit is None:
+                self.clamped += 1
+                continue
+            if offset > limit:
+                self.clamped += 1
+            out[tp] = min(offset, limit)
+        return out
+
+    def install(self, consumer: Any) -> None:
+        """Route ``consumer``'s commits (faust's ``Consumer._commit_offsets``) through
+        :meth:`clamp`; idempotent."""
+        if id(consumer) in self._installed:
+            return
+        original: _Commit = consumer._commit_offsets
+
+        async def guarded(offsets: Mapping[Any, int], *args: Any, **kwargs: Any) -> bool:
+            allowed = self.clamp(offsets)
+            if allowed != dict(offsets):
+                log.debug("commit clamped to the last checkpoint: %s -> %s", offsets, allowed)
+            if not allowed:
+                return False
+            return await original(allowed, *args, **kwargs)
+
+        consumer._commit_offsets = guarded
+        self._installed.add(id(consumer))
