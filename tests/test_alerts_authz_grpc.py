@@ -54,7 +54,7 @@ TOKENS: dict[str, dict[str, Any]] = {
     "tok-16chars-gateway": {"name": "bank-sz-01", "institution_id": "bank-sz-01"},
     "cert:console.regulator": {"name": "console", "role": "supervisor", "jurisdictions": ["*"]},
 }
-READ = {"ListAlerts", "GetAlert", "StreamAlerts"}
+READ = {"ListAlerts", "GetAlert", "StreamAlerts", "ListAuditEntries", "ListSilences"}
 ALLOWED = {
     "viewer": READ,
     "analyst": READ | {"Acknowledge", "Assign"},
@@ -68,6 +68,8 @@ CALLS: dict[str, Any] = {
     "ListAlerts": alerts_pb2.ListAlertsRequest(),
     "GetAlert": alerts_pb2.GetAlertRequest(alert_id="missing"),
     "StreamAlerts": alerts_pb2.StreamAlertsRequest(cursor="0"),
+    "ListAuditEntries": alerts_pb2.ListAuditEntriesRequest(alert_id="missing"),
+    "ListSilences": alerts_pb2.ListSilencesRequest(),
     "Acknowledge": alerts_pb2.AcknowledgeRequest(alert_id="missing"),
     "Assign": alerts_pb2.AssignRequest(alert_id="missing", assignee="x"),
     "Resolve": alerts_pb2.ResolveRequest(alert_id="missing", verdict=1),
@@ -249,6 +251,54 @@ async def test_partner_cannot_expire_a_silence_outside_its_jurisdiction(service:
             if e.actor == "partner-sup"
         ]
         assert [e.details["silence_id"] for e in refused] == [own]
+
+
+async def test_an_alerts_audit_trail_is_read_under_getalerts_rules(service: AlertApp) -> None:
+    assign = alerts_pb2.AssignRequest(alert_id="a-bank-sz-02", assignee="zhao.lei")
+    await call(service.port, "Assign", "tok-16chars-admin", assign)
+    trail = alerts_pb2.ListAuditEntriesRequest(alert_id="a-bank-sz-02")
+    got = await call(service.port, "ListAuditEntries", "tok-16chars-viewer", trail)
+    mine = [e for e in got.entries if e.action == "assign"]
+    assert [(e.actor, e.role) for e in mine] == [("admin-1", "admin")]
+    assert mine[0].details["assignee"] == "zhao.lei" and len(mine[0].hash) == 64
+    assert mine[0].time.ToDatetime(tzinfo=dt.UTC) > T0 - dt.timedelta(minutes=1)
+    # Another jurisdiction's alert does not exist for the partner; an institution gets nothing.
+    for token, code in (
+        ("tok-16chars-partner", grpc.StatusCode.NOT_FOUND),
+        ("tok-16chars-gateway", grpc.StatusCode.PERMISSION_DENIED),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call(service.port, "ListAuditEntries", token, trail)
+        assert err.value.code() == code
+
+
+async def test_silences_are_listed_within_the_callers_jurisdiction(service: AlertApp) -> None:
+    tag = uuid.uuid4().hex[:8]
+    ends = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    made: dict[str, str] = {}
+    for name, inst in (("own", "bank-sz-01"), ("other", "bank-sz-02"), ("all", "")):
+        request = alerts_pb2.CreateSilenceRequest(
+            matchers=[alerts_pb2.Matcher(name="entity_id", value=f"{name}-{tag}")]
+            + ([alerts_pb2.Matcher(name="institution_id", value=inst)] if inst else []),
+            comment=f"{name} {tag}",
+        )
+        request.ends_at.FromDatetime(ends)
+        reply = await call(service.port, "CreateSilence", "tok-16chars-admin", request)
+        made[name] = reply.silence.silence_id
+    expire = alerts_pb2.ExpireSilenceRequest(silence_id=made["own"])
+    await call(service.port, "ExpireSilence", "tok-16chars-admin", expire)
+
+    async def listed(token: str, include_expired: bool) -> dict[str, alerts_pb2.Silence]:
+        request = alerts_pb2.ListSilencesRequest(include_expired=include_expired)
+        reply = await call(service.port, "ListSilences", token, request)
+        return {s.silence_id: s for s in reply.silences if s.comment.endswith(tag)}
+
+    everything = await listed("tok-16chars-viewer", True)
+    assert set(everything) == set(made.values())
+    assert everything[made["own"]].expired and everything[made["own"]].created_by == "admin-1"
+    assert set(await listed("tok-16chars-viewer", False)) == {made["other"], made["all"]}
+    # The partner sees its own and the global one (it mutes her alerts too), never bank-sz-02's.
+    assert set(await listed("tok-16chars-partner", True)) == {made["own"], made["all"]}
 
 
 # ---- mutual TLS ---------------------------------------------------------------------------------

@@ -178,12 +178,19 @@ async def test_supervisor_watches_alerts_arrive_drills_down_and_triages(
     await page.screenshot(path=str(SHOTS / "alert-detail.png"), full_page=True)
     alert_id = page.url.rsplit("/", 1)[-1]
 
+    assert await page.locator("#trail tr.audit").count() == 0
     await page.fill("#ack-form input[name=note]", "looking")
     await page.click("#ack")
     await page.wait_for_selector("#f-state:has-text('已确认')")
+    # Each action's entry of the service's audit log appears in the page, with its note.
+    ack = page.locator("#trail tr.audit[data-action=acknowledge]")
+    assert "wang.fang (supervisor)" in (await ack.text_content() or "")
+    assert await ack.locator("q.note").text_content() == "looking"
     await page.fill("#assign-form input[name=assignee]", "zhao.lei")
     await page.click("#assign")
     await page.wait_for_selector("#f-assignee:has-text('zhao.lei')")
+    assigned = await page.locator("#trail tr.audit[data-action=assign]").text_content() or ""
+    assert "wang.fang" in assigned and "- → zhao.lei" in assigned
 
     # Another supervisor gets there first: the stale form is refused and the page says so.
     ch, other = stub(service)
@@ -204,6 +211,9 @@ async def test_supervisor_watches_alerts_arrive_drills_down_and_triages(
     await page.wait_for_selector("#conflict")
     assert await page.locator("#f-assignee").text_content() == "chen.jie"
     assert await page.locator("#f-state").text_content() == "已确认"
+    # Who got there first is in the trail shown with the conflict.
+    last = await page.locator("#trail tr.audit").last.text_content() or ""
+    assert "chen.jie" in last and "zhao.lei → chen.jie" in last
     await page.screenshot(path=str(SHOTS / "conflict.png"), full_page=True)
 
     # The refreshed form carries the new version: resolving now works.
@@ -213,6 +223,11 @@ async def test_supervisor_watches_alerts_arrive_drills_down_and_triages(
     await page.wait_for_selector("#f-state:has-text('已结案')")
     assert await page.locator("#f-note").text_content() == "confirmed with the bank"
     assert await page.locator("#resolve").count() == 0
+    resolved = page.locator("#trail tr.audit[data-action=resolve]")
+    assert "属实" in (await resolved.text_content() or "")
+    assert await resolved.locator("q.note").text_content() == "confirmed with the bank"
+    assert await page.locator("#trail tr.audit").count() == 4
+    await page.screenshot(path=str(SHOTS / "alert-resolved.png"), full_page=True)
     actions = audit(service, alert_id)
     mine = [a for who, a in actions if who == "wang.fang"]
     assert len(mine) == 3 and ("chen.jie", mine[0]) not in actions

@@ -54,6 +54,7 @@ __all__ = [
     "VerifyResult",
     "alert_state_digest",
     "append",
+    "entries_for_alert",
     "entry_hash",
     "event_hash",
     "events_head",
@@ -266,6 +267,32 @@ def append(
     return AuditEntry(
         new_id, when, actor, role, action, alert_id, normalised, prev_hash, digest, *anchor
     )
+
+
+def entries_for_alert(session: Session, alert_id: str) -> list[AuditEntry]:
+    """Every entry about one alert, oldest first: the trail a supervisor answers for.
+
+    Reads only; whether the caller may see the alert is the caller's check.
+    """
+    rows = session.scalars(
+        select(AuditLogRow).where(AuditLogRow.alert_id == alert_id).order_by(AuditLogRow.id)
+    )
+    return [
+        AuditEntry(
+            r.id,
+            r.ts,
+            r.actor,
+            r.role,
+            r.action,
+            r.alert_id,
+            dict(r.details or {}),
+            r.prev_hash,
+            r.hash,
+            int(r.events_head_id or 0),
+            r.events_head_hash or GENESIS_HASH,
+        )
+        for r in rows
+    ]
 
 
 class _Broken(Exception):

@@ -109,6 +109,8 @@ _METHOD_PERMISSION: dict[str, Permission] = {
     "ListAlerts": Permission.READ,
     "GetAlert": Permission.READ,
     "StreamAlerts": Permission.READ,
+    "ListAuditEntries": Permission.READ,
+    "ListSilences": Permission.READ,
     "Acknowledge": Permission.TRIAGE,
     "Assign": Permission.TRIAGE,
     "Resolve": Permission.DECIDE,

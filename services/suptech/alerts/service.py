@@ -14,7 +14,7 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from suptech.alerts import authz
+from suptech.alerts import audit, authz
 from suptech.alerts.store import (
     ALL,
     AlertFilter,
@@ -103,6 +103,8 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
             since=since,
             until=until,
         )
+        # Read before the page: a stream from here misses no change the page does not show.
+        head = await self._call(context, self._store.head_cursor)
         alerts, token = await self._call(
             context,
             self._store.list_alerts,
@@ -111,7 +113,9 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
             request.page_token,
             _scope(_principal()),
         )
-        return alerts_pb2.ListAlertsResponse(alerts=alerts, next_page_token=token)
+        return alerts_pb2.ListAlertsResponse(
+            alerts=alerts, next_page_token=token, stream_cursor=str(head)
+        )
 
     async def GetAlert(
         self, request: alerts_pb2.GetAlertRequest, context: grpc.aio.ServicerContext
@@ -121,6 +125,15 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
             context, self._store.get_alert, request.alert_id, _scope(_principal())
         )
         return alerts_pb2.GetAlertResponse(alert=alert)
+
+    async def ListAuditEntries(
+        self, request: alerts_pb2.ListAuditEntriesRequest, context: grpc.aio.ServicerContext
+    ) -> alerts_pb2.ListAuditEntriesResponse:
+        await _require_id(context, request.alert_id)
+        entries = await self._call(
+            context, self._store.audit_trail, request.alert_id, _scope(_principal())
+        )
+        return alerts_pb2.ListAuditEntriesResponse(entries=[_audit_proto(e) for e in entries])
 
     async def StreamAlerts(
         self, request: alerts_pb2.StreamAlertsRequest, context: grpc.aio.ServicerContext
@@ -269,6 +282,32 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
             scope=_scope(p),
         )
         return alerts_pb2.ExpireSilenceResponse(silence=silence)
+
+    async def ListSilences(
+        self, request: alerts_pb2.ListSilencesRequest, context: grpc.aio.ServicerContext
+    ) -> alerts_pb2.ListSilencesResponse:
+        silences = await self._call(
+            context,
+            self._store.list_silences,
+            request.include_expired,
+            request.page_size,
+            _scope(_principal()),
+        )
+        return alerts_pb2.ListSilencesResponse(silences=silences)
+
+
+def _audit_proto(e: audit.AuditEntry) -> alerts_pb2.AuditEntry:
+    out = alerts_pb2.AuditEntry(
+        entry_id=e.id,
+        actor=e.actor,
+        role=e.role,
+        action=e.action,
+        alert_id=e.alert_id or "",
+        hash=e.hash,
+    )
+    out.time.FromDatetime(e.ts)
+    out.details.update(e.details)
+    return out
 
 
 async def _require_id(context: grpc.aio.ServicerContext, alert_id: str) -> None:

@@ -78,6 +78,7 @@ log = logging.getLogger(__name__)
 MAX_NOTE_CHARS = 4000
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
+DEFAULT_SILENCE_PAGE = 100
 # Any constant distinct from audit's: the PostgreSQL advisory lock serialising event ids.
 _PG_EVENT_LOCK = 0x5A0D18
 _EVENTS_APPENDED = "suptech_alert_events_appended"
@@ -730,6 +731,14 @@ class AlertStore:
             found = [findings_pb2.Finding.FromString(p) for p in protos]
         return alert_to_proto(row, found)
 
+    def audit_trail(self, alert_id: str, scope: Scope = ALL) -> list[audit.AuditEntry]:
+        """The audit entries of one alert, oldest first; NotFound as in :meth:`get_alert`."""
+        with self._sessions() as s:
+            row = s.get(AlertRow, alert_id)
+            if row is None or not scope.allows(row.institution_id):
+                raise NotFoundError(f"alert {alert_id!r} not found")
+            return audit.entries_for_alert(s, alert_id)
+
     def head_cursor(self) -> int:
         """Id of the newest event (0 when none): where a stream "from now" starts."""
         with self._sessions() as s:
@@ -1002,6 +1011,33 @@ class AlertStore:
             )
             return _silence_to_proto(row)
 
+    def list_silences(
+        self, include_expired: bool, page_size: int, scope: Scope = ALL
+    ) -> list[alerts_pb2.Silence]:
+        """Silences newest first, only those that can mute an alert within ``scope``."""
+        if page_size > MAX_PAGE_SIZE:
+            raise InvalidRequestError(f"page_size must be at most {MAX_PAGE_SIZE}, got {page_size}")
+        size = page_size or DEFAULT_SILENCE_PAGE
+        stmt = select(SilenceRow).order_by(
+            SilenceRow.created_time.desc(), SilenceRow.silence_id.desc()
+        )
+        out: list[alerts_pb2.Silence] = []
+        with self._sessions() as s:
+            now = self._clock()
+            if not include_expired:
+                stmt = stmt.where(SilenceRow.expired.is_(False), SilenceRow.ends_at > now)
+            # Scope is filtered in Python (matchers are JSON); the stream stops at ``size``.
+            for row in s.scalars(stmt.execution_options(yield_per=200)):
+                if not _silence_touches(row, scope):
+                    continue
+                sil = _silence_to_proto(row)
+                # Ended but not yet swept by housekeeping: it mutes nothing any more.
+                sil.expired = row.expired or row.ends_at <= now
+                out.append(sil)
+                if len(out) == size:
+                    break
+        return out
+
     def _refresh_silenced(self, s: Session, now: datetime) -> None:
         """Bring ``silenced`` of every unresolved alert in line with the active silences."""
         silences = _active_silences(s, now)
@@ -1084,6 +1120,13 @@ def _silence_within(row: SilenceRow, scope: Scope) -> bool:
         return True
     named = [m["value"] for m in row.matchers if m["name"] == "institution_id"]
     return bool(named) and all(scope.allows(i) for i in named)
+
+
+def _silence_touches(row: SilenceRow, scope: Scope) -> bool:
+    """Whether the silence can mute an alert in ``scope``: one without an institution_id
+    matcher mutes every institution's, so a scoped supervisor must see why hers are silenced."""
+    named = [m["value"] for m in row.matchers if m["name"] == "institution_id"]
+    return not named or any(scope.allows(i) for i in named)
 
 
 def _silence_to_proto(row: SilenceRow) -> alerts_pb2.Silence:

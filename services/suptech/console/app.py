@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import grpc
 from aiohttp import web
 
-from suptech.console import views
+from suptech.console import i18n, views
 from suptech.console.client import AlertsClient, metadata, open_channel
 from suptech.console.config import ConsoleConfig
 from suptech.console.sessions import Session, Sessions
@@ -212,14 +212,25 @@ async def events(request: web.Request, s: Session) -> web.StreamResponse:
     return resp
 
 
-async def detail(request: web.Request, s: Session) -> web.Response:
+async def _detail_html(
+    request: web.Request, s: Session, message: str = "", conflict: bool = False
+) -> str:
+    """The alert and its audit trail, two calls in parallel (an action committed between them
+    shows in full on the next load)."""
     aid = request.match_info["alert_id"]
-    got = await request.app[CLIENT].stub.GetAlert(
-        alerts_pb2.GetAlertRequest(alert_id=aid), metadata=metadata(s.token)
+    stub, md = request.app[CLIENT].stub, metadata(s.token)
+    got, trail = await asyncio.gather(
+        stub.GetAlert(alerts_pb2.GetAlertRequest(alert_id=aid), metadata=md),
+        stub.ListAuditEntries(alerts_pb2.ListAuditEntriesRequest(alert_id=aid), metadata=md),
     )
+    return views.detail_page(_view(s), got.alert, trail.entries, message, conflict)
+
+
+async def detail(request: web.Request, s: Session) -> web.Response:
     done = request.query.get("done", "")
     v = _view(s)
-    return _html(views.detail_page(v, got.alert, f"{v.t('done')}: {done}" if done else ""))
+    said = f"{v.t('done')}: {i18n.action(done, v.lang)}" if done else ""
+    return _html(await _detail_html(request, s, said))
 
 
 def _version(form: Any) -> int:
@@ -237,11 +248,8 @@ async def _mutate(
     except grpc.aio.AioRpcError as exc:
         if exc.code() not in (grpc.StatusCode.ABORTED, grpc.StatusCode.FAILED_PRECONDITION):
             raise
-        # Never a silent overwrite: show what the other supervisor made of it.
-        got = await request.app[CLIENT].stub.GetAlert(
-            alerts_pb2.GetAlertRequest(alert_id=aid), metadata=metadata(s.token)
-        )
-        return _html(views.detail_page(_view(s), got.alert, conflict=True), 409)
+        # Never a silent overwrite: show what the other supervisor made of it, and who did.
+        return _html(await _detail_html(request, s, conflict=True), 409)
     raise web.HTTPSeeOther(f"/alerts/{aid}?done={action}")
 
 

@@ -73,6 +73,29 @@ _LABELS: dict[str, tuple[str, str]] = {
     "silence_created": ("已创建静默", "Silence created"),
     "silence_expired": ("静默已解除", "Silence expired"),
     "auto_resolved": ("自动结案", "auto-resolved"),
+    "audit": ("审计记录", "Audit log"),
+    "time": ("时间", "Time"),
+    "actor": ("操作人", "Actor"),
+    "action": ("操作", "Action"),
+    "details": ("内容", "Details"),
+    "entry": ("记录", "Entry"),
+    "no_entries": ("尚无人工处置", "No action taken yet"),
+    "from_version": ("原版本", "from version"),
+    "level": ("级别", "level"),
+    "created_by": ("创建人", "Created by"),
+    "created_time": ("创建时间", "Created"),
+    "active": ("生效中", "active"),
+    "ended": ("已失效", "ended"),
+    "show_expired": ("显示已失效", "Show ended"),
+    "no_silences": ("无静默规则", "No silences"),
+}
+
+ACTION_NAMES: dict[str, tuple[str, str]] = {
+    "acknowledge": ("确认", "acknowledged"),
+    "assign": ("指派", "assigned"),
+    "resolve": ("结案", "resolved"),
+    "escalate": ("升级", "escalated"),
+    "auto_resolve": ("自动结案", "auto-resolved"),
 }
 
 GRADE_NAMES: dict[int, tuple[str, str]] = {
@@ -128,3 +151,9 @@ def state(value: int, lang: str) -> str:
 
 def verdict(value: int, lang: str) -> str:
     return _pick(VERDICT_NAMES.get(value, ("?", "?")), lang)
+
+
+def action(name: str, lang: str) -> str:
+    """An audit action's label; an action this console does not know shows as written."""
+    pair = ACTION_NAMES.get(name)
+    return name if pair is None else _pick(pair, lang)

@@ -10,6 +10,7 @@ from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from google.protobuf.json_format import MessageToDict
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from suptech.console import i18n
@@ -175,7 +176,13 @@ def counts_table(alerts: Iterable[alerts_pb2.Alert], v: View) -> str:
     )
 
 
-def detail_page(v: View, a: alerts_pb2.Alert, message: str = "", conflict: bool = False) -> str:
+def detail_page(
+    v: View,
+    a: alerts_pb2.Alert,
+    entries: Sequence[alerts_pb2.AuditEntry] = (),
+    message: str = "",
+    conflict: bool = False,
+) -> str:
     msg = ""
     if conflict:
         msg = f'<p class="error conflict" role="alert" id="conflict">{v.t("conflict")}</p>'
@@ -203,7 +210,7 @@ def detail_page(v: View, a: alerts_pb2.Alert, message: str = "", conflict: bool 
         f'<dl class="facts">{dl}</dl>{triage_forms(v, a)}'
         f"<section><h3>{v.t('chart')}</h3>{svg}</section>"
         f"<section><h3>{v.t('findings')}</h3>{findings_table(v, a)}</section>"
-        f"<section><h3>{v.t('history')}</h3>{trail(v, a)}</section>"
+        f"<section><h3>{v.t('audit')}</h3>{trail(v, a, entries)}</section>"
     )
     return page(v, a.summary or a.alert_id, body)
 
@@ -229,21 +236,54 @@ def findings_table(v: View, a: alerts_pb2.Alert) -> str:
     return f'<table id="findings"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def trail(v: View, a: alerts_pb2.Alert) -> str:
-    """The alert's state history as the service reports it on the alert itself."""
-    items = [f"<li>{v.t('created')}: {escape(v.time(a.created_time))}</li>"]
-    if a.assignee:
-        items.append(f"<li>{v.t('assignee')}: {escape(a.assignee)}</li>")
-    if a.verdict:
-        note = f" — {escape(a.resolution_note)}" if a.resolution_note else ""
-        auto = f" ({v.t('auto_resolved')})" if a.auto_resolved else ""
-        said = escape(i18n.verdict(a.verdict, v.lang))
-        items.append(f"<li>{v.t('verdict')}: {said}{note}{auto}</li>")
-    items.append(
-        f"<li>{v.t('state')}: {escape(i18n.state(a.state, v.lang))} · v{a.version} · "
-        f"{escape(v.time(a.updated_time))}</li>"
+def trail(v: View, a: alerts_pb2.Alert, entries: Sequence[alerts_pb2.AuditEntry]) -> str:
+    """The alert's audit log as the service keeps it: who did what, when, and what they wrote.
+
+    Each row carries the entry's chain position and hash, so a supervisor can cite it and an
+    auditor can find it in ``audit verify``'s chain.
+    """
+    created = f'<p id="created">{v.t("created")}: {escape(v.time(a.created_time))}</p>'
+    if not entries:
+        return f'{created}<p id="trail" class="notice">{v.t("no_entries")}</p>'
+    heads = ["time", "actor", "action", "details", "entry"]
+    th = "".join(f'<th scope="col">{v.t(h)}</th>' for h in heads)
+    rows = "".join(
+        f'<tr class="audit" data-action="{escape(e.action)}">'
+        f"<td>{escape(v.time(e.time))}</td>"
+        f"<td>{escape(e.actor)} ({escape(e.role)})</td>"
+        f'<td class="action">{escape(i18n.action(e.action, v.lang))}</td>'
+        f'<td class="details">{audit_details(v, MessageToDict(e.details))}</td>'
+        f'<td><code title="{escape(e.hash)}">#{e.entry_id} {escape(e.hash[:12])}</code></td></tr>'
+        for e in entries
     )
-    return f'<ul id="trail">{"".join(items)}</ul>'
+    return f'{created}<table id="trail"><thead><tr>{th}</tr></thead><tbody>{rows}</tbody></table>'
+
+
+def audit_details(v: View, d: dict[str, Any]) -> str:
+    """An entry's details in words: the change it made (before -> after) and the note given."""
+    parts: list[str] = []
+    if "assignee" in d:
+        before = escape(str(d.get("previous") or "-"))
+        parts.append(f"{v.t('assignee')}: {before} → {escape(str(d['assignee']))}")
+    if d.get("verdict"):
+        name = str(d["verdict"])
+        known = name in alerts_pb2.Verdict.keys()
+        said = i18n.verdict(alerts_pb2.Verdict.Value(name), v.lang) if known else name
+        parts.append(f"{v.t('verdict')}: {escape(said)}")
+    if d.get("note"):
+        parts.append(f'{v.t("note")}: <q class="note">{escape(str(d["note"]))}</q>')
+    if "level" in d:
+        parts.append(f"{v.t('level')} {escape(_number(d['level']))}")
+    if "from_version" in d:
+        parts.append(f"{v.t('from_version')} {escape(_number(d['from_version']))}")
+    shown = {"assignee", "previous", "verdict", "note", "level", "from_version"}
+    parts += [f"{escape(k)}: {escape(str(val))}" for k, val in d.items() if k not in shown]
+    return " · ".join(parts)
+
+
+def _number(value: Any) -> str:
+    # A protobuf Struct carries every number as a double.
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def triage_forms(v: View, a: alerts_pb2.Alert) -> str:

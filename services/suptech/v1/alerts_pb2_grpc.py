@@ -74,6 +74,16 @@ class AlertServiceStub:
                 request_serializer=suptech_dot_v1_dot_alerts__pb2.ExpireSilenceRequest.SerializeToString,
                 response_deserializer=suptech_dot_v1_dot_alerts__pb2.ExpireSilenceResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEntries = channel.unary_unary(
+                '/suptech.v1.AlertService/ListAuditEntries',
+                request_serializer=suptech_dot_v1_dot_alerts__pb2.ListAuditEntriesRequest.SerializeToString,
+                response_deserializer=suptech_dot_v1_dot_alerts__pb2.ListAuditEntriesResponse.FromString,
+                _registered_method=True)
+        self.ListSilences = channel.unary_unary(
+                '/suptech.v1.AlertService/ListSilences',
+                request_serializer=suptech_dot_v1_dot_alerts__pb2.ListSilencesRequest.SerializeToString,
+                response_deserializer=suptech_dot_v1_dot_alerts__pb2.ListSilencesResponse.FromString,
+                _registered_method=True)
 
 
 class AlertServiceServicer:
@@ -127,6 +137,19 @@ class AlertServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEntries(self, request, context):
+        """The audit trail of one alert, under GetAlert's rules.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSilences(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlertServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +192,16 @@ def add_AlertServiceServicer_to_server(servicer, server):
                     servicer.ExpireSilence,
                     request_deserializer=suptech_dot_v1_dot_alerts__pb2.ExpireSilenceRequest.FromString,
                     response_serializer=suptech_dot_v1_dot_alerts__pb2.ExpireSilenceResponse.SerializeToString,
+            ),
+            'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEntries,
+                    request_deserializer=suptech_dot_v1_dot_alerts__pb2.ListAuditEntriesRequest.FromString,
+                    response_serializer=suptech_dot_v1_dot_alerts__pb2.ListAuditEntriesResponse.SerializeToString,
+            ),
+            'ListSilences': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSilences,
+                    request_deserializer=suptech_dot_v1_dot_alerts__pb2.ListSilencesRequest.FromString,
+                    response_serializer=suptech_dot_v1_dot_alerts__pb2.ListSilencesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -387,6 +420,60 @@ class AlertService:
             '/suptech.v1.AlertService/ExpireSilence',
             suptech_dot_v1_dot_alerts__pb2.ExpireSilenceRequest.SerializeToString,
             suptech_dot_v1_dot_alerts__pb2.ExpireSilenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suptech.v1.AlertService/ListAuditEntries',
+            suptech_dot_v1_dot_alerts__pb2.ListAuditEntriesRequest.SerializeToString,
+            suptech_dot_v1_dot_alerts__pb2.ListAuditEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSilences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suptech.v1.AlertService/ListSilences',
+            suptech_dot_v1_dot_alerts__pb2.ListSilencesRequest.SerializeToString,
+            suptech_dot_v1_dot_alerts__pb2.ListSilencesResponse.FromString,
             options,
             channel_credentials,
             insecure,
