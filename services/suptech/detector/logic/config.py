@@ -44,6 +44,9 @@ class EngineConfig:
     # dedup_capacity of them.
     dedup_horizon_ns: int = DAY_NS
     dedup_capacity: int = 200_000
+    # Actors, data systems and metric streams unseen this long in event time are forgotten
+    # (checked once per event-time day); one that returns is learnt again from scratch.
+    idle_evict_ns: int = 30 * DAY_NS
     evidence_cap: int = 20
     # Robust z-score above which a volume is anomalous (on log1p scale).
     z_threshold: float = 6.0

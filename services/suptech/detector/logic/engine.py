@@ -21,10 +21,11 @@ from suptech.v1 import alerts_pb2, findings_pb2, sandbox_pb2, telemetry_pb2
 __all__ = ["DetectionEngine"]
 
 # Raised whenever per-entity state changes shape: an older snapshot is refused, not half-loaded.
-_SNAPSHOT_VERSION = 6
+_SNAPSHOT_VERSION = 7
 # Version 2 lacked the feedback memory, 3 the metric streams, conditions and declared context:
 # they load with those empty. Version 4 held the data-leakage state of before the calendar.
 # Version 5 remembered bare event ids: it loads with an empty memory of processed events.
+# Version 6 did not know when entities were last seen: they load as seen at its last event.
 _UPGRADABLE = {2, 3}
 _NEW_DEDUP = {2, 3, 5}
 _GRADE_DOWN: dict[int, int] = {
@@ -68,6 +69,8 @@ class DetectionEngine:
         self._watermark_ns = 0
         self._last_check_ns = 0
         self._pruned_window = 0
+        # The event-time day of the last eviction of idle entities.
+        self._evicted_day = 0
         self._events = 0
         self._duplicates = 0
         self._findings = 0
@@ -215,6 +218,11 @@ class DetectionEngine:
         self.silence.check(wm, self._emit)
         self.conditions.expire(wm, self._report)
         self._seen.forget_before(wm)
+        if wm // DAY_NS > self._evicted_day:
+            self._evicted_day = wm // DAY_NS
+            idle_since = wm - self.config.idle_evict_ns
+            self.leakage.evict_idle(idle_since)
+            self.metrics.evict_idle(idle_since)
         # Late events land at most a window back; older coalescing keys can go.
         horizon = (wm - 2 * self.config.coalesce_window_ns) // self.config.coalesce_window_ns
         if horizon > self._pruned_window:
@@ -288,6 +296,7 @@ class DetectionEngine:
         """Rebuild an engine from :meth:`snapshot`; a given ``config`` replaces the saved one."""
         version, state = pickle.loads(blob)
         state.setdefault("_in_windows", 0)
+        state.setdefault("_evicted_day", state.get("_max_event_ns", 0) // DAY_NS)
         if version in _UPGRADABLE:
             state.setdefault("feedback", FeedbackMemory())
             cfg = config or state["config"]
@@ -295,8 +304,7 @@ class DetectionEngine:
             state["metrics"] = MetricsFamily(cfg, state["scores"])
             state["context"] = InstitutionContext(cfg.default_time_zone)
             state["conditions"] = Conditions(cfg.condition_clear_ns)
-            state["leakage"].upgrade()
-        elif version not in (_SNAPSHOT_VERSION, 5):
+        elif version not in (_SNAPSHOT_VERSION, 5, 6):
             raise ValueError(f"snapshot version {version} is not {_SNAPSHOT_VERSION}")
         if version in _NEW_DEDUP:
             cfg = config or state["config"]
@@ -304,6 +312,8 @@ class DetectionEngine:
             state["_seen"] = SeenEvents(cfg.dedup_horizon_ns, cfg.dedup_capacity)
         engine = cls.__new__(cls)
         engine.__dict__.update(state)
+        engine.leakage.upgrade(engine._max_event_ns)
+        engine.metrics.upgrade(engine._max_event_ns)
         engine.metrics.scores = engine.leakage.scores = engine.scores
         engine.autonomy.context = engine.sandbox.context = engine.silence.context = engine.context
         engine.leakage.context = engine.metrics.context = engine.context

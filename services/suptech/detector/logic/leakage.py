@@ -27,6 +27,7 @@ from suptech.detector.logic.category_novelty import CategoryNovelty
 from suptech.detector.logic.config import DAY_NS, HOUR_NS, EngineConfig
 from suptech.detector.logic.daily_drift import DailyDrift
 from suptech.detector.logic.hst import ScaledHalfSpaceTrees
+from suptech.detector.logic.idle import LastSeen
 from suptech.detector.logic.log_volume import LogVolume
 from suptech.detector.logic.records_ratio import RecordsPerQuery
 from suptech.detector.logic.scores import Score, ScoreLog
@@ -248,12 +249,39 @@ class LeakageFamily:
         # worker sees (the peers of the peers), and the records each role sends out of them.
         self.roles: dict[int, CategoryNovelty] = {}
         self.sends: dict[int, LogVolume] = {}
+        # When each actor and system was last seen, so that long-idle ones can be forgotten.
+        self.actors_seen: LastSeen[tuple[str, str]] = LastSeen()
+        self.systems_seen: LastSeen[tuple[str, str]] = LastSeen()
+        self.evicted = 0
 
     def stats(self) -> dict[str, int]:
-        return {"actors": len(self.actors), "data_systems": len(self.systems)}
+        return {
+            "actors": len(self.actors),
+            "data_systems": len(self.systems),
+            "data_entities_evicted": self.evicted,
+        }
 
-    def upgrade(self) -> None:
-        """Fill what an older snapshot of the same shape lacks (nothing since version 5)."""
+    def upgrade(self, now_ns: int = 0) -> None:
+        """Fill what an older snapshot of the same shape lacks: since version 7, when each actor
+        and system was last seen (taken as ``now_ns``, the snapshot's last event time)."""
+        if not hasattr(self, "actors_seen"):
+            self.actors_seen = LastSeen()
+            self.systems_seen = LastSeen()
+            self.evicted = 0
+            for key in self.actors:
+                self.actors_seen.touch(key, now_ns)
+            for key in self.systems:
+                self.systems_seen.touch(key, now_ns)
+
+    def evict_idle(self, before_ns: int) -> int:
+        """Forget actors and systems not seen since ``before_ns``; return how many."""
+        n = 0
+        for key in self.actors_seen.pop_idle(before_ns):
+            n += self.actors.pop(key, None) is not None
+        for key in self.systems_seen.pop_idle(before_ns):
+            n += self.systems.pop(key, None) is not None
+        self.evicted += n
+        return n
 
     # --- the event ----------------------------------------------------------------------------
 
@@ -307,6 +335,7 @@ class LeakageFamily:
         actor = self.actors.get((inst_id, actor_id))
         if actor is None:
             actor = self.actors[(inst_id, actor_id)] = _Actor(cfg, self.lcfg)
+        self.actors_seen.touch((inst_id, actor_id), t)
         frozen = t < actor.frozen_until
         moving = outbound or op in _MOVING_OPS
         lr = math.log1p(records)
@@ -855,6 +884,7 @@ class LeakageFamily:
         sysm = self.systems.get((inst_id, system_id))
         if sysm is None:
             sysm = self.systems[(inst_id, system_id)] = _System()
+        self.systems_seen.touch((inst_id, system_id), t)
         score = sysm.vol.score(lr, lb)
         thr = max(cfg.z_threshold, sysm.q)
         if sysm.vol.n >= cfg.warmup_events and score > thr:

@@ -15,6 +15,7 @@ from typing import Any
 from suptech.detector.logic.calendar import InstitutionContext
 from suptech.detector.logic.candidate import Candidate
 from suptech.detector.logic.config import EngineConfig
+from suptech.detector.logic.idle import LastSeen
 from suptech.detector.logic.metric_anomaly import MetricAnomaly
 from suptech.detector.logic.scores import Score, ScoreLog
 from suptech.v1 import findings_pb2, telemetry_pb2
@@ -61,9 +62,27 @@ class MetricsFamily:
         self.context = context or InstitutionContext(cfg.default_time_zone)
         # (institution, stream id) -> stream
         self.streams: dict[tuple[str, str], _Stream] = {}
+        self.seen: LastSeen[tuple[str, str]] = LastSeen()
+        self.evicted = 0
 
     def stats(self) -> dict[str, int]:
-        return {"metric_streams": len(self.streams)}
+        return {"metric_streams": len(self.streams), "metric_streams_evicted": self.evicted}
+
+    def upgrade(self, now_ns: int) -> None:
+        """Since snapshot version 7: when each stream was last seen (taken as ``now_ns``)."""
+        if not hasattr(self, "seen"):
+            self.seen = LastSeen()
+            self.evicted = 0
+            for key in self.streams:
+                self.seen.touch(key, now_ns)
+
+    def evict_idle(self, before_ns: int) -> int:
+        """Forget streams without a sample since ``before_ns``; return how many."""
+        n = 0
+        for key in self.seen.pop_idle(before_ns):
+            n += self.streams.pop(key, None) is not None
+        self.evicted += n
+        return n
 
     def process(self, env: telemetry_pb2.TelemetryEnvelope, t: int, emit: Emit) -> None:
         rep = env.metrics
@@ -101,6 +120,7 @@ class MetricsFamily:
         stream = self.streams.get((inst_id, sid))
         if stream is None:
             stream = self.streams[(inst_id, sid)] = _Stream(MetricAnomaly(), sample.unit)
+        self.seen.touch((inst_id, sid), t)
         if rest:
             if stream.rest is None:
                 stream.rest = MetricAnomaly()
