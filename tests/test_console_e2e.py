@@ -238,13 +238,22 @@ async def test_a_silence_made_in_the_page_marks_the_repeat_and_can_be_expired(
     service: AlertApp, console: str, browser: Any, kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     produce(kafka_bootstrap, topic_prefix, [finding(1, entity="noisy")])
+    # Silences made elsewhere (another supervisor, over gRPC) are listed too, within jurisdiction.
+    ch, other = stub(service)
+    for inst in ("bank-a", "bank-b"):
+        req = alerts_pb2.CreateSilenceRequest(
+            matchers=[alerts_pb2.Matcher(name="institution_id", value=inst)],
+            comment=f"maintenance at {inst}",
+        )
+        req.ends_at.FromDatetime(datetime.now(UTC) + timedelta(hours=2))
+        await other.CreateSilence(req, metadata=[("authorization", f"Bearer {OTHER}")])
+    await ch.close()
     page = await sign_in(browser, console, SUP, lang="en")
     await page.locator("#alerts tbody tr", has_text="noisy").locator("a").click()
     await page.fill("#silence-form input[name=comment]", "known batch job")
     await page.click("#silence")
     await page.wait_for_selector("#notice")
     assert "Silence created" in (await page.locator("#notice").text_content() or "")
-    await page.screenshot(path=str(SHOTS / "silences.png"), full_page=True)
     # A repeat from the same entity, after the silence: its alert is marked silenced, live.
     await page.goto(f"{console}/")
     await page.wait_for_function("document.getElementById('live-status').className === 'live'")
@@ -255,9 +264,21 @@ async def test_a_silence_made_in_the_page_marks_the_repeat_and_can_be_expired(
         .wait_for()
     )
     await page.goto(f"{console}/silences")
-    await page.click("button.expire")
+    listed = page.locator("#silences tbody tr")
+    assert await listed.count() == 2
+    theirs = listed.filter(has_text="maintenance at bank-a")
+    assert await theirs.locator(".creator").text_content() == "chen.jie"
+    assert await page.locator("#silences", has_text="bank-b").count() == 0
+    mine = listed.filter(has_text="known batch job")
+    assert "entity_id=noisy" in (await mine.text_content() or "")
+    assert await mine.locator(".creator").text_content() == "wang.fang"
+    await mine.locator("button.expire").click()
     await page.wait_for_selector("#notice:has-text('Silence expired')")
-    assert await page.locator("button.expire").count() == 0
+    # Still listed, as ended, with no expire button; the other supervisor's stays in force.
+    assert await mine.locator(".sstate").text_content() == "ended"
+    assert await mine.locator("button.expire").count() == 0
+    assert await theirs.locator("button.expire").count() == 1
+    await page.screenshot(path=str(SHOTS / "silences.png"), full_page=True)
 
 
 async def test_viewer_has_no_triage_and_a_forged_request_is_refused(
@@ -280,6 +301,17 @@ async def test_viewer_has_no_triage_and_a_forged_request_is_refused(
     )
     assert forged.status == 403
     assert audit(service, alert_id) == []
+    # The viewer reads the silences (why an alert is muted) but can neither expire nor make one.
+    ch, other = stub(service)
+    req = alerts_pb2.CreateSilenceRequest(
+        matchers=[alerts_pb2.Matcher(name="institution_id", value="bank-a")], comment="upgrade"
+    )
+    req.ends_at.FromDatetime(datetime.now(UTC) + timedelta(hours=2))
+    await other.CreateSilence(req, metadata=[("authorization", f"Bearer {OTHER}")])
+    await ch.close()
+    await page.goto(f"{console}/silences")
+    assert "upgrade" in (await page.locator("#silences tbody").text_content() or "")
+    assert await page.locator("button.expire, #silence-form").count() == 0
 
     # An institution's credential gets nothing, and an unknown token neither.
     other = await browser.new_page()

@@ -32,7 +32,6 @@ STATIC = Path(__file__).parent / "static"
 CLIENT: web.AppKey[AlertsClient] = web.AppKey("client", AlertsClient)
 SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions", Sessions)
 CONFIG: web.AppKey[ConsoleConfig] = web.AppKey("config", ConsoleConfig)
-SILENCES: web.AppKey[dict[str, alerts_pb2.Silence]] = web.AppKey("silences", dict)
 STREAMS: web.AppKey[set[Any]] = web.AppKey("streams")
 Handler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 HTTP_OF = {
@@ -294,12 +293,16 @@ async def resolve(request: web.Request, s: Session) -> web.Response:
 
 
 async def silences(request: web.Request, s: Session) -> web.Response:
-    # The API has no list of silences: the page shows those made through this console.
-    known = request.app[SILENCES]
+    # Every silence the service holds that can mute this supervisor's alerts, ended ones too:
+    # she must be able to see why an alert was muted last night.
+    got = await request.app[CLIENT].stub.ListSilences(
+        alerts_pb2.ListSilencesRequest(include_expired=True, page_size=200),
+        metadata=metadata(s.token),
+    )
     msg = request.query.get("done", "")
     v = _view(s)
     text = v.t("silence_created") if msg == "created" else v.t("silence_expired") if msg else ""
-    return _html(views.silences_page(v, list(known.values()), text))
+    return _html(views.silences_page(v, got.silences, text))
 
 
 async def create_silence(request: web.Request, s: Session) -> web.Response:
@@ -312,17 +315,15 @@ async def create_silence(request: web.Request, s: Session) -> web.Response:
     hours = views.parse_hours(str(form.get("hours", "0"))) or 1
     req = alerts_pb2.CreateSilenceRequest(matchers=matchers, comment=str(form.get("comment", "")))
     req.ends_at.FromDatetime(datetime.now(UTC) + timedelta(hours=hours))
-    got = await request.app[CLIENT].stub.CreateSilence(req, metadata=metadata(s.token))
-    request.app[SILENCES][got.silence.silence_id] = got.silence
+    await request.app[CLIENT].stub.CreateSilence(req, metadata=metadata(s.token))
     raise web.HTTPSeeOther("/silences?done=created")
 
 
 async def expire_silence(request: web.Request, s: Session) -> web.Response:
     sid = request.match_info["silence_id"]
-    got = await request.app[CLIENT].stub.ExpireSilence(
+    await request.app[CLIENT].stub.ExpireSilence(
         alerts_pb2.ExpireSilenceRequest(silence_id=sid), metadata=metadata(s.token)
     )
-    request.app[SILENCES][sid] = got.silence
     raise web.HTTPSeeOther("/silences?done=expired")
 
 
@@ -338,7 +339,6 @@ def build_app(cfg: ConsoleConfig, channel: grpc.aio.Channel | None = None) -> we
     app[CONFIG] = cfg
     app[CLIENT] = AlertsClient(channel or open_channel(cfg))
     app[SESSIONS] = Sessions(cfg.session_idle_s)
-    app[SILENCES] = {}
     app[STREAMS] = set()
     app.on_shutdown.append(_end_streams)
     app.router.add_get("/login", login_form)

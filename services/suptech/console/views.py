@@ -356,14 +356,22 @@ def silences_page(v: View, silences: Sequence[alerts_pb2.Silence], message: str 
                 f'<form method="post" action="/silences/{escape(s.silence_id)}/expire">'
                 f'{_csrf(v)}<button type="submit" class="expire">{v.t("expire")}</button></form>'
             )
-        state = v.t("expire") if s.expired else v.t("live")
+        state = v.t("ended") if s.expired else v.t("active")
         rows.append(
-            f'<tr id="silence-{escape(s.silence_id)}"><td><code>{escape(s.silence_id)}</code>'
-            f"</td><td>{m}</td><td>{escape(v.time(s.ends_at))}</td>"
-            f"<td>{escape(s.comment)}</td><td>{escape(s.created_by)}</td>"
+            f'<tr id="silence-{escape(s.silence_id)}" class="{"ended" if s.expired else "active"}">'
+            f"<td><code>{escape(s.silence_id[:12])}</code></td><td>{m}</td>"
+            f"<td>{escape(v.time(s.ends_at))}</td><td>{escape(s.comment)}</td>"
+            f'<td class="creator">{escape(s.created_by)}</td>'
+            f"<td>{escape(v.time(s.created_time))}</td>"
             f'<td class="sstate">{state}</td><td>{expire}</td></tr>'
         )
-    table = f'<table id="silences"><tbody>{"".join(rows)}</tbody></table>'
+    heads = ["silence", "matchers", "ends_at", "comment", "created_by", "created_time", "state"]
+    th = "".join(f'<th scope="col">{v.t(h)}</th>' for h in heads) + "<td></td>"
+    empty = f'<tr><td colspan="8">{v.t("no_silences")}</td></tr>'
+    table = (
+        f'<table id="silences"><thead><tr>{th}</tr></thead>'
+        f"<tbody>{''.join(rows) or empty}</tbody></table>"
+    )
     form = silence_form(v) if v.decide else ""
     return page(v, v.t("silences"), msg + table + form)
 
