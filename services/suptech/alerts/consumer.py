@@ -34,6 +34,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyErro
 
 from suptech.alerts import grouping
 from suptech.alerts.store import AlertStore
+from suptech.common.kafka import kafka_python_settings
 from suptech.common.topics import DEAD_LETTER, FINDINGS, topic_name
 from suptech.v1 import findings_pb2
 
@@ -151,9 +152,13 @@ class FindingsConsumer:
             session_timeout_ms=int(session_timeout_s * 1000),
             heartbeat_interval_ms=int(heartbeat_s * 1000),
             client_id=f"{group_id}-findings",
+            **kafka_python_settings(),
         )
         self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", client_id=f"{group_id}-deadletter"
+            bootstrap_servers=bootstrap,
+            acks="all",
+            client_id=f"{group_id}-deadletter",
+            **kafka_python_settings(),
         )
         self._wait_for_partitions(metadata_timeout_s)
         self._consumer.subscribe([self.topic])

@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from suptech.alerts.models import OUTBOX_FEEDBACK, OutboxRow
+from suptech.common.kafka import kafka_python_settings
 from suptech.common.topics import FEEDBACK, topic_name
 from suptech.v1 import alerts_pb2
 
@@ -67,6 +68,7 @@ class FeedbackDispatcher:
             client_id="suptech-alerts-feedback",
             # A send waiting for metadata (Kafka away) gives up within the same bound.
             max_block_ms=int(send_timeout_s * 1000),
+            **kafka_python_settings(),
         )
 
     def _claim(self, now: datetime) -> list[_Claimed]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from suptech.common.kafka import kafka_python_settings, load_replication
+
 __all__ = [
     "TopicSpec",
     "TOPICS",
@@ -114,20 +116,28 @@ def topic_name(spec: TopicSpec, prefix: str = "") -> str:
 def ensure_topics(
     bootstrap: str, prefix: str = "", specs: tuple[TopicSpec, ...] = TOPICS, timeout_s: float = 30
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the names created. Idempotent."""
+    """Create the topics that do not exist yet; return the names created. Idempotent.
+
+    Each gets the replication factor and ``min.insync.replicas`` of ``SUPTECH_KAFKA_*``
+    (:func:`suptech.common.kafka.load_replication`), read before anything connects."""
+    replication = load_replication()
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=int(timeout_s * 1000),
+        **kafka_python_settings(),
+    )
     try:
         existing = set(admin.list_topics())
         wanted = [
             NewTopic(
                 name=topic_name(s, prefix),
                 num_partitions=s.partitions,
-                replication_factor=1,
-                topic_configs=s.configs(),
+                replication_factor=replication.factor,
+                topic_configs={**s.configs(), "min.insync.replicas": str(replication.min_insync)},
             )
             for s in specs
             if topic_name(s, prefix) not in existing
@@ -156,7 +166,11 @@ def delete_topics_with_prefix(bootstrap: str, prefix: str, timeout_s: float = 30
         raise ValueError("refusing to delete topics without a prefix")
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=int(timeout_s * 1000),
+        **kafka_python_settings(),
+    )
     try:
         names = [t for t in admin.list_topics() if t.startswith(prefix)]
         if names:

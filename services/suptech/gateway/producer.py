@@ -35,6 +35,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.codec import has_lz4
 
 from suptech.common.bundles import PAYLOAD_KINDS, encode_bundle, topic_spec_for
+from suptech.common.kafka import load_kafka_security
 from suptech.common.topics import ensure_topics, topic_name
 from suptech.gateway.forward import (
     MAX_RECORD_BYTES,
@@ -183,6 +184,8 @@ class TelemetryProducer:
         self._pool = ThreadPoolExecutor(PUBLISH_THREADS, thread_name_prefix="suptech-kafka-publish")
         # Only the health monitor's thread uses it.
         self._admin: Any = None
+        # Validated now, so a wrong SUPTECH_KAFKA_* setting stops the gateway at start.
+        self._security = load_kafka_security()
 
     def _config(self) -> dict[str, Any]:
         timeout_ms = int(self._timeout_s * 1000)
@@ -203,6 +206,7 @@ class TelemetryProducer:
             "delivery_timeout_ms": timeout_ms,
             "request_timeout_ms": max(500, timeout_ms - LINGER_MS - 100),
             "reconnect_backoff_max_ms": 1000,
+            **self._security.kafka_python(),
         }
 
     # -- the shared producer ------------------------------------------------------------------
@@ -256,6 +260,7 @@ class TelemetryProducer:
                 client_id="suptech-gateway-config",
                 request_timeout_ms=int(self._timeout_s * 1000),
                 bootstrap_timeout_ms=int(self._timeout_s * 1000),
+                **self._security.kafka_python(),
             )
             try:
                 topics = sorted(set(self._topics.values()))
@@ -316,6 +321,7 @@ class TelemetryProducer:
                     request_timeout_ms=timeout_ms,
                     bootstrap_timeout_ms=timeout_ms,
                     reconnect_backoff_max_ms=1000,
+                    **self._security.kafka_python(),
                 )
             self._admin.describe_cluster()
         except Exception as e:

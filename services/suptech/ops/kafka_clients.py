@@ -7,6 +7,8 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import OffsetSpec
 
+from suptech.common.kafka import kafka_python_settings
+
 __all__ = ["open_admin", "open_reader", "open_producer", "log_offsets"]
 
 
@@ -16,6 +18,7 @@ def open_admin(bootstrap: str, timeout_s: float) -> Any:
         client_id="suptech-ops",
         request_timeout_ms=int(timeout_s * 1000),
         bootstrap_timeout_ms=int(timeout_s * 1000),
+        **kafka_python_settings(),
     )
 
 
@@ -28,6 +31,7 @@ def open_reader(bootstrap: str, timeout_s: float) -> Any:
         enable_auto_commit=False,
         request_timeout_ms=int(timeout_s * 1000),
         bootstrap_timeout_ms=int(timeout_s * 1000),
+        **kafka_python_settings(),
     )
 
 
@@ -38,6 +42,7 @@ def open_producer(bootstrap: str, timeout_s: float) -> Any:
         acks="all",
         request_timeout_ms=int(timeout_s * 1000),
         bootstrap_timeout_ms=int(timeout_s * 1000),
+        **kafka_python_settings(),
     )
 
 
