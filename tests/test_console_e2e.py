@@ -322,29 +322,55 @@ async def test_viewer_has_no_triage_and_a_forged_request_is_refused(
     assert other.url.endswith("/login")
 
 
-async def test_the_event_stream_resumes_after_its_last_id_with_no_gap_or_repeat(
+async def test_the_live_list_continues_from_the_rendered_page_and_resumes_after_its_last_id(
     service: AlertApp, console: str, browser: Any, kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     produce(kafka_bootstrap, topic_prefix, [finding(i, entity=f"e{i}") for i in range(1, 7)])
+    ch, other = stub(service)
+    everyone = [("authorization", f"Bearer {OTHER}")]
+    while (
+        len((await other.ListAlerts(alerts_pb2.ListAlertsRequest(), metadata=everyone)).alerts) < 6
+    ):
+        await asyncio.sleep(0.2)
+    await ch.close()
     page = await sign_in(browser, console, SUP)
-    await page.locator("#alerts tbody tr").nth(5).wait_for()
+    # The six are in the page as ListAlerts rendered it, and the stream starts after them.
+    assert await page.locator("#alerts tbody tr").count() == 6
+    cursor = await page.locator("#alerts").get_attribute("data-cursor") or ""
+    assert int(cursor) >= 6
+    await page.wait_for_function("document.getElementById('live-status').className === 'live'")
     cookies = {c["name"]: c["value"] for c in await page.context.cookies()}
 
-    async def ids(last: str | None, n: int) -> list[int]:
+    async def frames(query: str, last: str | None, n: int) -> list[tuple[int, str]]:
+        """(event id, entity) of the first ``n`` alert events of /events."""
         headers = {"Last-Event-ID": last} if last else {}
-        got: list[int] = []
+        got: list[tuple[int, str]] = []
+        event_id = 0
         async with aiohttp.ClientSession(cookies=cookies) as http:
-            async with http.get(f"{console}/events", headers=headers) as resp:
+            async with http.get(f"{console}/events{query}", headers=headers) as resp:
                 async for line in resp.content:
                     if line.startswith(b"id: "):
-                        got.append(int(line[4:]))
+                        event_id = int(line[4:])
+                    elif line.startswith(b"data: "):
+                        entity = re.search(r"actor:(e\d+)", json.loads(line[6:])["html"])
+                        got.append((event_id, entity.group(1) if entity else "?"))
                         if len(got) == n:
                             return got
         return got
 
-    first = await asyncio.wait_for(ids(None, 3), 30)
-    rest = await asyncio.wait_for(ids(str(first[-1]), 3), 30)
-    assert first + rest == sorted(set(first + rest)) and len(first + rest) == 6
+    # From the page's cursor: the next event is the next change, not a replay of the six.
+    first = asyncio.create_task(frames(f"?cursor={cursor}", None, 1))
+    produce(kafka_bootstrap, topic_prefix, [finding(7, entity="e7")])
+    [(seventh, entity)] = await asyncio.wait_for(first, 30)
+    assert entity == "e7" and seventh > int(cursor)
+    # Resumed after its last id (and Last-Event-ID wins over the page's cursor): no repeat, no gap.
+    produce(kafka_bootstrap, topic_prefix, [finding(8, entity="e8")])
+    resumed = await asyncio.wait_for(frames(f"?cursor={cursor}", str(seventh), 1), 30)
+    assert resumed[0][1] == "e8" and resumed[0][0] > seventh
+    # The page itself got both live, and only them.
+    await page.locator("#alerts tbody tr", has_text="actor:e8").wait_for()
+    assert await page.locator("#alerts tbody tr").count() == 8
+    assert await page.locator("#alerts tbody tr.fresh").count() == 2
 
 
 @pytest.mark.postgres

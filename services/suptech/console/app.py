@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import grpc
@@ -154,35 +155,46 @@ def _matches(a: alerts_pb2.Alert, flt: dict[str, Any]) -> bool:
     return True
 
 
-async def _list(client: AlertsClient, s: Session, flt: dict[str, Any], pages: int = 4) -> list[Any]:
+async def _list(
+    client: AlertsClient, s: Session, flt: dict[str, Any], pages: int = 4
+) -> tuple[list[Any], str]:
+    """The alerts matching ``flt`` and the stream cursor of the first page: every change up to
+    it is in the list, so the live stream continues from there."""
     req = _list_request(flt)
     out: list[alerts_pb2.Alert] = []
+    cursor = ""
     for _ in range(pages):
         resp = await client.stub.ListAlerts(req, metadata=metadata(s.token))
         out.extend(resp.alerts)
+        cursor = cursor or resp.stream_cursor
         if not resp.next_page_token:
             break
         req.page_token = resp.next_page_token
-    return out
+    return out, cursor
 
 
 async def alert_list(request: web.Request, s: Session) -> web.Response:
     flt = _filters(request.query)
-    alerts = await _list(request.app[CLIENT], s, flt)
-    return _html(views.list_page(_view(s), alerts, flt, request.query_string))
+    alerts, cursor = await _list(request.app[CLIENT], s, flt)
+    live = urlencode({k: v for k, v in request.query.items() if k != "cursor"})
+    return _html(views.list_page(_view(s), alerts, flt, live, cursor))
 
 
 async def overview(request: web.Request, s: Session) -> web.Response:
-    alerts = await _list(request.app[CLIENT], s, _filters({}), pages=20)
+    alerts, _ = await _list(request.app[CLIENT], s, _filters({}), pages=20)
     return _html(views.overview_page(_view(s), alerts))
 
 
 async def events(request: web.Request, s: Session) -> web.StreamResponse:
-    """Server-sent events from StreamAlerts. Each event's id is the service's cursor, so the
-    browser's automatic reconnect (Last-Event-ID) resumes with no gap and no duplicate; a first
-    connection replays from the start and the page keeps the newest version of each row."""
+    """Server-sent events from StreamAlerts. Each event's id is the service's cursor.
+
+    The list page passes ``cursor``, the head its ListAlerts read before the rows it rendered,
+    so the stream starts there and replays nothing older; the browser's automatic reconnect
+    sends ``Last-Event-ID``, which wins, so a resumed stream has no gap and no repeat. With
+    neither, the stream starts from now. A change made while the page was read may come once
+    more; the page keeps a row's highest version."""
     flt = _filters(request.query)
-    cursor = request.headers.get("Last-Event-ID") or request.query.get("cursor") or "0"
+    cursor = request.headers.get("Last-Event-ID") or request.query.get("cursor") or ""
     v = _view(s)
     call = request.app[CLIENT].stub.StreamAlerts(
         alerts_pb2.StreamAlertsRequest(cursor=cursor), metadata=metadata(s.token)

@@ -125,7 +125,11 @@ def _options(names: dict[int, tuple[str, str]], chosen: int, v: View, fmt: Any) 
 
 
 def list_page(
-    v: View, alerts: Sequence[alerts_pb2.Alert], flt: dict[str, Any], live_query: str
+    v: View,
+    alerts: Sequence[alerts_pb2.Alert],
+    flt: dict[str, Any],
+    live_query: str,
+    cursor: str = "",
 ) -> str:
     form = (
         '<form method="get" action="/" class="filters" id="filters">'
@@ -146,7 +150,8 @@ def list_page(
     th = "".join(f'<th scope="col">{v.t(h)}</th>' for h in heads)
     rows = "".join(alert_row(a, v) for a in alerts)
     table = (
-        f'<table id="alerts" data-live="{escape(live_query)}"><thead><tr>{th}</tr></thead>'
+        f'<table id="alerts" data-live="{escape(live_query)}" data-cursor="{escape(cursor)}">'
+        f"<thead><tr>{th}</tr></thead>"
         f"<tbody>{rows}</tbody></table>"
     )
     status = f'<p id="live-status" aria-live="polite" data-live="{v.t("live")}" '

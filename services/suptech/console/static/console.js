@@ -1,12 +1,15 @@
 // Live alert list: server-sent events carry each alert as a rendered row with its version.
-// The browser reconnects on its own with Last-Event-ID (the service's cursor): no gap, no repeat.
+// The stream starts at the cursor the rendered list was read at (data-cursor), so nothing older
+// is replayed; the browser reconnects on its own with Last-Event-ID: no gap, no repeat.
 (function () {
   "use strict";
   var table = document.getElementById("alerts");
   if (!table || !window.EventSource) { return; }
   var body = table.tBodies[0];
   var status = document.getElementById("live-status");
-  var source = new EventSource("/events?" + table.getAttribute("data-live"));
+  var live = table.getAttribute("data-live");
+  var source = new EventSource("/events?cursor=" +
+    encodeURIComponent(table.getAttribute("data-cursor") || "") + (live ? "&" + live : ""));
 
   function recount() {
     var counts = document.getElementById("counts");
