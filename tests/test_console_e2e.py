@@ -69,6 +69,26 @@ def finding(n: int, institution: str = "bank-a", entity: str = "actor-1") -> fin
     return f
 
 
+def sandbox_finding(institution: str, users: int, cap: int) -> findings_pb2.Finding:
+    """What the detector's sandbox.user_cap rule emits for an app past its approved user cap."""
+    f = findings_pb2.Finding(
+        finding_id=f"sbx-{institution}-{uuid.uuid4().hex[:6]}",
+        family=findings_pb2.FAMILY_SANDBOX,
+        institution_id=institution,
+        entity_kind="app",
+        entity_id=f"pay-{institution}",
+        rule_id="sandbox.user_cap",
+        score=users,
+        threshold=cap,
+        grade=findings_pb2.GRADE_MAJOR,
+        summary=f"App pay-{institution} has {users} users, cap {cap}",
+        contributions=[findings_pb2.Contribution(feature="user_cap", observed=users, baseline=cap)],
+        evidence_event_ids=[f"sbx-ev-{institution}"],
+    )
+    f.event_time.FromDatetime(T0)
+    return f
+
+
 def produce(bootstrap: str, prefix: str, findings: list[findings_pb2.Finding]) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     for f in findings:
@@ -284,8 +304,11 @@ async def test_a_silence_made_in_the_page_marks_the_repeat_and_can_be_expired(
 async def test_viewer_has_no_triage_and_a_forged_request_is_refused(
     service: AlertApp, console: str, browser: Any, kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    produce(kafka_bootstrap, topic_prefix, [finding(1)])
+    # One partition (one key): bank-b's is in the store once bank-a's later one is shown.
+    sandbox = [sandbox_finding("bank-b", 900, 500), sandbox_finding("bank-a", 1200, 1000)]
+    produce(kafka_bootstrap, topic_prefix, [finding(1), *sandbox])
     page = await sign_in(browser, console, VIEWER, lang="en", tz="America/New_York")
+    await page.locator("#alerts tbody tr", has_text="pay-bank-a").wait_for()
     assert "Supervisory alert console" in (await page.locator("h1").text_content() or "")
     row = page.locator("#alerts tbody tr", has_text="actor-1")
     await row.locator("a").click()
@@ -312,6 +335,14 @@ async def test_viewer_has_no_triage_and_a_forged_request_is_refused(
     await page.goto(f"{console}/silences")
     assert "upgrade" in (await page.locator("#silences tbody").text_content() or "")
     assert await page.locator("button.expire, #silence-form").count() == 0
+    # The overview names the sandbox app past its approved boundary, in jurisdiction only.
+    await page.goto(f"{console}/overview")
+    crossed = page.locator("#sandbox tbody tr[data-boundary='sandbox.user_cap']")
+    assert await crossed.count() == 1
+    text = await crossed.text_content() or ""
+    assert "pay-bank-a" in text and "user cap" in text and "1200 users, cap 1000" in text
+    assert await page.locator("main", has_text="bank-b").count() == 0
+    await page.screenshot(path=str(SHOTS / "overview.png"), full_page=True)
 
     # An institution's credential gets nothing, and an unknown token neither.
     other = await browser.new_page()

@@ -88,6 +88,26 @@ _LABELS: dict[str, tuple[str, str]] = {
     "ended": ("已失效", "ended"),
     "show_expired": ("显示已失效", "Show ended"),
     "no_silences": ("无静默规则", "No silences"),
+    "sandbox": ("创新试点:越界情况", "Sandbox tests: boundaries crossed"),
+    "sandbox_note": (
+        "来自试点类预警;登记的测试及其边界本身不经预警服务提供。",
+        "From the sandbox family's alerts; the register of tests and their approved "
+        "boundaries is not served by the alert service.",
+    ),
+    "app": ("应用", "App"),
+    "boundary": ("边界", "Boundary"),
+}
+
+# The sandbox family's rules (detector/logic/sandbox.py), each one approved boundary of a test.
+BOUNDARY_NAMES: dict[str, tuple[str, str]] = {
+    "sandbox.user_cap": ("用户数上限", "user cap"),
+    "sandbox.single_amount_cap": ("单笔金额上限", "single transaction cap"),
+    "sandbox.daily_amount_cap": ("每日金额上限", "daily amount cap"),
+    "sandbox.outside_period": ("测试期限", "test period"),
+    "sandbox.unapproved_feature": ("批准功能范围", "approved features"),
+    "sandbox.unregistered_test": ("未登记测试", "unregistered test"),
+    "sandbox.surge": ("交易量突增", "volume surge"),
+    "sandbox.count_surge": ("次数突增", "count surge"),
 }
 
 ACTION_NAMES: dict[str, tuple[str, str]] = {
@@ -157,3 +177,8 @@ def action(name: str, lang: str) -> str:
     """An audit action's label; an action this console does not know shows as written."""
     pair = ACTION_NAMES.get(name)
     return name if pair is None else _pick(pair, lang)
+
+
+def boundary(rule_id: str, lang: str) -> str:
+    pair = BOUNDARY_NAMES.get(rule_id)
+    return rule_id if pair is None else _pick(pair, lang)

@@ -15,7 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from suptech.console import i18n
 from suptech.console.chart import score_chart
-from suptech.v1 import alerts_pb2
+from suptech.v1 import alerts_pb2, findings_pb2
 
 __all__ = ["View", "alert_row", "alert_json"]
 
@@ -404,8 +404,35 @@ def overview_page(v: View, alerts: Sequence[alerts_pb2.Alert]) -> str:
         f'<h2>{v.t("by_institution")}</h2><table id="by-institution"><thead><tr><th></th>{th}'
         f"</tr></thead><tbody>{rows}</tbody></table>"
         f'<h2>{v.t("systemic")}</h2><ul id="systemic">{systemic or "<li>-</li>"}</ul>'
+        f"{sandbox_table(v, alerts)}"
     )
     return page(v, v.t("overview"), body)
+
+
+def sandbox_table(v: View, alerts: Sequence[alerts_pb2.Alert]) -> str:
+    """Sandbox apps that crossed an approved boundary: one row per app and boundary (the alert
+    service groups a sandbox alert by institution, app and rule), worst first."""
+    crossed = sorted(
+        (a for a in alerts if a.family == findings_pb2.FAMILY_SANDBOX),
+        key=lambda a: (a.state == alerts_pb2.ALERT_STATE_RESOLVED, -a.grade, a.institution_id),
+    )
+    heads = ["institution", "app", "boundary", "grade", "state", "summary", "last_seen"]
+    th = "".join(f'<th scope="col">{v.t(h)}</th>' for h in heads)
+    rows = "".join(
+        f'<tr data-boundary="{escape(a.detector_id)}"><td>{escape(a.institution_id)}</td>'
+        f"<td>{escape(a.entity_id)}</td>"
+        f'<td class="boundary">{escape(i18n.boundary(a.detector_id, v.lang))}</td>'
+        f"<td>{escape(i18n.grade(a.grade, v.lang))}</td>"
+        f"<td>{escape(i18n.state(a.state, v.lang))}</td>"
+        f'<td><a href="/alerts/{escape(a.alert_id)}">{escape(a.summary or a.alert_id)}</a></td>'
+        f"<td>{escape(v.time(a.last_seen, a.HasField('last_seen')))}</td></tr>"
+        for a in crossed
+    )
+    empty = f'<tr><td colspan="{len(heads)}">-</td></tr>'
+    return (
+        f'<h2>{v.t("sandbox")}</h2><p class="notice">{v.t("sandbox_note")}</p>'
+        f'<table id="sandbox"><thead><tr>{th}</tr></thead><tbody>{rows or empty}</tbody></table>'
+    )
 
 
 def error_page(v: View, status: int, message: str) -> str:
