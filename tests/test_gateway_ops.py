@@ -18,11 +18,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kafka import KafkaConsumer, TopicPartition
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
 from suptech.common.bundles import decode_bundle, topic_spec_for
 from suptech.common.topics import topic_name
+from suptech.gateway.metrics import GatewayMetrics
 from suptech.gateway.server import SERVICE_NAME, build_gateway
 from suptech.v1 import ingest_pb2_grpc
 
@@ -140,28 +140,25 @@ def records_of(kafka: str, topic: str, count: int) -> list[Any]:
         consumer.close()
 
 
-def counters(reader: InMemoryMetricReader) -> dict[tuple[str, tuple[Any, ...]], int]:
-    """(metric name, sorted attributes) -> value, for every point the gateway recorded."""
+def counters(registry: CollectorRegistry) -> dict[tuple[str, tuple[Any, ...]], int]:
+    """(sample name, sorted labels) -> value, for every counter sample the gateway recorded."""
     out: dict[tuple[str, tuple[Any, ...]], int] = {}
-    data = reader.get_metrics_data()
-    assert data is not None
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                for point in metric.data.data_points:
-                    attrs = tuple(sorted((point.attributes or {}).items()))
-                    out[(metric.name, attrs)] = int(point.value)
+    for family in registry.collect():
+        if family.type != "counter" or not family.name.startswith("suptech_"):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total") and sample.value:
+                out[(sample.name, tuple(sorted(sample.labels.items())))] = int(sample.value)
     return out
 
 
 async def test_records_carry_the_callers_trace_and_counters_add_up(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    reader = InMemoryMetricReader()
-    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+    metrics = GatewayMetrics(CollectorRegistry())
     tracer = TracerProvider().get_tracer("test")
     server, cleanup = build_gateway(
-        base_config(kafka_bootstrap, topic_prefix), telemetry=(tracer, meter)
+        base_config(kafka_bootstrap, topic_prefix), tracer=tracer, metrics=metrics
     )
     await server.start()
     try:
@@ -191,10 +188,13 @@ async def test_records_carry_the_callers_trace_and_counters_add_up(
     assert (version, trace_id) == ("00", CALLER_TRACE)
     assert span_id != "00f067aa0ba902b7"
 
-    assert counters(reader) == {
-        ("suptech.gateway.batches", (("outcome", "acked"),)): 2,
-        ("suptech.gateway.events_accepted", ()): 3,
-        ("suptech.gateway.events_rejected", (("reason", "INVALID_FORMAT"),)): 1,
+    assert counters(metrics.registry) == {
+        ("suptech_gateway_batches_total", (("outcome", "acked"),)): 2,
+        ("suptech_gateway_events_total", (("outcome", "accepted"), ("reason", ""))): 3,
+        (
+            "suptech_gateway_events_total",
+            (("outcome", "rejected"), ("reason", "INVALID_FORMAT")),
+        ): 1,
     }
 
 

@@ -8,13 +8,22 @@ import sys
 
 from suptech.alerts.app import build_alert_service
 from suptech.alerts.authz import TokensFileError
-from suptech.alerts.config import AlertsConfig, load_config
-from suptech.common.config import ConfigError
+from suptech.alerts.config import SETTINGS, AlertsConfig, load_config
+from suptech.common.config import ConfigError, exit_if_help
 from suptech.common.logging_setup import setup_logging
+from suptech.common.metrics import MetricsEndpoint
+
+USAGE = """usage: python -m suptech.alerts
+
+The regulator's alert service: stores the detector's findings as alerts (grouped, graded,
+escalated), serves them to supervisors over gRPC (suptech.v1.AlertService) and delivers
+webhooks. Runs until SIGTERM or SIGINT."""
 
 
 async def _serve(config: AlertsConfig) -> int:
     app = build_alert_service(config)
+    endpoint = MetricsEndpoint(app.metrics.registry, config.metrics_port)
+    endpoint.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -28,6 +37,7 @@ async def _serve(config: AlertsConfig) -> int:
     for task in waits:
         task.cancel()
     await app.stop()
+    endpoint.stop()
     if app.failure:
         print(f"alerts stopped: {app.failure}", file=sys.stderr, flush=True)
         return 1
@@ -35,6 +45,7 @@ async def _serve(config: AlertsConfig) -> int:
 
 
 def main() -> None:
+    exit_if_help(sys.argv[1:], USAGE, SETTINGS)
     setup_logging("alerts")
     try:
         config = load_config()

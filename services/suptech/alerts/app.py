@@ -15,6 +15,7 @@ from suptech.alerts import authz, escalation
 from suptech.alerts.config import AlertsConfig, check_authentication
 from suptech.alerts.consumer import FindingsConsumer
 from suptech.alerts.database import open_database
+from suptech.alerts.metrics import AlertsMetrics
 from suptech.alerts.outbox import FeedbackDispatcher
 from suptech.alerts.service import AlertServicer
 from suptech.alerts.store import AlertStore
@@ -54,6 +55,8 @@ class AlertApp:
         self.failed: asyncio.Event | None = None
         self.failure = ""
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Served by ``python -m suptech.alerts`` on SUPTECH_METRICS_PORT.
+        self.metrics = AlertsMetrics()
 
     async def start(self) -> None:
         cfg = self.config
@@ -84,6 +87,7 @@ class AlertApp:
                 cfg.bind_host(),
             )
         servicer = AlertServicer(self.store, stream_poll_s=cfg.stream_poll_s)
+        servicer.on_streamed = self.metrics.streamed
         tls = None
         if cfg.tls_cert:
             tls = ServerTLS.from_files(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca or None)
@@ -117,6 +121,8 @@ class AlertApp:
             retry_initial_s=cfg.db_retry_initial_s,
             retry_max_s=cfg.db_retry_max_s,
         )
+        self.consumer.on_stored = self.metrics.stored
+        self.metrics.consumer.stats = self.consumer.stats
         feedback = await asyncio.to_thread(
             FeedbackDispatcher,
             sessions,
@@ -181,7 +187,7 @@ class AlertApp:
                 try:
                     feedback.run_once()
                     if webhooks is not None:
-                        webhooks.run_once()
+                        self.metrics.dispatched(webhooks.run_once())
                     failures = 0
                 except Exception:  # a dispatcher failure must not stop the others
                     failures += 1
@@ -206,6 +212,7 @@ class AlertApp:
         esc = escalation.EscalationConfig.from_alerts_config(self.config)
         with self.sessions() as s, s.begin():
             escalation.escalate_due(s, self._clock(), esc)
+        self.metrics.refresh(self.sessions)
 
     def _run_ticker(self) -> None:
         while not self._stop.wait(self.config.tick_s):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from suptech.common.config import ConfigError, env_bool, env_float, env_int, env_str
+from suptech.common.config import ConfigError, Setting, env_bool, env_float, env_int, env_str
 
-__all__ = ["AlertsConfig", "LOOPBACK", "check_authentication", "load_config"]
+__all__ = ["AlertsConfig", "LOOPBACK", "SETTINGS", "check_authentication", "load_config"]
 
 LOOPBACK = "127.0.0.1"
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -68,6 +68,8 @@ class AlertsConfig:
     outbox_poll_s: float = 0.2
     # StreamAlerts is woken by this process's commits; it polls this often for other replicas'.
     stream_poll_s: float = 0.5
+    # Prometheus /metrics on every interface (0 = off).
+    metrics_port: int = 9466
 
     def bind_host(self) -> str:
         """The address the API binds: loopback only when nobody authenticates."""
@@ -87,6 +89,42 @@ class AlertsConfig:
     def deadline_s(self, grade: int) -> float:
         """Seconds allowed to acknowledge an alert of ``grade``; unknown grades get general's."""
         return self.deadlines_by_grade().get(grade, self.deadline_general_s)
+
+
+_D = AlertsConfig()
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("ALERTS_HOST", "", "API address (empty: all interfaces; loopback in insecure dev)"),
+    Setting("ALERTS_PORT", _D.port, "port of the gRPC AlertService"),
+    Setting("ALERTS_HEALTH_PORT", _D.health_port, "plain-text grpc.health.v1 port (TLS only)"),
+    Setting("ALERTS_TLS_CERT", "", "server certificate PEM (TLS on with the key)"),
+    Setting("ALERTS_TLS_KEY", "", "server private key PEM"),
+    Setting("ALERTS_TLS_CLIENT_CA", "", "CA PEM: mutual TLS only, CN looked up as cert:<CN>"),
+    Setting("ALERTS_DB_URL", _D.db_url, "SQLAlchemy URL (sqlite or postgresql+psycopg)"),
+    Setting("KAFKA_ADDR", _D.kafka_addr, "Kafka bootstrap address, host:port"),
+    Setting("SUPTECH_TOPIC_PREFIX", "", "prefix of every topic name"),
+    Setting("ALERTS_CONSUMER_GROUP", _D.consumer_group, "findings consumer group"),
+    Setting("ALERTS_CONSUMER_SESSION_TIMEOUT_S", _D.consumer_session_timeout_s, "its session, s"),
+    Setting("ALERTS_CONSUMER_HEARTBEAT_S", _D.consumer_heartbeat_s, "its heartbeat, s"),
+    Setting("ALERTS_CONSUMER_INSTANCE_ID", "", "static group membership id (a pod name)"),
+    Setting("ALERTS_DB_RETRY_INITIAL_S", _D.db_retry_initial_s, "first backoff, database down"),
+    Setting("ALERTS_DB_RETRY_MAX_S", _D.db_retry_max_s, "longest backoff, database down"),
+    Setting("ALERTS_TOKENS_FILE", "", "JSON {token: {name, role, jurisdictions, expires}}"),
+    Setting("ALERTS_INSECURE_DEV", "false", "no tokens: everyone admin, loopback only (dev)"),
+    Setting("ALERTS_TOKENS_RELOAD_S", _D.tokens_reload_s, "tokens file re-read every, s"),
+    Setting("ALERTS_GROUP_WINDOW_S", _D.group_window_s, "findings this close join one alert, s"),
+    Setting("ALERTS_AUTO_RESOLVE_S", _D.auto_resolve_s, "quiet alert resolves itself after, s"),
+    Setting("ALERTS_GROWTH_THRESHOLDS", "10,50,200", "finding counts raising a grade each"),
+    Setting("ALERTS_WEBHOOK_URLS", "", "comma-separated webhook receivers"),
+    Setting("ALERTS_WEBHOOK_SECRET", "", "HMAC secret signing webhooks (required with URLs)"),
+    Setting("ALERTS_DEADLINE_GENERAL_S", _D.deadline_general_s, "time to acknowledge, s"),
+    Setting("ALERTS_DEADLINE_SIGNIFICANT_S", _D.deadline_significant_s, "time to acknowledge, s"),
+    Setting("ALERTS_DEADLINE_MAJOR_S", _D.deadline_major_s, "time to acknowledge, s"),
+    Setting("ALERTS_DEADLINE_CRITICAL_S", _D.deadline_critical_s, "time to acknowledge, s"),
+    Setting("ALERTS_TICK_S", _D.tick_s, "escalation / auto-resolve / gauges period, s"),
+    Setting("ALERTS_STREAM_POLL_S", _D.stream_poll_s, "StreamAlerts poll for other replicas, s"),
+    Setting("SUPTECH_METRICS_PORT", _D.metrics_port, "Prometheus /metrics port (0 = off)"),
+)
 
 
 def _csv(raw: str) -> tuple[str, ...]:
@@ -156,6 +194,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> AlertsConfig:
         deadline_critical_s=env_float("ALERTS_DEADLINE_CRITICAL_S", d.deadline_critical_s, environ),
         tick_s=env_float("ALERTS_TICK_S", d.tick_s, environ),
         stream_poll_s=env_float("ALERTS_STREAM_POLL_S", d.stream_poll_s, environ),
+        metrics_port=env_int("SUPTECH_METRICS_PORT", d.metrics_port, environ),
     )
     if not 0 < cfg.consumer_heartbeat_s < cfg.consumer_session_timeout_s:
         raise ConfigError(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +113,9 @@ def decode_finding(value: bytes | None) -> tuple[findings_pb2.Finding | None, st
 
 class FindingsConsumer:
     """One member of the alert service's consumer group on findings.v1."""
+
+    # Called with each poll's records once they are stored (the service's latency metric).
+    on_stored: Callable[[Sequence[Any]], None] | None = None
 
     def __init__(
         self,
@@ -207,6 +210,8 @@ class FindingsConsumer:
         # waiting for the broker's answer takes its round trip off every alert's latency.
         self._consumer.commit_async(offsets=offsets, callback=_log_commit_failure)
         self.stats.records += len(records)
+        if self.on_stored is not None:
+            self.on_stored(records)
         return len(records)
 
     def _stored_offset(self, topic: str, partition: int) -> int:

@@ -8,6 +8,7 @@ who acted in the audit log. Store calls are blocking and run in worker threads.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC
 from typing import Any, NoReturn, TypeVar
@@ -64,6 +65,9 @@ async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, msg: 
 
 
 class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
+    # Called with each alert change sent on a stream and the time the stream opened (metrics).
+    on_streamed: Callable[[alerts_pb2.Alert, float], None] | None = None
+
     def __init__(self, store: AlertStore, *, stream_poll_s: float = 0.5) -> None:
         self._store = store
         self._poll_s = stream_poll_s
@@ -151,6 +155,7 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
             )
         principal = _principal()
         scope = _scope(principal)
+        opened_at = time.time()
         ready = self._store.changes.subscribe()
         try:
             while True:
@@ -172,11 +177,14 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
                     self._store.events_after, cursor, 500, scope
                 )
                 for event_id, kind, snapshot in events:
+                    alert = alerts_pb2.Alert.FromString(snapshot)
                     yield alerts_pb2.AlertEvent(
                         cursor=str(event_id),
                         kind=kind,  # type: ignore[arg-type]
-                        alert=alerts_pb2.Alert.FromString(snapshot),
+                        alert=alert,
                     )
+                    if self.on_streamed is not None:
+                        self.on_streamed(alert, opened_at)
                 if reached == cursor:
                     # Woken by this process's writers; the timeout catches other replicas' events.
                     try:

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["ConsoleConfig", "load_config"]
+from suptech.common.config import Setting
+
+__all__ = ["ConsoleConfig", "SETTINGS", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,24 @@ class ConsoleConfig:
     language: str = "zh"
     # A signed-in session ends after this much inactivity.
     session_idle_s: float = 8 * 3600
+    # Prometheus /metrics (process metrics) on every interface (SUPTECH_METRICS_PORT, 0 = off).
+    metrics_port: int = 9467
+
+
+_D = ConsoleConfig()
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("CONSOLE_HOST", _D.host, "address the web console binds (put TLS in front)"),
+    Setting("CONSOLE_PORT", _D.port, "its HTTP port"),
+    Setting("ALERTS_ADDR", _D.alerts_addr, "the alert service's gRPC address"),
+    Setting("CONSOLE_ALERTS_CA", "", "CA PEM of the alert service (TLS on)"),
+    Setting("CONSOLE_ALERTS_CLIENT_CERT", "", "the console's client certificate (mTLS)"),
+    Setting("CONSOLE_ALERTS_CLIENT_KEY", "", "its private key"),
+    Setting("CONSOLE_ALERTS_SERVER_NAME", "", "name to check in the service's certificate"),
+    Setting("CONSOLE_TZ", _D.time_zone, "default time zone of times shown"),
+    Setting("CONSOLE_LANG", _D.language, "default label language, zh or en"),
+    Setting("SUPTECH_METRICS_PORT", _D.metrics_port, "Prometheus /metrics port (0 = off)"),
+)
 
 
 def load_config(env: Mapping[str, str] | None = None) -> ConsoleConfig:
@@ -45,6 +65,10 @@ def load_config(env: Mapping[str, str] | None = None) -> ConsoleConfig:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, IsADirectoryError):
         raise ValueError(f"CONSOLE_TZ: unknown time zone {tz!r}") from None
+    try:
+        metrics_port = int(env.get("SUPTECH_METRICS_PORT", d.metrics_port))
+    except ValueError:
+        raise ValueError("SUPTECH_METRICS_PORT must be an integer") from None
     lang = env.get("CONSOLE_LANG", d.language)
     if lang not in ("zh", "en"):
         raise ValueError("CONSOLE_LANG must be zh or en")
@@ -58,4 +82,5 @@ def load_config(env: Mapping[str, str] | None = None) -> ConsoleConfig:
         alerts_server_name=env.get("CONSOLE_ALERTS_SERVER_NAME", ""),
         time_zone=tz,
         language=lang,
+        metrics_port=metrics_port,
     )

@@ -6,15 +6,25 @@ import sys
 
 __all__ = ["main"]
 
+USAGE = """usage: python -m suptech.detector [worker]
+
+The streaming detector: a faust worker reading the telemetry topics, scoring every event and
+publishing findings; its state is checkpointed to its state directory and to Kafka."""
+
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    from suptech.common.config import exit_if_help
+    from suptech.detector.config import SETTINGS
+
+    exit_if_help(args, USAGE, SETTINGS)
     if args not in ([], ["worker"]):
-        print("usage: python -m suptech.detector [worker]", file=sys.stderr)
+        print(USAGE.splitlines()[0], file=sys.stderr)
         return 2
 
     from suptech.common.config import ConfigError
     from suptech.common.logging_setup import setup_logging
+    from suptech.common.metrics import MetricsEndpoint
     from suptech.common.topics import ensure_topics
     from suptech.detector.app import build_app, build_worker, preload_registry
     from suptech.detector.config import DetectorConfig
@@ -28,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_topics(config.kafka_addr, config.topic_prefix)
     detector = build_app(config)
     preload_registry(detector)
+    MetricsEndpoint(detector.metrics.registry, config.metrics_port).start()
     worker = build_worker(detector)
     worker.execute_from_commandline()
     return 0

@@ -27,6 +27,7 @@ from typing import Any, cast
 import faust
 from opentelemetry import trace
 
+from suptech.common.logging_setup import faust_logging
 from suptech.common.otel import extract_context, inject_headers, setup_telemetry
 from suptech.common.topics import (
     DEAD_LETTER,
@@ -48,6 +49,7 @@ from suptech.detector.commits import CommitGuard
 from suptech.detector.config import DetectorConfig
 from suptech.detector.health import HealthPort
 from suptech.detector.logic import EngineConfig
+from suptech.detector.metrics import DetectorMetrics
 from suptech.detector.processing import DeadLetter, DetectorCore, Outcome
 from suptech.detector.state_key import load_state_key
 from suptech.v1 import findings_pb2
@@ -78,6 +80,7 @@ class Detector:
     tracer: trace.Tracer
     commits: CommitGuard = field(default_factory=CommitGuard)
     _last_progress: dict[str, int] = field(default_factory=dict)
+    metrics: DetectorMetrics = field(default_factory=DetectorMetrics)
 
     async def publish(self, outcome: Outcome) -> None:
         await self._publish(outcome.findings, outcome.dead_letters, outcome.scores)
@@ -96,6 +99,7 @@ class Detector:
                 )
             )
         for finding in findings:
+            self.metrics.published(finding)
             futures.append(
                 await self.findings_topic.send(
                     key=finding.institution_id.encode(),
@@ -114,6 +118,7 @@ class Detector:
                 dead.source_partition,
                 dead.source_offset,
             )
+            self.metrics.dead_letters.labels(dead.reason).inc()
             futures.append(
                 await self.dead_letter_topic.send(
                     key=dead.key, value=dead.value, headers=dead.headers(), force=True
@@ -170,6 +175,7 @@ class Detector:
     def _written(self, data: bytes, checkpoint: Checkpoint, checkpoint_id: str) -> None:
         self.commits.durable(checkpoint.offsets)
         log.info(
+        self.metrics.checkpoint_bytes.set(len(data))
             "checkpoint written: %d bytes to %s and Kafka %s as %s, stats=%s",
             len(data),
             self.store.path,
@@ -207,6 +213,7 @@ class Detector:
                 log.info("detector progress %s", json.dumps(progress, sort_keys=True))
             if self.core.checkpoint_due():
                 await self.checkpoint()
+            self.metrics.refresh(self.core.engine.stats(), self.core.watermark_ns(lagging=lagging))
 
     async def _lagging_partitions(self) -> frozenset[tuple[str, int]]:
         """Telemetry partitions with records not yet read, by their end offsets on the broker.
@@ -226,6 +233,9 @@ class Detector:
         offsets = self.core.offsets
         return frozenset(
             (tp.topic, tp.partition)
+        for tp in tps:
+            done = offsets.get((tp.topic, tp.partition), 0)
+            self.metrics.lag(tp.topic, tp.partition, ends.get(tp, 0) - done)
             for tp in tps
             if ends.get(tp, 0) > offsets.get((tp.topic, tp.partition), 0)
         )
@@ -244,6 +254,7 @@ class Detector:
                 return
             if self.core.checkpoint_due():
                 await self.checkpoint()
+            self.metrics.events.inc(outcome.events)
 
     async def _fail(self, exc: BaseException) -> None:
         # The engine now holds a record whose outputs may be lost: it must never be checkpointed.
@@ -441,4 +452,5 @@ def build_worker(detector: Detector) -> faust.Worker:
             await health.begin_shutdown()
             await super().on_stop()
 
-    return DetectorWorker(detector.app, loglevel="INFO", redirect_stdouts=False)
+    # Our root handler (SUPTECH_LOG_FORMAT) for faust's lines too, not faust's coloured one.
+    return DetectorWorker(detector.app, redirect_stdouts=False, **faust_logging())

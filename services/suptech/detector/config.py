@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from suptech.common.config import ConfigError, env_bool, env_float, env_int, env_str
+from suptech.common.config import ConfigError, Setting, env_bool, env_float, env_int, env_str
 
-__all__ = ["DetectorConfig"]
+__all__ = ["DetectorConfig", "SETTINGS"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ class DetectorConfig:
     # The key that seals checkpoints (DETECTOR_STATE_KEY_FILE, at least 32 bytes; a Secret in
     # the chart). Unset: one is made in the state directory on first start.
     state_key_file: Path | None = None
+    # Prometheus /metrics on every interface (SUPTECH_METRICS_PORT, 0 = off).
+    metrics_port: int = 9465
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DetectorConfig:
@@ -70,6 +72,7 @@ class DetectorConfig:
             health_port=env_int("DETECTOR_HEALTH_PORT", d.health_port, environ),
             publish_scores=env_bool("DETECTOR_PUBLISH_SCORES", d.publish_scores, environ),
             state_key_file=_optional_path(env_str("DETECTOR_STATE_KEY_FILE", "", environ)),
+            metrics_port=env_int("SUPTECH_METRICS_PORT", d.metrics_port, environ),
         )
         cfg.validate()
         return cfg
@@ -90,6 +93,8 @@ class DetectorConfig:
             raise ConfigError("DETECTOR_SESSION_TIMEOUT_S must be at least 6")
         if not 0 <= self.web_port < 65536:
             raise ConfigError(f"DETECTOR_WEB_PORT out of range: {self.web_port}")
+        if not 0 <= self.metrics_port < 65536:
+            raise ConfigError(f"SUPTECH_METRICS_PORT out of range: {self.metrics_port}")
         if not 0 <= self.health_port < 65536:
             raise ConfigError(f"DETECTOR_HEALTH_PORT out of range: {self.health_port}")
 
@@ -100,6 +105,32 @@ class DetectorConfig:
     @property
     def state_key_path(self) -> Path:
         return self.state_key_file or self.state_dir / "state.key"
+
+
+_D = DetectorConfig()
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("KAFKA_ADDR", _D.kafka_addr, "Kafka bootstrap address, host:port"),
+    Setting("SUPTECH_TOPIC_PREFIX", "", "prefix of every topic name"),
+    Setting("DETECTOR_APP_ID", _D.app_id, "faust app id = Kafka consumer group"),
+    Setting("DETECTOR_STATE_DIR", _D.state_dir, "where the engine checkpoint is kept"),
+    Setting("DETECTOR_CHECKPOINT_INTERVAL_S", _D.checkpoint_interval_s, "checkpoint every, s"),
+    Setting("DETECTOR_CHECKPOINT_EVENTS", _D.checkpoint_events, "... or after this many events"),
+    Setting(
+        "DETECTOR_WATERMARK_INTERVAL_S", _D.watermark_interval_s, "event-time watermark tick, s"
+    ),
+    Setting(
+        "DETECTOR_PARTITION_IDLE_S", _D.partition_idle_s, "quiet partition stops holding it, s"
+    ),
+    Setting("DETECTOR_WEB_ENABLED", "false", "faust's own web server"),
+    Setting("DETECTOR_WEB_PORT", _D.web_port, "its port"),
+    Setting("DETECTOR_SESSION_TIMEOUT_S", _D.session_timeout_s, "Kafka group session timeout, s"),
+    Setting("DETECTOR_HEALTH_HOST", _D.health_host, "address of grpc.health.v1"),
+    Setting("DETECTOR_HEALTH_PORT", _D.health_port, "port of grpc.health.v1 (0 = ephemeral)"),
+    Setting("DETECTOR_PUBLISH_SCORES", "true", "publish every anomaly score to scores.v1"),
+    Setting("DETECTOR_STATE_KEY_FILE", "", "key sealing checkpoints (unset: made in state dir)"),
+    Setting("SUPTECH_METRICS_PORT", _D.metrics_port, "Prometheus /metrics port (0 = off)"),
+)
 
 
 def _optional_path(raw: str) -> Path | None:

@@ -9,12 +9,18 @@ import signal
 import sys
 import threading
 
-from suptech.common.config import ConfigError
+from suptech.common.config import ConfigError, exit_if_help
 from suptech.common.logging_setup import setup_logging
-from suptech.gateway.config import GatewayConfig, load_config
+from suptech.common.metrics import MetricsEndpoint
+from suptech.gateway.config import SETTINGS, GatewayConfig, load_config
 from suptech.gateway.server import GatewayServer, build_gateway
 
 log = logging.getLogger("suptech.gateway")
+
+USAGE = """usage: python -m suptech.gateway  (or suptech-gateway)
+
+The ingest gateway: authenticates institutions' SDKs, validates their telemetry batches, writes
+them to Kafka and acknowledges each batch once Kafka has it. Runs until SIGTERM, then drains."""
 
 # Container allocations between young collections (CPython's default is 700).
 GC_GEN0_THRESHOLD = 20_000
@@ -22,6 +28,8 @@ GC_GEN0_THRESHOLD = 20_000
 
 async def serve(config: GatewayConfig) -> None:
     server, cleanup = build_gateway(config)
+    endpoint = MetricsEndpoint(server.servicer.metrics.registry, config.metrics_port)
+    endpoint.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -36,6 +44,7 @@ async def serve(config: GatewayConfig) -> None:
     log.info("signal received: draining in-flight batches (grace %.0fs)", config.grace_s)
     await server.stop(config.grace_s)
     await cleanup()
+    endpoint.stop()
     log.info("gateway stopped")
 
 
@@ -68,6 +77,7 @@ def tune_gc() -> None:
 
 
 def main() -> None:
+    exit_if_help(sys.argv[1:], USAGE, SETTINGS)
     setup_logging("gateway")
     try:
         config = load_config()

@@ -6,10 +6,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from suptech.common.config import ConfigError, env_float, env_int, env_str
+from suptech.common.config import ConfigError, Setting, env_float, env_int, env_str
 from suptech.gateway.forward import MAX_EVENT_BYTES_CEILING
 
-__all__ = ["GatewayConfig", "load_config", "load_tokens"]
+__all__ = ["GatewayConfig", "SETTINGS", "load_config", "load_tokens"]
 
 # Shorter tokens are guessable; the generator (python -m suptech.gateway.tokens) makes 43 chars.
 MIN_TOKEN_CHARS = 16
@@ -40,6 +40,8 @@ class GatewayConfig:
     max_age_s: float = 30 * 24 * 3600.0
     produce_timeout_s: float = 10.0
     grace_s: float = 10.0
+    # Prometheus /metrics on every interface (0 = off).
+    metrics_port: int = 9464
 
     def __post_init__(self) -> None:
         if not self.tokens and not self.tls_client_ca:
@@ -64,10 +66,35 @@ class GatewayConfig:
             ("GATEWAY_MAX_AGE_S", self.max_age_s > 0),
             ("GATEWAY_PRODUCE_TIMEOUT_S", self.produce_timeout_s >= 1),
             ("GATEWAY_GRACE_S", self.grace_s >= 0),
+            ("SUPTECH_METRICS_PORT", 0 <= self.metrics_port <= 65535),
         )
         for name, ok in checks:
             if not ok:
                 raise ConfigError(f"environment variable {name} is out of range")
+
+
+_D = GatewayConfig(tokens={"-": "-"})
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("GATEWAY_HOST", _D.host, "address the gRPC ingest API binds"),
+    Setting("GATEWAY_PORT", _D.port, "port of the gRPC ingest API"),
+    Setting("GATEWAY_HEALTH_PORT", _D.health_port, "plain-text grpc.health.v1 port (TLS only)"),
+    Setting("KAFKA_ADDR", _D.kafka_addr, "Kafka bootstrap address, host:port"),
+    Setting("SUPTECH_TOPIC_PREFIX", "", "prefix of every topic name"),
+    Setting("GATEWAY_TOKENS_FILE", "", 'JSON {"<token>": "<institution_id>"}'),
+    Setting("GATEWAY_TLS_CERT", "", "server certificate PEM (TLS on with the key)"),
+    Setting("GATEWAY_TLS_KEY", "", "server private key PEM"),
+    Setting("GATEWAY_TLS_CLIENT_CA", "", "CA PEM: callers must present a certificate (mTLS)"),
+    Setting("GATEWAY_RATE_LIMIT_EPS", _D.rate_limit_eps, "events/s allowed per institution"),
+    Setting("GATEWAY_RATE_LIMIT_BURST", "= EPS", "token-bucket size per institution, events"),
+    Setting("GATEWAY_MAX_BATCH_EVENTS", _D.max_batch_events, "most events in one batch"),
+    Setting("GATEWAY_MAX_EVENT_BYTES", _D.max_event_bytes, "largest serialised event, bytes"),
+    Setting("GATEWAY_MAX_SKEW_S", _D.max_skew_s, "how far in the future an event may be, s"),
+    Setting("GATEWAY_MAX_AGE_S", _D.max_age_s, "how old an event may be, s"),
+    Setting("GATEWAY_PRODUCE_TIMEOUT_S", _D.produce_timeout_s, "wait for Kafka's ack, s"),
+    Setting("GATEWAY_GRACE_S", _D.grace_s, "drain time for in-flight batches at SIGTERM, s"),
+    Setting("SUPTECH_METRICS_PORT", _D.metrics_port, "Prometheus /metrics port (0 = off)"),
+)
 
 
 def load_tokens(path: str) -> dict[str, str]:
@@ -118,4 +145,5 @@ def load_config(environ: Mapping[str, str] | None = None) -> GatewayConfig:
         max_age_s=env_float("GATEWAY_MAX_AGE_S", 30 * 24 * 3600.0, environ),
         produce_timeout_s=env_float("GATEWAY_PRODUCE_TIMEOUT_S", 10.0, environ),
         grace_s=env_float("GATEWAY_GRACE_S", 10.0, environ),
+        metrics_port=env_int("SUPTECH_METRICS_PORT", 9464, environ),
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagate import extract
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
@@ -20,6 +20,7 @@ from suptech.common.otel import inject_headers, setup_telemetry
 from suptech.gateway.auth import Authenticator
 from suptech.gateway.config import GatewayConfig
 from suptech.gateway.forward import ReceivedBatch, parse_batch, sizes_then_clean
+from suptech.gateway.metrics import GatewayMetrics
 from suptech.gateway.producer import ProduceError, Refused, TelemetryProducer
 from suptech.gateway.ratelimit import RateLimiter
 from suptech.gateway.validation import MAX_ID_CHARS, Limits, validate_batch
@@ -49,6 +50,8 @@ class _Started:
     refused: dict[str, int]
     # The batch's events (``TelemetryBatch.events``), to place such an event in the ack.
     events: Any
+    # time.perf_counter() when the batch was received (the ingest latency's start).
+    received_at: float = 0.0
 
 
 @dataclass
@@ -98,21 +101,10 @@ class IngestServicer:
         limits: Limits,
         max_batch_events: int,
         tracer: trace.Tracer,
-        meter: metrics.Meter,
+        metrics: GatewayMetrics,
     ) -> None:
         self._tracer = tracer
-        # Counted once per batch, never per event: the hot path stays free of instrumentation.
-        self._events_accepted = meter.create_counter(
-            "suptech.gateway.events_accepted", unit="{event}", description="events written"
-        )
-        self._events_rejected = meter.create_counter(
-            "suptech.gateway.events_rejected",
-            unit="{event}",
-            description="events refused, by reason",
-        )
-        self._batches = meter.create_counter(
-            "suptech.gateway.batches", unit="{batch}", description="batches, by outcome"
-        )
+        self.metrics = metrics
         self._auth = authenticator
         self._limiter = limiter
         self._producer = producer
@@ -163,7 +155,7 @@ class IngestServicer:
                         return
                     refusal = self._refuse(institution, received.batch)
                     if refusal is not None:
-                        self._batches.add(1, {"outcome": refusal.code.name.lower()})
+                        self.metrics.batch(refusal.code.name.lower())
                         queue.put_nowait(refusal)
                         return
                     await slots.acquire()
@@ -194,7 +186,7 @@ class IngestServicer:
                         self._refuse_late(item, late)
                 except ProduceError as e:
                     log.warning("batch %s of %s not written: %s", item.ack.batch_id, institution, e)
-                    self._batches.add(1, {"outcome": "kafka_unavailable"})
+                    self.metrics.batch("kafka_unavailable")
                     item.span.set_status(Status(StatusCode.ERROR, "Kafka unavailable"))
                     await context.abort(grpc.StatusCode.UNAVAILABLE, f"Kafka unavailable: {e}")
                 finally:
@@ -225,7 +217,7 @@ class IngestServicer:
             size,
             error,
         )
-        self._batches.add(1, {"outcome": "invalid_argument"})
+        self.metrics.batch("invalid_argument")
         return _Refusal(
             grpc.StatusCode.INVALID_ARGUMENT,
             f"request is not a valid suptech.v1.TelemetryBatch: {error}",
@@ -286,6 +278,7 @@ class IngestServicer:
 
     def _start(self, institution: str, received: ReceivedBatch, parent: Context) -> _Started:
         """Validate the batch and start writing its accepted events."""
+        received_at = time.perf_counter()
         batch = received.batch
         batch_id = batch.batch_id
         span = self._tracer.start_span(
@@ -318,13 +311,21 @@ class IngestServicer:
                 institution, batch_id, verdict.accepted, headers, batch if whole else None
             )
         )
-        return _Started(ack, written, span, refused, events)
+        written.add_done_callback(self._produced(time.perf_counter()))
+        return _Started(ack, written, span, refused, events, received_at)
+
+    def _produced(self, sent_at: float) -> Callable[[asyncio.Future[list[Refused]]], None]:
+        """Observes the Kafka produce latency of a batch that Kafka confirmed."""
+
+        def observe(written: asyncio.Future[list[Refused]]) -> None:
+            if not written.cancelled() and written.exception() is None:
+                self.metrics.produce_seconds.observe(time.perf_counter() - sent_at)
+
+        return observe
 
     def _count(self, item: _Started) -> None:
-        self._batches.add(1, {"outcome": "acked"})
-        self._events_accepted.add(item.ack.accepted)
-        for reason, n in item.refused.items():
-            self._events_rejected.add(n, {"reason": reason})
+        ingest_s = time.perf_counter() - item.received_at
+        self.metrics.acked(item.ack.accepted, item.refused, ingest_s)
 
     def _done(self) -> None:
         self._in_flight -= 1
@@ -356,6 +357,8 @@ class GatewayServer(GrpcServer):
         self._kafka_ping = kafka_ping
         self._kafka_grace_s = kafka_grace_s
         self._monitor: asyncio.Task[None] | None = None
+        # While Kafka is away: one line of our own per interval, not one per ping.
+        self._kafka_down_log = ThrottledLog(log)
 
     @property
     def health_port(self) -> int | None:
@@ -384,6 +387,12 @@ class GatewayServer(GrpcServer):
                 down_since = None
             elif down_since is None:
                 down_since = now
+            if down_since is not None:
+                self._kafka_down_log.warning(
+                    "kafka",
+                    "Kafka does not answer (for %.0fs): batches fail with UNAVAILABLE; retrying",
+                    now - down_since,
+                )
             want = down_since is None or now - down_since <= self._kafka_grace_s
             if want != serving:
                 serving = want
@@ -425,13 +434,16 @@ def register_ingest(servicer: IngestServicer, server: grpc.aio.Server) -> None:
 
 
 def build_gateway(
-    config: GatewayConfig, telemetry: tuple[trace.Tracer, metrics.Meter] | None = None
+    config: GatewayConfig,
+    tracer: trace.Tracer | None = None,
+    metrics: GatewayMetrics | None = None,
 ) -> tuple[GatewayServer, Callable[[], Awaitable[None]]]:
     """The gateway's server (not started) and the cleanup that closes its Kafka producer.
 
-    ``telemetry`` defaults to the process's OpenTelemetry providers (installed once).
+    ``tracer`` defaults to the process's OpenTelemetry provider (installed once); ``metrics``
+    to a registry of this gateway's own (``server.servicer.metrics``).
     """
-    tracer, meter = telemetry if telemetry is not None else setup_telemetry("gateway")
+    tracer = tracer if tracer is not None else setup_telemetry("gateway")[0]
     producer = TelemetryProducer(config.kafka_addr, config.topic_prefix, config.produce_timeout_s)
     servicer = IngestServicer(
         Authenticator(config.tokens),
@@ -444,7 +456,7 @@ def build_gateway(
         ),
         config.max_batch_events,
         tracer,
-        meter,
+        metrics if metrics is not None else GatewayMetrics(),
     )
     tls = None
     health_server = None

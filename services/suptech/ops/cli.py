@@ -13,8 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from suptech.common.config import ConfigError
-from suptech.ops.config import OpsConfig, load_config
+from suptech.common.config import ConfigError, settings_help
+from suptech.ops.config import SETTINGS, OpsConfig, load_config
 
 if TYPE_CHECKING:
     from suptech.ops.deadletters import DeadLetterRecord
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="suptech-ops",
         description="Health, lag, topics and dead letters of a running suptech "
         "(KAFKA_ADDR, SUPTECH_TOPIC_PREFIX). Exit 0 ok, 1 unhealthy, 2 usage, 3 check failed.",
+        epilog=settings_help(SETTINGS, common=False),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
 

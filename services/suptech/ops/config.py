@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from suptech.common.config import env_float, env_str
+from suptech.common.config import Setting, env_float, env_str
 
-__all__ = ["OpsConfig", "load_config"]
+__all__ = ["OpsConfig", "SETTINGS", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,17 @@ class OpsConfig:
 
     def suptech_groups(self) -> tuple[str, ...]:
         return (self.detector_group, self.alerts_group)
+
+
+_D = OpsConfig()
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("KAFKA_ADDR", _D.kafka_addr, "Kafka bootstrap address, host:port"),
+    Setting("SUPTECH_TOPIC_PREFIX", "", "prefix of every topic name"),
+    Setting("DETECTOR_APP_ID", _D.detector_group, "the detector's consumer group"),
+    Setting("ALERTS_CONSUMER_GROUP", _D.alerts_group, "the alert service's consumer group"),
+    Setting("OPS_TIMEOUT_S", _D.timeout_s, "upper bound of each broker or gRPC request, s"),
+)
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> OpsConfig:
