@@ -272,6 +272,26 @@ async def test_stream_resumes_after_disconnects_without_gap_or_duplicate(
     assert all(e.kind == alerts_pb2.ALERT_EVENT_KIND_CREATED for e in received)
 
 
+async def test_a_stream_from_the_lists_cursor_continues_the_list_without_replaying_it(
+    app: AlertApp, stub: alerts_pb2_grpc.AlertServiceStub, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    first = [finding(1, entity=f"listed-{i}") for i in range(5)]
+    produce(kafka_bootstrap, topic_prefix, [f.SerializeToString() for f in first])
+    await wait_for_alerts(stub, 5, 5)
+    listed = await stub.ListAlerts(alerts_pb2.ListAlertsRequest(page_size=2), metadata=ADMIN)
+    # Every page of the listing starts from the change-log head as it was before the rows.
+    assert int(listed.stream_cursor) == app.store.head_cursor() == 5
+    later = [finding(1, entity=f"later-{i}") for i in range(3)]
+    produce(kafka_bootstrap, topic_prefix, [f.SerializeToString() for f in later])
+    call = stub.StreamAlerts(
+        alerts_pb2.StreamAlertsRequest(cursor=listed.stream_cursor), metadata=ADMIN
+    )
+    got = [await asyncio.wait_for(call.read(), 30) for _ in range(3)]
+    call.cancel()
+    assert [e.alert.entity_id for e in got] == [f"later-{i}" for i in range(3)]
+    assert [int(e.cursor) for e in got] == [6, 7, 8]
+
+
 async def test_concurrent_acknowledge_exactly_one_wins(
     app: AlertApp, stub: alerts_pb2_grpc.AlertServiceStub, kafka_bootstrap: str, topic_prefix: str
 ) -> None:
