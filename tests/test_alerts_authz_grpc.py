@@ -276,7 +276,12 @@ async def test_silences_are_listed_within_the_callers_jurisdiction(service: Aler
     tag = uuid.uuid4().hex[:8]
     ends = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     made: dict[str, str] = {}
-    for name, inst in (("own", "bank-sz-01"), ("other", "bank-sz-02"), ("all", "")):
+    for name, inst in (
+        ("own", "bank-sz-01"),
+        ("mine", "bank-sz-01"),
+        ("other", "bank-sz-02"),
+        ("all", ""),
+    ):
         request = alerts_pb2.CreateSilenceRequest(
             matchers=[alerts_pb2.Matcher(name="entity_id", value=f"{name}-{tag}")]
             + ([alerts_pb2.Matcher(name="institution_id", value=inst)] if inst else []),
@@ -296,9 +301,15 @@ async def test_silences_are_listed_within_the_callers_jurisdiction(service: Aler
     everything = await listed("tok-16chars-viewer", True)
     assert set(everything) == set(made.values())
     assert everything[made["own"]].expired and everything[made["own"]].created_by == "admin-1"
-    assert set(await listed("tok-16chars-viewer", False)) == {made["other"], made["all"]}
-    # The partner sees its own and the global one (it mutes her alerts too), never bank-sz-02's.
-    assert set(await listed("tok-16chars-partner", True)) == {made["own"], made["all"]}
+    assert not any(s.caller_may_expire for s in everything.values())  # a viewer may not
+    active = await listed("tok-16chars-admin", False)
+    assert set(active) == {made["mine"], made["other"], made["all"]}
+    assert all(s.caller_may_expire for s in active.values())
+    # The partner sees its institution's and the global one (it mutes her alerts too), never
+    # bank-sz-02's; she may expire only those within her jurisdiction that are still active.
+    partner = await listed("tok-16chars-partner-sup", True)
+    assert set(partner) == {made["own"], made["mine"], made["all"]}
+    assert {i for i, s in partner.items() if s.caller_may_expire} == {made["mine"]}
 
 
 # ---- mutual TLS ---------------------------------------------------------------------------------

@@ -260,9 +260,14 @@ async def test_a_silence_made_in_the_page_marks_the_repeat_and_can_be_expired(
     produce(kafka_bootstrap, topic_prefix, [finding(1, entity="noisy")])
     # Silences made elsewhere (another supervisor, over gRPC) are listed too, within jurisdiction.
     ch, other = stub(service)
-    for inst in ("bank-a", "bank-b"):
+    # entity_id=all names no institution: it mutes that entity's alerts at every institution.
+    for name, inst in (
+        ("institution_id", "bank-a"),
+        ("institution_id", "bank-b"),
+        ("entity_id", "all"),
+    ):
         req = alerts_pb2.CreateSilenceRequest(
-            matchers=[alerts_pb2.Matcher(name="institution_id", value=inst)],
+            matchers=[alerts_pb2.Matcher(name=name, value=inst)],
             comment=f"maintenance at {inst}",
         )
         req.ends_at.FromDatetime(datetime.now(UTC) + timedelta(hours=2))
@@ -285,7 +290,11 @@ async def test_a_silence_made_in_the_page_marks_the_repeat_and_can_be_expired(
     )
     await page.goto(f"{console}/silences")
     listed = page.locator("#silences tbody tr")
-    assert await listed.count() == 2
+    assert await listed.count() == 3
+    # One for every institution mutes hers too, so she sees it; lifting it is not hers to do.
+    everyone = listed.filter(has_text="maintenance at all")
+    assert await everyone.locator(".sstate").text_content() == "active"
+    assert await everyone.locator("button.expire").count() == 0
     theirs = listed.filter(has_text="maintenance at bank-a")
     assert await theirs.locator(".creator").text_content() == "chen.jie"
     assert await page.locator("#silences", has_text="bank-b").count() == 0

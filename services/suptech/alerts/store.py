@@ -1033,6 +1033,7 @@ class AlertStore:
                 sil = _silence_to_proto(row)
                 # Ended but not yet swept by housekeeping: it mutes nothing any more.
                 sil.expired = row.expired or row.ends_at <= now
+                sil.caller_may_expire = not sil.expired and _silence_within(row, scope)
                 out.append(sil)
                 if len(out) == size:
                     break

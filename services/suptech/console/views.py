@@ -356,7 +356,8 @@ def silences_page(v: View, silences: Sequence[alerts_pb2.Silence], message: str 
     for s in silences:
         m = ", ".join(f"{escape(x.name)}={escape(x.value)}" for x in s.matchers)
         expire = ""
-        if v.decide and not s.expired:
+        # The service says which ones this supervisor may expire (role and jurisdiction).
+        if s.caller_may_expire:
             expire = (
                 f'<form method="post" action="/silences/{escape(s.silence_id)}/expire">'
                 f'{_csrf(v)}<button type="submit" class="expire">{v.t("expire")}</button></form>'

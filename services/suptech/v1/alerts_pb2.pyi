@@ -130,7 +130,7 @@ class Matcher(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class Silence(_message.Message):
-    __slots__ = ("silence_id", "matchers", "ends_at", "comment", "created_by", "created_time", "expired")
+    __slots__ = ("silence_id", "matchers", "ends_at", "comment", "created_by", "created_time", "expired", "caller_may_expire")
     SILENCE_ID_FIELD_NUMBER: _ClassVar[int]
     MATCHERS_FIELD_NUMBER: _ClassVar[int]
     ENDS_AT_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +138,7 @@ class Silence(_message.Message):
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     CREATED_TIME_FIELD_NUMBER: _ClassVar[int]
     EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    CALLER_MAY_EXPIRE_FIELD_NUMBER: _ClassVar[int]
     silence_id: str
     matchers: _containers.RepeatedCompositeFieldContainer[Matcher]
     ends_at: _timestamp_pb2.Timestamp
@@ -145,7 +146,8 @@ class Silence(_message.Message):
     created_by: str
     created_time: _timestamp_pb2.Timestamp
     expired: bool
-    def __init__(self, silence_id: _Optional[str] = ..., matchers: _Optional[_Iterable[_Union[Matcher, _Mapping]]] = ..., ends_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., comment: _Optional[str] = ..., created_by: _Optional[str] = ..., created_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expired: _Optional[bool] = ...) -> None: ...
+    caller_may_expire: bool
+    def __init__(self, silence_id: _Optional[str] = ..., matchers: _Optional[_Iterable[_Union[Matcher, _Mapping]]] = ..., ends_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., comment: _Optional[str] = ..., created_by: _Optional[str] = ..., created_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expired: _Optional[bool] = ..., caller_may_expire: _Optional[bool] = ...) -> None: ...
 
 class ListAlertsRequest(_message.Message):
     __slots__ = ("family", "min_grade", "institution_id", "state", "since", "until", "page_size", "page_token")
