@@ -107,13 +107,18 @@ class MetricsEndpoint:
         return self._server.server_port if self._server is not None else self._port
 
     def start(self) -> None:
-        """Serve, unless the port is 0 (metrics off). A port in use fails the start loudly:
-        a service whose metrics nobody can scrape is one an SRE cannot see."""
+        """Serve, unless the port is 0 (metrics off). A port in use is logged as an error and
+        the service runs on unscraped: on a developer's machine two gateways (a test's and
+        ``make run``'s) share the default port, and metrics are not worth refusing ingest for."""
         if self._port == 0:
             return
-        self._server, self._thread = start_http_server(
-            self._port, addr=self._host, registry=self.registry
-        )
+        try:
+            self._server, self._thread = start_http_server(
+                self._port, addr=self._host, registry=self.registry
+            )
+        except OSError as e:
+            log.error("metrics not served: cannot bind %s:%d: %s", self._host, self._port, e)
+            return
         log.info("metrics on http://%s:%d/metrics", self._host, self._server.server_port)
 
     def stop(self) -> None:

@@ -173,9 +173,9 @@ class Detector:
         return checkpoint, self.store.save(checkpoint)
 
     def _written(self, data: bytes, checkpoint: Checkpoint, checkpoint_id: str) -> None:
+        self.metrics.checkpoint_bytes.set(len(data))
         self.commits.durable(checkpoint.offsets)
         log.info(
-        self.metrics.checkpoint_bytes.set(len(data))
             "checkpoint written: %d bytes to %s and Kafka %s as %s, stats=%s",
             len(data),
             self.store.path,
@@ -211,9 +211,9 @@ class Detector:
             if progress != self._last_progress:
                 self._last_progress = progress
                 log.info("detector progress %s", json.dumps(progress, sort_keys=True))
+            self.metrics.refresh(self.core.engine.stats(), self.core.watermark_ns(lagging=lagging))
             if self.core.checkpoint_due():
                 await self.checkpoint()
-            self.metrics.refresh(self.core.engine.stats(), self.core.watermark_ns(lagging=lagging))
 
     async def _lagging_partitions(self) -> frozenset[tuple[str, int]]:
         """Telemetry partitions with records not yet read, by their end offsets on the broker.
@@ -231,11 +231,11 @@ class Detector:
             log.warning("cannot read end offsets (%r): holding the watermark", exc)
             return frozenset((tp.topic, tp.partition) for tp in tps)
         offsets = self.core.offsets
-        return frozenset(
-            (tp.topic, tp.partition)
         for tp in tps:
             done = offsets.get((tp.topic, tp.partition), 0)
             self.metrics.lag(tp.topic, tp.partition, ends.get(tp, 0) - done)
+        return frozenset(
+            (tp.topic, tp.partition)
             for tp in tps
             if ends.get(tp, 0) > offsets.get((tp.topic, tp.partition), 0)
         )
@@ -252,9 +252,9 @@ class Detector:
             except Exception as exc:
                 await self._fail(exc)
                 return
+            self.metrics.events.inc(outcome.events)
             if self.core.checkpoint_due():
                 await self.checkpoint()
-            self.metrics.events.inc(outcome.events)
 
     async def _fail(self, exc: BaseException) -> None:
         # The engine now holds a record whose outputs may be lost: it must never be checkpointed.
@@ -452,5 +452,8 @@ def build_worker(detector: Detector) -> faust.Worker:
             await health.begin_shutdown()
             await super().on_stop()
 
-    # Our root handler (SUPTECH_LOG_FORMAT) for faust's lines too, not faust's coloured one.
-    return DetectorWorker(detector.app, redirect_stdouts=False, **faust_logging())
+    # Our root handler (SUPTECH_LOG_FORMAT) for faust's lines too, not faust's coloured one;
+    # faust.Worker takes the handlers from the app's settings only.
+    options = faust_logging()
+    detector.app.conf.loghandlers = options.pop("loghandlers")
+    return DetectorWorker(detector.app, redirect_stdouts=False, **options)
