@@ -43,7 +43,6 @@ _LABELS: dict[str, tuple[str, str]] = {
     "chart": ("评分与阈值", "Score and threshold"),
     "threshold": ("阈值", "Threshold"),
     "score": ("评分", "Score"),
-    "history": ("处置记录", "Trail"),
     "acknowledge": ("确认", "Acknowledge"),
     "assign": ("指派", "Assign"),
     "resolve": ("结案", "Resolve"),
