@@ -30,11 +30,13 @@ from typing import Any
 from google.protobuf.message import DecodeError
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import OffsetAndMetadata, TopicPartition
+from opentelemetry import trace
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
 from suptech.alerts import grouping
 from suptech.alerts.store import AlertStore
-from suptech.common.kafka import kafka_python_settings
+from suptech.common.kafka import open_client
+from suptech.common.otel import extract_context, setup_telemetry
 from suptech.common.topics import DEAD_LETTER, FINDINGS, topic_name
 from suptech.v1 import findings_pb2
 
@@ -145,7 +147,9 @@ class FindingsConsumer:
         # does not dead-letter them twice.
         self._dead_lettered: set[tuple[str, int, int]] = set()
         self._alive = False
-        self._consumer = KafkaConsumer(
+        self._tracer = setup_telemetry("alerts")[0]
+        self._consumer = open_client(
+            KafkaConsumer,
             bootstrap_servers=bootstrap,
             group_id=group_id,
             group_instance_id=instance_id or None,
@@ -155,13 +159,12 @@ class FindingsConsumer:
             session_timeout_ms=int(session_timeout_s * 1000),
             heartbeat_interval_ms=int(heartbeat_s * 1000),
             client_id=f"{group_id}-findings",
-            **kafka_python_settings(),
         )
-        self._producer = KafkaProducer(
+        self._producer = open_client(
+            KafkaProducer,
             bootstrap_servers=bootstrap,
             acks="all",
             client_id=f"{group_id}-deadletter",
-            **kafka_python_settings(),
         )
         self._wait_for_partitions(metadata_timeout_s)
         self._consumer.subscribe([self.topic])
@@ -229,9 +232,36 @@ class FindingsConsumer:
                 good.append((rec, finding))
         # Stored first: if the database is down, nothing of this batch has been sent anywhere.
         if good:
-            self._store_batch(good)
+            spans = [self._store_span(rec, finding) for rec, finding in good]
+            error = ""
+            try:
+                self._store_batch(good)
+            except Exception as exc:
+                error = _describe(exc)
+                raise
+            finally:
+                for span in spans:
+                    if error:
+                        span.set_status(trace.Status(trace.StatusCode.ERROR, error))
+                    span.end()
         for rec, reason in bad:
             self._dead_letter(rec, reason)
+
+    def _store_span(self, rec: Any, finding: findings_pb2.Finding) -> trace.Span:
+        """A span for storing one finding, continuing the trace in the record's headers (the
+        detector's, itself continuing the gateway's and the institution SDK's)."""
+        return self._tracer.start_span(
+            "suptech.alerts.store",
+            context=extract_context(rec.headers),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": rec.topic,
+                "messaging.kafka.message.offset": rec.offset,
+                "suptech.finding_id": finding.finding_id,
+                "suptech.institution_id": finding.institution_id,
+            },
+        )
 
     def _store_batch(self, good: Sequence[tuple[Any, findings_pb2.Finding]]) -> None:
         try:

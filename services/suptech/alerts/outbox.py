@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from suptech.alerts.models import OUTBOX_FEEDBACK, OutboxRow
-from suptech.common.kafka import kafka_python_settings
+from suptech.common.kafka import open_client
 from suptech.common.topics import FEEDBACK, topic_name
 from suptech.v1 import alerts_pb2
 
@@ -62,13 +62,13 @@ class FeedbackDispatcher:
         self._batch = batch
         self._send_timeout_s = send_timeout_s
         self.topic = topic_name(FEEDBACK, topic_prefix)
-        self._producer = KafkaProducer(
+        self._producer = open_client(
+            KafkaProducer,
             bootstrap_servers=bootstrap,
             acks="all",
             client_id="suptech-alerts-feedback",
             # A send waiting for metadata (Kafka away) gives up within the same bound.
             max_block_ms=int(send_timeout_s * 1000),
-            **kafka_python_settings(),
         )
 
     def _claim(self, now: datetime) -> list[_Claimed]:

@@ -13,11 +13,14 @@ are built, so a client made after a rotation uses the new password.
 
 from __future__ import annotations
 
+import logging
 import ssl
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from suptech.common.config import ConfigError, Setting, env_int, env_str
 
@@ -31,7 +34,11 @@ __all__ = [
     "load_replication",
     "kafka_python_settings",
     "faust_credentials",
+    "KafkaAuthError",
+    "open_client",
 ]
+
+T = TypeVar("T")
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
@@ -220,6 +227,61 @@ def load_kafka_security(environ: Mapping[str, str] | None = None) -> KafkaSecuri
 def kafka_python_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``**kafka_python_settings()`` into every kafka-python client constructor."""
     return load_kafka_security(environ).kafka_python()
+
+
+class KafkaAuthError(ConnectionError):
+    """The brokers refused the client's credentials (or TLS failed): retrying cannot help."""
+
+
+class _AuthFailures(logging.Handler):
+    """Collects what kafka-python logs when a broker refuses a handshake: its clients only raise
+    "Unable to bootstrap" once their timeout is spent, the reason is in the log alone."""
+
+    MARKS = ("SaslAuthenticationFailedError", "AuthorizationError", "Handshake failed", "SSL:")
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+        self._guard = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" {record.exc_info[1]!r}"
+        if any(mark in text for mark in self.MARKS):
+            with self._guard:
+                self.seen.append(text)
+
+
+@contextmanager
+def _watch_auth() -> Iterator[_AuthFailures]:
+    handler = _AuthFailures()
+    logger = logging.getLogger("kafka")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+def open_client(
+    factory: Callable[..., T], *, security: KafkaSecurity | None = None, **kwargs: Any
+) -> T:
+    """``factory(**kwargs)`` (a kafka-python client class) with the ``SUPTECH_KAFKA_*`` security
+    settings; a refused password or certificate raises :class:`KafkaAuthError` naming the user
+    and the broker's reason, instead of kafka-python's bare "Unable to bootstrap" timeout."""
+    sec = security or load_kafka_security()
+    with _watch_auth() as failures:
+        try:
+            return factory(**kwargs, **sec.kafka_python())
+        except Exception as e:
+            if not failures.seen:
+                raise
+            who = f" as {sec.sasl_username} ({sec.sasl_mechanism})" if sec.uses_sasl else ""
+            raise KafkaAuthError(
+                f"Kafka at {kwargs.get('bootstrap_servers')} refused the connection{who} over "
+                f"{sec.protocol}: {failures.seen[-1]}"
+            ) from e
 
 
 def faust_credentials(environ: Mapping[str, str] | None = None) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from suptech.common.kafka import kafka_python_settings, load_replication
+from suptech.common.kafka import load_replication, open_client
 
 __all__ = [
     "TopicSpec",
@@ -125,10 +125,10 @@ def ensure_topics(
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(
+    admin = open_client(
+        KafkaAdminClient,
         bootstrap_servers=bootstrap,
         request_timeout_ms=int(timeout_s * 1000),
-        **kafka_python_settings(),
     )
     try:
         existing = set(admin.list_topics())
@@ -166,10 +166,10 @@ def delete_topics_with_prefix(bootstrap: str, prefix: str, timeout_s: float = 30
         raise ValueError("refusing to delete topics without a prefix")
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(
+    admin = open_client(
+        KafkaAdminClient,
         bootstrap_servers=bootstrap,
         request_timeout_ms=int(timeout_s * 1000),
-        **kafka_python_settings(),
     )
     try:
         names = [t for t in admin.list_topics() if t.startswith(prefix)]

@@ -35,7 +35,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.codec import has_lz4
 
 from suptech.common.bundles import PAYLOAD_KINDS, encode_bundle, topic_spec_for
-from suptech.common.kafka import load_kafka_security
+from suptech.common.kafka import load_kafka_security, open_client
 from suptech.common.topics import ensure_topics, topic_name
 from suptech.gateway.forward import (
     MAX_RECORD_BYTES,
@@ -206,7 +206,6 @@ class TelemetryProducer:
             "delivery_timeout_ms": timeout_ms,
             "request_timeout_ms": max(500, timeout_ms - LINGER_MS - 100),
             "reconnect_backoff_max_ms": 1000,
-            **self._security.kafka_python(),
         }
 
     # -- the shared producer ------------------------------------------------------------------
@@ -216,7 +215,9 @@ class TelemetryProducer:
         with self._lock:
             if self._current is None:
                 try:
-                    self._current = _Handle(KafkaProducer(**self._config()))
+                    self._current = _Handle(
+                        open_client(KafkaProducer, security=self._security, **self._config())
+                    )
                 except Exception as e:
                     raise ProduceError(f"cannot connect to Kafka at {self._bootstrap}: {e}") from e
             handle = self._current
@@ -255,12 +256,13 @@ class TelemetryProducer:
         with self._bounds_lock:
             if time.monotonic() - self._bounds_read_at < max_age_s:
                 return
-            admin = KafkaAdminClient(
+            admin = open_client(
+                KafkaAdminClient,
+                security=self._security,
                 bootstrap_servers=self._bootstrap,
                 client_id="suptech-gateway-config",
                 request_timeout_ms=int(self._timeout_s * 1000),
                 bootstrap_timeout_ms=int(self._timeout_s * 1000),
-                **self._security.kafka_python(),
             )
             try:
                 topics = sorted(set(self._topics.values()))
@@ -315,13 +317,14 @@ class TelemetryProducer:
         timeout_ms = int(self._timeout_s * 1000)
         try:
             if self._admin is None:
-                self._admin = KafkaAdminClient(
+                self._admin = open_client(
+                    KafkaAdminClient,
+                    security=self._security,
                     bootstrap_servers=self._bootstrap,
                     client_id="suptech-gateway-health",
                     request_timeout_ms=timeout_ms,
                     bootstrap_timeout_ms=timeout_ms,
                     reconnect_backoff_max_ms=1000,
-                    **self._security.kafka_python(),
                 )
             self._admin.describe_cluster()
         except Exception as e:

@@ -7,42 +7,42 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import OffsetSpec
 
-from suptech.common.kafka import kafka_python_settings
+from suptech.common.kafka import open_client
 
 __all__ = ["open_admin", "open_reader", "open_producer", "log_offsets"]
 
 
 def open_admin(bootstrap: str, timeout_s: float) -> Any:
-    return KafkaAdminClient(
+    return open_client(
+        KafkaAdminClient,
         bootstrap_servers=bootstrap,
         client_id="suptech-ops",
         request_timeout_ms=int(timeout_s * 1000),
         bootstrap_timeout_ms=int(timeout_s * 1000),
-        **kafka_python_settings(),
     )
 
 
 def open_reader(bootstrap: str, timeout_s: float) -> Any:
     """A consumer outside any group: it commits nothing and moves no one's offsets."""
-    return KafkaConsumer(
+    return open_client(
+        KafkaConsumer,
         bootstrap_servers=bootstrap,
         client_id="suptech-ops",
         group_id=None,
         enable_auto_commit=False,
         request_timeout_ms=int(timeout_s * 1000),
         bootstrap_timeout_ms=int(timeout_s * 1000),
-        **kafka_python_settings(),
     )
 
 
 def open_producer(bootstrap: str, timeout_s: float) -> Any:
-    return KafkaProducer(
+    return open_client(
+        KafkaProducer,
         bootstrap_servers=bootstrap,
         client_id="suptech-ops",
         acks="all",
         request_timeout_ms=int(timeout_s * 1000),
         bootstrap_timeout_ms=int(timeout_s * 1000),
-        **kafka_python_settings(),
     )
 
 
