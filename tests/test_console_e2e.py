@@ -376,8 +376,11 @@ async def test_the_live_list_continues_from_the_rendered_page_and_resumes_after_
     page = await sign_in(browser, console, SUP)
     # The six are in the page as ListAlerts rendered it, and the stream starts after them.
     assert await page.locator("#alerts tbody tr").count() == 6
+    # The page's own stream asks for the cursor its list was read at, not "0".
+    async with page.expect_request(lambda r: "/events" in r.url) as opened:
+        await page.reload()
     cursor = await page.locator("#alerts").get_attribute("data-cursor") or ""
-    assert int(cursor) >= 6
+    assert int(cursor) >= 6 and f"cursor={cursor}" in (await opened.value).url
     await page.wait_for_function("document.getElementById('live-status').className === 'live'")
     cookies = {c["name"]: c["value"] for c in await page.context.cookies()}
 
