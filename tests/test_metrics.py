@@ -283,3 +283,7 @@ def test_each_service_reports_the_traffic_it_carried(
     docs = [json.loads(line) for line in lines if line.strip()]
     assert docs and all(d["service"] == "gateway" for d in docs)
     assert {"timestamp", "level", "logger", "message"} <= set(docs[0])
+    # The detector's too, faust's own lines included (faust installs its own handler otherwise).
+    lines = services["detector"].log_path.read_text().splitlines()
+    loggers = {json.loads(line)["logger"] for line in lines if line.strip()}
+    assert any(name.startswith(("faust", "mode", "aiokafka")) for name in loggers), loggers

@@ -16,6 +16,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,9 +71,12 @@ class RepeatFilter(logging.Filter):
     let through says how many were held back meanwhile. One reconnect attempt of kafka-python
     logs four lines of three loggers: keyed by library, an outage is one line per interval."""
 
-    def __init__(self, interval_s: float = REPEAT_INTERVAL_S) -> None:
+    def __init__(
+        self, interval_s: float = REPEAT_INTERVAL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         super().__init__()
         self._interval_s = interval_s
+        self._clock = clock
         # library -> (time let through, records held back since)
         self._seen: dict[str, tuple[float, int]] = {}
 
@@ -80,7 +84,7 @@ class RepeatFilter(logging.Filter):
         key = record.name.split(".", 1)[0]
         if key not in THROTTLED_LOGGERS:
             return True
-        now = time.monotonic()
+        now = self._clock()
         last = self._seen.get(key)
         if last is not None and now - last[0] < self._interval_s:
             self._seen[key] = (last[0], last[1] + 1)
