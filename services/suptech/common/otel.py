@@ -30,13 +30,21 @@ KafkaHeaders = list[tuple[str, bytes]]
 def setup_telemetry(service: str) -> tuple[trace.Tracer, metrics.Meter]:
     """Install tracer and meter providers for ``service`` (once per process) and return both.
 
-    Spans and metrics go to the console when ``SUPTECH_OTEL_CONSOLE=1``; otherwise they are
-    recorded with no exporter, so instrumentation costs little until an SRE turns it on.
+    Spans go to an OpenTelemetry collector over OTLP/HTTP when the standard
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set (the
+    exporter reads the rest of the ``OTEL_EXPORTER_OTLP_*`` variables itself: headers, timeout,
+    certificate), and to the console when ``SUPTECH_OTEL_CONSOLE=1`` (development). Otherwise
+    they are recorded with no exporter, so instrumentation costs little until an SRE turns it on.
+    ``OTEL_SERVICE_NAME`` overrides the service name.
     """
     resource = Resource.create({"service.name": f"suptech-{service}"})
     console = os.environ.get("SUPTECH_OTEL_CONSOLE", "") == "1"
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
         tracer_provider = TracerProvider(resource=resource)
+        if _otlp_configured():
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         if console:
             tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
         trace.set_tracer_provider(tracer_provider)
@@ -44,6 +52,13 @@ def setup_telemetry(service: str) -> tuple[trace.Tracer, metrics.Meter]:
         readers = [PeriodicExportingMetricReader(ConsoleMetricExporter())] if console else []
         metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
     return trace.get_tracer(f"suptech.{service}"), metrics.get_meter(f"suptech.{service}")
+
+
+def _otlp_configured() -> bool:
+    return any(
+        os.environ.get(name)
+        for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
 
 
 def inject_headers(headers: KafkaHeaders | None = None) -> KafkaHeaders:

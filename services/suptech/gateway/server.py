@@ -15,14 +15,16 @@ from opentelemetry.context import Context
 from opentelemetry.propagate import extract
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from suptech.common.credentials import ReloadingFile
 from suptech.common.grpc_server import GrpcServer, ServerTLS
 from suptech.common.otel import inject_headers, setup_telemetry
-from suptech.gateway.auth import Authenticator
+from suptech.gateway.auth import Authenticator, RegistrySource
 from suptech.gateway.config import GatewayConfig
 from suptech.gateway.forward import ReceivedBatch, parse_batch, sizes_then_clean
 from suptech.gateway.metrics import GatewayMetrics
 from suptech.gateway.producer import ProduceError, Refused, TelemetryProducer
 from suptech.gateway.ratelimit import RateLimiter
+from suptech.gateway.registry import Registry, RegistryError, load_registry
 from suptech.gateway.validation import MAX_ID_CHARS, Limits, validate_batch
 from suptech.v1 import ingest_pb2
 
@@ -35,6 +37,8 @@ SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 
 # Batches of one stream written to Kafka at the same time; the SDK keeps 4 in flight by default.
 PIPELINE_DEPTH = 8
+# A W3C traceparent is 55 characters; anything much longer is not one.
+_MAX_TRACEPARENT = 128
 # A client's fault worth an operator's eye, logged at most this often per institution.
 REPORT_INTERVAL_S = 10.0
 
@@ -83,6 +87,17 @@ class ThrottledLog:
         if last is not None and last[1]:
             message += f" ({last[1]} more since the last report)"
         self._log.warning(message, *args)
+
+
+def _batch_parent(traceparent: str, stream_parent: Context) -> Context:
+    """The SDK's span for this batch when it sent a well-formed one (a malformed or oversized
+    value is ignored, as W3C trace context says), else the stream call's context."""
+    if not traceparent or len(traceparent) > _MAX_TRACEPARENT:
+        return stream_parent
+    ctx = extract({"traceparent": traceparent})
+    if not trace.get_current_span(ctx).get_span_context().is_valid:
+        return stream_parent
+    return ctx
 
 
 def _reason_name(reason: int) -> str:
@@ -137,7 +152,8 @@ class IngestServicer:
         """Batches of one stream are validated and written concurrently (up to PIPELINE_DEPTH),
         acknowledged in the order they came: an SDK keeping several batches in flight is not held
         to one Kafka round trip per batch."""
-        institution = await self._auth.authenticate(context)
+        caller = await self._auth.authenticate(context)
+        institution = caller.institution
         # The caller's trace (W3C traceparent in the call metadata) continues in each batch's span.
         parent = extract(
             {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
@@ -152,6 +168,11 @@ class IngestServicer:
                 async for received in request_iterator:
                     if received is None or received.batch is None:
                         queue.put_nowait(self._undecodable(institution, received))
+                        return
+                    revoked = caller.refusal()
+                    if revoked is not None:  # revoked or expired while the stream was open
+                        self.metrics.batch(revoked.code.name.lower())
+                        queue.put_nowait(_Refusal(revoked.code, revoked.message))
                         return
                     refusal = self._refuse(institution, received.batch)
                     if refusal is not None:
@@ -283,7 +304,7 @@ class IngestServicer:
         batch_id = batch.batch_id
         span = self._tracer.start_span(
             "suptech.gateway.batch",
-            context=parent,
+            context=_batch_parent(batch.traceparent, parent),
             kind=SpanKind.SERVER,
             attributes={"suptech.institution_id": institution, "suptech.batch_id": batch_id},
         )
@@ -433,6 +454,18 @@ def register_ingest(servicer: IngestServicer, server: grpc.aio.Server) -> None:
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
+def registry_source(config: GatewayConfig) -> RegistrySource:
+    """The registry of institutions: its file, re-read when it changes, else the config's."""
+    if config.tokens_file:
+        return ReloadingFile(
+            config.tokens_file,
+            load_registry,
+            check_every_s=config.tokens_reload_s,
+            errors=(RegistryError,),
+        )
+    return Registry.from_entries(config.tokens, "GatewayConfig.tokens")
+
+
 def build_gateway(
     config: GatewayConfig,
     tracer: trace.Tracer | None = None,
@@ -446,7 +479,7 @@ def build_gateway(
     tracer = tracer if tracer is not None else setup_telemetry("gateway")[0]
     producer = TelemetryProducer(config.kafka_addr, config.topic_prefix, config.produce_timeout_s)
     servicer = IngestServicer(
-        Authenticator(config.tokens),
+        Authenticator(registry_source(config)),
         RateLimiter(config.rate_limit_eps, config.rate_limit_burst),
         producer,
         Limits(

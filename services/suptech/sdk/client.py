@@ -27,6 +27,7 @@ from google.protobuf.message import Message
 from suptech import __version__
 from suptech.sdk.pseudonym import is_pseudonym, pseudonymise
 from suptech.sdk.spool import Record, Spool
+from suptech.sdk.tracing import end_batch_span, start_batch_span
 from suptech.sdk.wire import (
     encode_batch,
     encode_envelope,
@@ -169,11 +170,13 @@ class ClientStats:
 
 
 class _Batch:
-    __slots__ = ("records", "sent_at")
+    __slots__ = ("records", "sent_at", "span")
 
-    def __init__(self, records: list[Record], sent_at: float) -> None:
+    def __init__(self, records: list[Record], sent_at: float, span: Any = None) -> None:
         self.records = records
         self.sent_at = sent_at
+        # The batch's OpenTelemetry span when the application traces (suptech.sdk.tracing).
+        self.span = span
 
 
 class TelemetryClient:
@@ -728,6 +731,8 @@ class TelemetryClient:
     def _requeue_in_flight(self) -> None:
         """Put unanswered batches back at the head of the queue, in their original order."""
         records = [r for b in self._in_flight.values() for r in b.records]
+        for b in self._in_flight.values():
+            end_batch_span(b.span, error="no answer: resent on a new call")
         self._in_flight.clear()
         self._pending.extendleft(reversed(records))
         self._cv.notify_all()
@@ -767,13 +772,14 @@ class TelemetryClient:
                     records.append(pending.popleft())
                     size += len(rec.framed)
                 batch_id = uuid.uuid4().hex
-                self._in_flight[batch_id] = _Batch(records, now)
+                span, traceparent = start_batch_span(batch_id, len(records))
+                self._in_flight[batch_id] = _Batch(records, now, span)
                 self._stats.sent += len(records)
                 self._stats.batches_sent += 1
                 dirty = self._spool.dirty(records)
             # An event goes on the wire only once it is durable on disk.
             Spool.sync(dirty)
-            yield encode_batch(batch_id, [r.framed for r in records])
+            yield encode_batch(batch_id, [r.framed for r in records], traceparent)
 
     def _on_ack(self, ack: ingest_pb2.BatchAck) -> None:
         with self._cv:
@@ -788,6 +794,7 @@ class TelemetryClient:
                 self.rejections.append(rejection)
                 lines.append(json.dumps(rejection.__dict__) + "\n")
             self._stats.acknowledged += len(batch.records) - len(ack.rejections)
+            end_batch_span(batch.span, len(batch.records) - len(ack.rejections), len(lines))
             if lines:
                 with open(self._rejections_path, "a", encoding="utf-8") as fh:
                     fh.writelines(lines)

@@ -129,6 +129,8 @@ def frame_batch_event(envelope: bytes) -> bytes:
     return b"\x12" + encode_varint(len(envelope)) + envelope
 
 
-def encode_batch(batch_id: str, framed_events: Iterable[bytes]) -> bytes:
+def encode_batch(batch_id: str, framed_events: Iterable[bytes], traceparent: str = "") -> bytes:
     """Serialised ``TelemetryBatch`` from events framed by :func:`frame_batch_event`."""
-    return _len_field(b"\x0a", batch_id.encode("ascii")) + b"".join(framed_events)
+    head = _len_field(b"\x0a", batch_id.encode("ascii"))
+    tail = _len_field(b"\x1a", traceparent.encode("ascii")) if traceparent else b""
+    return head + b"".join(framed_events) + tail

@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from suptech.v1 import telemetry_pb2 as suptech_dot_v1_dot_telemetry__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17suptech/v1/ingest.proto\x12\nsuptech.v1\x1a\x1asuptech/v1/telemetry.proto\"Q\n\x0eTelemetryBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12-\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1d.suptech.v1.TelemetryEnvelope\"k\n\x0e\x45ventRejection\x12\r\n\x05index\x18\x01 \x01(\r\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12(\n\x06reason\x18\x03 \x01(\x0e\x32\x18.suptech.v1.RejectReason\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"^\n\x08\x42\x61tchAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12.\n\nrejections\x18\x03 \x03(\x0b\x32\x1a.suptech.v1.EventRejection*\xdb\x02\n\x0cRejectReason\x12\x1d\n\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREJECT_REASON_MISSING_FIELD\x10\x01\x12\x1e\n\x1aREJECT_REASON_OUT_OF_RANGE\x10\x02\x12 \n\x1cREJECT_REASON_TIMESTAMP_SKEW\x10\x03\x12\x1b\n\x17REJECT_REASON_TOO_LARGE\x10\x04\x12\x1e\n\x1aREJECT_REASON_UNKNOWN_ENUM\x10\x05\x12&\n\"REJECT_REASON_INSTITUTION_MISMATCH\x10\x06\x12$\n REJECT_REASON_DUPLICATE_IN_BATCH\x10\x07\x12 \n\x1cREJECT_REASON_INVALID_FORMAT\x10\x08\x12\x1c\n\x18REJECT_REASON_NO_PAYLOAD\x10\t2X\n\rIngestService\x12G\n\x0fStreamTelemetry\x12\x1a.suptech.v1.TelemetryBatch\x1a\x14.suptech.v1.BatchAck(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17suptech/v1/ingest.proto\x12\nsuptech.v1\x1a\x1asuptech/v1/telemetry.proto\"f\n\x0eTelemetryBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12-\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1d.suptech.v1.TelemetryEnvelope\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\"k\n\x0e\x45ventRejection\x12\r\n\x05index\x18\x01 \x01(\r\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12(\n\x06reason\x18\x03 \x01(\x0e\x32\x18.suptech.v1.RejectReason\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"^\n\x08\x42\x61tchAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12.\n\nrejections\x18\x03 \x03(\x0b\x32\x1a.suptech.v1.EventRejection*\xdb\x02\n\x0cRejectReason\x12\x1d\n\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREJECT_REASON_MISSING_FIELD\x10\x01\x12\x1e\n\x1aREJECT_REASON_OUT_OF_RANGE\x10\x02\x12 \n\x1cREJECT_REASON_TIMESTAMP_SKEW\x10\x03\x12\x1b\n\x17REJECT_REASON_TOO_LARGE\x10\x04\x12\x1e\n\x1aREJECT_REASON_UNKNOWN_ENUM\x10\x05\x12&\n\"REJECT_REASON_INSTITUTION_MISMATCH\x10\x06\x12$\n REJECT_REASON_DUPLICATE_IN_BATCH\x10\x07\x12 \n\x1cREJECT_REASON_INVALID_FORMAT\x10\x08\x12\x1c\n\x18REJECT_REASON_NO_PAYLOAD\x10\t2X\n\rIngestService\x12G\n\x0fStreamTelemetry\x12\x1a.suptech.v1.TelemetryBatch\x1a\x14.suptech.v1.BatchAck(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'suptech.v1.ingest_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REJECTREASON']._serialized_start=356
-  _globals['_REJECTREASON']._serialized_end=703
+  _globals['_REJECTREASON']._serialized_start=377
+  _globals['_REJECTREASON']._serialized_end=724
   _globals['_TELEMETRYBATCH']._serialized_start=67
-  _globals['_TELEMETRYBATCH']._serialized_end=148
-  _globals['_EVENTREJECTION']._serialized_start=150
-  _globals['_EVENTREJECTION']._serialized_end=257
-  _globals['_BATCHACK']._serialized_start=259
-  _globals['_BATCHACK']._serialized_end=353
-  _globals['_INGESTSERVICE']._serialized_start=705
-  _globals['_INGESTSERVICE']._serialized_end=793
+  _globals['_TELEMETRYBATCH']._serialized_end=169
+  _globals['_EVENTREJECTION']._serialized_start=171
+  _globals['_EVENTREJECTION']._serialized_end=278
+  _globals['_BATCHACK']._serialized_start=280
+  _globals['_BATCHACK']._serialized_end=374
+  _globals['_INGESTSERVICE']._serialized_start=726
+  _globals['_INGESTSERVICE']._serialized_end=814
 # @@protoc_insertion_point(module_scope)

@@ -32,12 +32,14 @@ REJECT_REASON_INVALID_FORMAT: RejectReason
 REJECT_REASON_NO_PAYLOAD: RejectReason
 
 class TelemetryBatch(_message.Message):
-    __slots__ = ("batch_id", "events")
+    __slots__ = ("batch_id", "events", "traceparent")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     batch_id: str
     events: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.TelemetryEnvelope]
-    def __init__(self, batch_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_telemetry_pb2.TelemetryEnvelope, _Mapping]]] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, batch_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_telemetry_pb2.TelemetryEnvelope, _Mapping]]] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class EventRejection(_message.Message):
     __slots__ = ("index", "event_id", "reason", "detail")
