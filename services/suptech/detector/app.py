@@ -134,11 +134,13 @@ class Detector:
         Offsets are committed only once Kafka has the checkpoint: a worker that loses its disk
         restores from Kafka, and must find there everything its committed offsets skip.
         """
-        taken = self._write_local()
-        if taken is None:
+        if self.core.failed:
             return
+        # The snapshot itself must be taken between records, on the loop; writing and fsyncing
+        # the file, and a few MiB at acks=all, go off it so heartbeats and health keep going.
+        checkpoint = self.core.checkpoint()
+        taken = checkpoint, await asyncio.to_thread(self.store.save, checkpoint)
         try:
-            # Off the loop: a few MiB at acks=all must not stall heartbeats and the health port.
             checkpoint_id = await asyncio.to_thread(self.remote.save, taken[1], taken[0])
         except Exception as exc:
             self._remote_failed(exc)
