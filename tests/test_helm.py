@@ -229,6 +229,7 @@ def test_minimal_install_uses_the_external_broker_and_nothing_it_turned_off(
         "KAFKA_ADDR": "kafka.messaging.svc:9092",
         "SUPTECH_TOPIC_PREFIX": "staging.",
         "SUPTECH_LOG_LEVEL": "INFO",
+        "SUPTECH_LOG_FORMAT": "json",
     }
     detector = by_kind(m, "StatefulSet")["suptech-detector"]
     assert "volumeClaimTemplates" not in detector["spec"]
