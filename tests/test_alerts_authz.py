@@ -248,21 +248,28 @@ def test_edited_tokens_file_revokes_and_adds_without_a_restart(tmp_path: Path) -
         who("alice-token-0000001")
     assert who("bob-token-000000001") == "bob"
 
-    # A file that turns bad fails closed (the old tokens would include revoked ones)...
-    _write(path, {"short": bob}, 3)
+    # A file that turns bad is refused and the last good tokens stay (a typo must not lock every
+    # supervisor out; a revocation waits for the fix, which the error says is needed)...
+    _write(path, {"short": bob, "carol-token-0000001": bob}, 3)
     ticks.t = 3.0
-    with pytest.raises(UnauthenticatedError):
-        who("bob-token-000000001")
+    assert who("bob-token-000000001") == "bob"
+    with pytest.raises(UnauthenticatedError, match="unknown token"):
+        who("carol-token-0000001")
     assert "at least" in store.error
     # ...until it is fixed.
-    _write(path, {"bob-token-000000001": bob}, 4)
+    _write(path, {"carol-token-0000001": bob}, 4)
     ticks.t = 4.5
-    assert who("bob-token-000000001") == "bob" and store.error == ""
-    # Deleted: nobody gets in.
+    assert who("carol-token-0000001") == "bob" and store.error == ""
+    with pytest.raises(UnauthenticatedError, match="unknown token"):
+        who("bob-token-000000001")
+    # Deleted (unreadable): the same, the last good file stays in force; an empty one revokes all.
     path.unlink()
     ticks.t = 6.0
-    with pytest.raises(UnauthenticatedError):
-        who("bob-token-000000001")
+    assert who("carol-token-0000001") == "bob" and "cannot read" in store.error
+    _write(path, {}, 5)
+    ticks.t = 7.5
+    with pytest.raises(UnauthenticatedError, match="unknown token"):
+        who("carol-token-0000001")
 
 
 def test_missing_tokens_file_refuses_to_start(tmp_path: Path) -> None:

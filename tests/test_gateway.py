@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -310,8 +312,8 @@ def pki(tmp_path: Path) -> dict[str, Any]:
 
 
 def make_pki(tmp_path: Path) -> dict[str, Any]:
-    """A CA, a server certificate for localhost/127.0.0.1 (files in ``tmp_path``) and a client
-    certificate of bank-c."""
+    """A CA, a server certificate for localhost/127.0.0.1 (files in ``tmp_path``), a client
+    certificate of bank-c and one of a supervisor, signed by the same CA."""
     ca_key = _key()
     ca = _cert("suptech test CA", ca_key, None, ca=True)
     server_key = _key()
@@ -325,6 +327,8 @@ def make_pki(tmp_path: Path) -> dict[str, Any]:
     )
     client_key = _key()
     client = _cert("bank-c", client_key, (ca.subject, ca_key))
+    supervisor_key = _key()
+    supervisor = _cert("supervisor-1", supervisor_key, (ca.subject, ca_key))
     files = {"ca": _pem(ca), "server": _pem(server), "server_key": _pem(server_key)}
     for name, data in files.items():
         (tmp_path / f"{name}.pem").write_bytes(data)
@@ -333,26 +337,36 @@ def make_pki(tmp_path: Path) -> dict[str, Any]:
         "ca": files["ca"],
         "client": _pem(client),
         "client_key": _pem(client_key),
+        "supervisor": _pem(supervisor),
+        "supervisor_key": _pem(supervisor_key),
     }
+
+
+def mtls_config(kafka: str, prefix: str, pki: dict[str, Any], **tokens: str) -> GatewayConfig:
+    d = pki["dir"]
+    return base_config(
+        kafka,
+        prefix,
+        tokens=tokens,
+        tls_cert=str(d / "server.pem"),
+        tls_key=str(d / "server_key.pem"),
+        tls_client_ca=str(d / "ca.pem"),
+    )
+
+
+def client_credentials(pki: dict[str, Any], who: str = "client") -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=pki["ca"], private_key=pki[f"{who}_key"], certificate_chain=pki[who]
+    )
 
 
 async def test_mtls_identity_comes_from_the_client_certificate(
     kafka_bootstrap: str, topic_prefix: str, pki: dict[str, Any]
 ) -> None:
-    d = pki["dir"]
-    config = base_config(
-        kafka_bootstrap,
-        topic_prefix,
-        tokens={},
-        tls_cert=str(d / "server.pem"),
-        tls_key=str(d / "server_key.pem"),
-        tls_client_ca=str(d / "ca.pem"),
-    )
-    creds = grpc.ssl_channel_credentials(
-        root_certificates=pki["ca"], private_key=pki["client_key"], certificate_chain=pki["client"]
-    )
+    # bank-c is registered by its certificate alone: no token in the registry.
+    config = mtls_config(kafka_bootstrap, topic_prefix, pki, **{"cert:bank-c": "bank-c"})
     async with Running(config) as port:
-        async with grpc.aio.secure_channel(f"localhost:{port}", creds) as channel:
+        async with grpc.aio.secure_channel(f"localhost:{port}", client_credentials(pki)) as channel:
             acks = await stream(
                 channel,
                 [batch([now_event("heartbeat", 0, "bank-c"), now_event("heartbeat", 1, "bank-a")])],
@@ -368,6 +382,159 @@ async def test_mtls_identity_comes_from_the_client_certificate(
         (1, "REJECT_REASON_INSTITUTION_MISMATCH")
     ]
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_certificate_of_the_ca_that_is_no_institution_is_permission_denied(
+    kafka_bootstrap: str, topic_prefix: str, pki: dict[str, Any]
+) -> None:
+    """Issue 8 item 7: a supervisor's certificate, from the CA that signs the institutions',
+    wrote telemetry as institution "supervisor-1". Now only registered identities are
+    institutions; the supervisor is told PERMISSION_DENIED, with or without a valid token."""
+    config = mtls_config(kafka_bootstrap, topic_prefix, pki, **{"cert:bank-c": "bank-c"})
+    config = replace(config, tokens={**config.tokens, TOKEN_A: "bank-a"})
+    refused = []
+    async with Running(config) as port:
+        target = f"localhost:{port}"
+        async with grpc.aio.secure_channel(target, client_credentials(pki, "supervisor")) as ch:
+            for token in (None, TOKEN_A):
+                events = [now_event("heartbeat", 0, "supervisor-1"), now_event("heartbeat", 1)]
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await stream(ch, [batch(events)], token=token)
+                refused.append((err.value.code(), err.value.details()))
+        # Afterwards, a registered institution's event: Kafka holds it and nothing before it.
+        async with grpc.aio.secure_channel(target, client_credentials(pki)) as ch:
+            acks = await stream(ch, [batch([now_event("heartbeat", 2, "bank-c")])], token=None)
+    assert refused == 2 * [
+        (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "client certificate 'supervisor-1' is not a registered institution",
+        )
+    ]
+    assert acks[0].accepted == 1
+    written = read_topics(kafka_bootstrap, topic_prefix, expected_events=1)
+    assert [
+        (bundle.institution_id, ev.institution_id)
+        for records in written.values()
+        for _, bundle in records
+        for ev in bundle.events
+    ] == [("bank-c", "bank-c")]
+
+
+# ---- the registry of institutions, re-read while the gateway runs ------------------------------
+
+
+def rewrite(path: Path, content: str) -> None:
+    # As editors and Kubernetes Secret updates do: a new file renamed over the old one.
+    tmp = path.with_suffix(".new")
+    tmp.write_text(content)
+    tmp.replace(path)
+
+
+async def outcome(port: int, token: str, institution: str) -> tuple[Any, str]:
+    """One batch on a new stream: (status code, details); OK when it was acknowledged."""
+    try:
+        acks = await send(port, [batch([now_event("heartbeat", 0, institution)])], token=token)
+    except grpc.aio.AioRpcError as err:
+        return err.code(), err.details() or ""
+    assert acks[0].accepted == 1, acks
+    return grpc.StatusCode.OK, ""
+
+
+async def until(port: int, token: str, institution: str, want: Any) -> tuple[Any, str]:
+    """Poll until a new stream of ``token`` gets ``want``; fail after a generous deadline."""
+    deadline = time.monotonic() + 30
+    while (got := await outcome(port, token, institution))[0] != want:
+        assert time.monotonic() < deadline, f"{institution}: still {got}"
+        await asyncio.sleep(0.1)
+    return got
+
+
+@pytest.fixture
+async def reloading(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> AsyncIterator[tuple[int, Path]]:
+    registry = tmp_path / "tokens.json"
+    registry.write_text(json.dumps({TOKEN_A: "bank-a", TOKEN_B: "bank-b"}))
+    config = load_config(
+        {
+            "GATEWAY_TOKENS_FILE": str(registry),
+            "GATEWAY_TOKENS_RELOAD_S": "0.2",
+            "GATEWAY_PORT": "0",
+            "KAFKA_ADDR": kafka_bootstrap,
+            "SUPTECH_TOPIC_PREFIX": topic_prefix,
+            "GATEWAY_GRACE_S": "1",
+        }
+    )
+    async with Running(config) as port:
+        yield port, registry
+
+
+async def test_a_token_removed_from_the_file_is_refused_without_a_restart(
+    reloading: tuple[int, Path],
+) -> None:
+    """Issue 8 item 6: revoking a token needed a restart. Now new streams and the batches of an
+    open one are refused once the file no longer has it; other institutions carry on."""
+    port, registry = reloading
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        open_stream = stub.StreamTelemetry(metadata=(("authorization", f"Bearer {TOKEN_B}"),))
+        await open_stream.write(batch([now_event("heartbeat", 0, "bank-b")], "before"))
+        assert (await open_stream.read()).accepted == 1
+
+        rewrite(registry, json.dumps({TOKEN_A: "bank-a"}))
+        code, details = await until(port, TOKEN_B, "bank-b", grpc.StatusCode.UNAUTHENTICATED)
+        assert details == "unknown token"
+        # The stream opened before the revocation: its next batch is refused and ends it.
+        await open_stream.write(batch([now_event("heartbeat", 1, "bank-b")], "after"))
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            await open_stream.read()
+        assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert await outcome(port, TOKEN_A, "bank-a") == (grpc.StatusCode.OK, "")
+
+
+async def test_expired_tokens_are_refused_saying_so(reloading: tuple[int, Path]) -> None:
+    port, registry = reloading
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    expired, valid = "expired-token-" + "e" * 30, "valid-token-" + "v" * 30
+    rewrite(
+        registry,
+        json.dumps(
+            {
+                TOKEN_A: "bank-a",
+                expired: {"institution": "bank-e", "expires": past},
+                valid: {"institution": "bank-v", "expires": future},
+            }
+        ),
+    )
+    await until(port, valid, "bank-v", grpc.StatusCode.OK)
+    code, details = await outcome(port, expired, "bank-e")
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert details.startswith("token expired at ")
+
+
+async def test_a_malformed_rewrite_keeps_the_last_good_registry(
+    reloading: tuple[int, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A typo in the file must not lock every institution out, nor let anyone new in."""
+    port, registry = reloading
+    newcomer = "newcomer-token-" + "n" * 30
+    caplog.set_level(logging.ERROR, logger="suptech.common.credentials")
+    rewrite(registry, json.dumps({TOKEN_A: "bank-a", newcomer: "bank-n", "short": "bank-s"})[:-1])
+    deadline = time.monotonic() + 30
+    # The file is looked at on the calls that need it: keep calling until it was.
+    while "rejected, the previous contents stay in force" not in caplog.text:
+        assert time.monotonic() < deadline, "the malformed file was never looked at"
+        assert await outcome(port, TOKEN_A, "bank-a") == (grpc.StatusCode.OK, "")
+        await asyncio.sleep(0.1)
+    assert "not JSON" in caplog.text
+    for token, institution in ((TOKEN_A, "bank-a"), (TOKEN_B, "bank-b")):
+        assert await outcome(port, token, institution) == (grpc.StatusCode.OK, "")
+    assert (await outcome(port, newcomer, "bank-n"))[0] == grpc.StatusCode.UNAUTHENTICATED
+    # Fixed: the new file takes over.
+    rewrite(registry, json.dumps({newcomer: "bank-n"}))
+    await until(port, newcomer, "bank-n", grpc.StatusCode.OK)
+    assert (await outcome(port, TOKEN_A, "bank-a"))[0] == grpc.StatusCode.UNAUTHENTICATED
 
 
 # ---- configuration -------------------------------------------------------------------------------
@@ -390,6 +557,7 @@ def test_config_fails_fast_naming_the_variable(tmp_path: Path) -> None:
         "GATEWAY_HEALTH_PORT": {**good, "GATEWAY_HEALTH_PORT": "70000"},
         # Above the ceiling, a lone event might not fit a Kafka record.
         "GATEWAY_MAX_EVENT_BYTES": {**good, "GATEWAY_MAX_EVENT_BYTES": str(600 * 1024)},
+        "GATEWAY_TOKENS_RELOAD_S": {**good, "GATEWAY_TOKENS_RELOAD_S": "0"},
     }
     for variable, env in bad_cases.items():
         with pytest.raises(ConfigError, match=variable):

@@ -45,10 +45,16 @@ class Gateway:
 
 
 def start_gateway(
-    kafka: str, prefix: str, workdir: Path, port: int = 0, **extra_env: str
+    kafka: str,
+    prefix: str,
+    workdir: Path,
+    port: int = 0,
+    registry: dict[str, str] | None = None,
+    **extra_env: str,
 ) -> Gateway:
+    """The gateway as a process; ``registry`` adds entries to its tokens file."""
     tokens = workdir / "tokens.json"
-    tokens.write_text(json.dumps({TOKEN: INSTITUTION}))
+    tokens.write_text(json.dumps({TOKEN: INSTITUTION, **(registry or {})}))
     log = workdir / f"gateway-{uuid.uuid4().hex[:6]}.log"
     env = dict(
         PY_ENV,
@@ -567,6 +573,8 @@ def test_mutual_tls_client_certificate_authenticates_the_institution(
         kafka_bootstrap,
         topic_prefix,
         tmp_path,
+        # A certificate is an institution only when registered (issue 8 item 7).
+        registry={f"cert:{INSTITUTION}": INSTITUTION},
         GATEWAY_TLS_CERT=str(tmp_path / "server.pem"),
         GATEWAY_TLS_KEY=str(tmp_path / "server_key.pem"),
         GATEWAY_TLS_CLIENT_CA=str(tmp_path / "ca.pem"),

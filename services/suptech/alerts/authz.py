@@ -15,7 +15,7 @@ Tokens are at least 16 characters (a shorter one refuses the whole file at load)
 (ISO 8601 with a time zone, optional) ends a credential at that instant. The service re-reads the
 file when it changes (:class:`ReloadingTokenStore`), so a token removed or expired stops working
 within ``ALERTS_TOKENS_RELOAD_S`` without a restart, open StreamAlerts included. A file that turns
-unreadable or malformed fails closed: every call is refused until it is fixed.
+unreadable or malformed is logged and refused: the last good one stays in force until it is fixed.
 
 Roles are ordered ``viewer < analyst < supervisor < admin``. An institution credential (role
 ``institution``, or an entry naming an ``institution_id``) authenticates but may do nothing here:
@@ -31,8 +31,6 @@ import hashlib
 import inspect
 import json
 import logging
-import os
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,10 +41,13 @@ from typing import Any, Protocol
 import grpc
 
 from suptech.common.credentials import (
+    CERT_PREFIX,
     MalformedAuthorization,
+    ReloadingFile,
     TokenTable,
     bearer_token,
     certificate_identity,
+    parse_expiry,
 )
 
 __all__ = [
@@ -75,7 +76,6 @@ log = logging.getLogger(__name__)
 
 ALERT_SERVICE = "suptech.v1.AlertService"
 ALL_JURISDICTIONS = "*"
-CERT_PREFIX = "cert:"
 # As the gateway requires: a short token can be guessed.
 MIN_TOKEN_CHARS = 16
 
@@ -111,6 +111,7 @@ _METHOD_PERMISSION: dict[str, Permission] = {
     "StreamAlerts": Permission.READ,
     "ListAuditEntries": Permission.READ,
     "ListSilences": Permission.READ,
+    "ListSandboxTests": Permission.READ,
     "Acknowledge": Permission.TRIAGE,
     "Assign": Permission.TRIAGE,
     "Resolve": Permission.DECIDE,
@@ -224,9 +225,10 @@ class ReloadingTokenStore:
     """A :class:`TokenStore` read from a file and read again whenever the file changes.
 
     The file is looked at (one ``stat``) at most every ``check_every_s`` seconds, on the calls
-    that need it; a changed size, modification time or inode (an editor's rename, a Kubernetes
-    Secret's symlink swap) reloads it. The first load raises :class:`TokensFileError`; a later bad
-    file is logged and fails closed (no credential is accepted) until a good one replaces it.
+    that need it (:class:`suptech.common.credentials.ReloadingFile`, as the gateway's registry).
+    The first load raises :class:`TokensFileError`; a later bad or unreadable file is logged once
+    and the last good tokens stay in force (their expiries included) until a good file replaces
+    it: a typo must not lock every supervisor out. :attr:`error` says what is wrong meanwhile.
     """
 
     def __init__(
@@ -237,46 +239,20 @@ class ReloadingTokenStore:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = Path(path)
-        self._every = check_every_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._signature = self._stat()
-        self._store = TokenStore.from_file(self.path)
-        self._checked = clock()
-        self.error = ""
+        self._file = ReloadingFile(
+            self.path,
+            TokenStore.from_file,
+            check_every_s=check_every_s,
+            errors=(TokensFileError,),
+            clock=clock,
+        )
 
-    def _stat(self) -> tuple[int, int, int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
+    @property
+    def error(self) -> str:
+        return self._file.error
 
     def current(self) -> TokenStore:
-        now = self._clock()
-        if now - self._checked < self._every:
-            return self._store
-        with self._lock:
-            if now - self._checked >= self._every:
-                self._checked = now
-                signature = self._stat()
-                if signature != self._signature:
-                    self._signature = signature
-                    self._reload()
-            return self._store
-
-    def _reload(self) -> None:
-        try:
-            store = TokenStore.from_file(self.path)
-        except TokensFileError as exc:
-            # Fail closed: keeping the old tokens would keep a revoked one working.
-            self._store = TokenStore({})
-            self.error = str(exc)
-            log.error("tokens file rejected, refusing every call until it is fixed: %s", exc)
-            return
-        self._store = store
-        self.error = ""
-        log.info("tokens file %s reloaded", self.path)
+        return self._file.current()
 
     def by_token(self, token: str) -> Principal | None:
         return self.current().by_token(token)
@@ -324,20 +300,10 @@ def _parse_entry(source: str, key: str, value: Any) -> Principal:
 
 
 def _parse_expiry(where: str, raw: Any) -> datetime | None:
-    if raw is None:
-        return None
     try:
-        when = datetime.fromisoformat(raw) if isinstance(raw, str) else None
-    except ValueError:
-        when = None
-    if when is None:
-        raise TokensFileError(f"{where}: 'expires' must be an ISO 8601 time, got {raw!r}")
-    if when.tzinfo is None:
-        raise TokensFileError(f"{where}: 'expires' needs a time zone (e.g. Z or +08:00)")
-    try:
-        return when.astimezone(UTC)
-    except OverflowError:  # e.g. 9999-12-31T23:59:59-23:00 is past the largest datetime in UTC
-        raise TokensFileError(f"{where}: 'expires' {raw!r} is out of range in UTC") from None
+        return parse_expiry(raw)
+    except ValueError as exc:
+        raise TokensFileError(f"{where}: {exc}") from None
 
 
 def authenticate(

@@ -2,19 +2,40 @@
 
 Two kinds: ``authorization: Bearer <token>`` metadata, and the identity in a client certificate
 that the TLS handshake verified. Which identities and roles they map to is each service's own
-business (institutions at the gateway, regulators at the alert service).
+business (institutions at the gateway, regulators at the alert service); both keep them in a file
+of ``token -> entry`` and ``cert:<identity> -> entry``, read again when it changes
+(:class:`ReloadingFile`), so a credential is revoked without a restart.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Generic, TypeVar
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
-__all__ = ["MalformedAuthorization", "bearer_token", "certificate_identity", "TokenTable"]
+__all__ = [
+    "CERT_PREFIX",
+    "MalformedAuthorization",
+    "ReloadingFile",
+    "TokenTable",
+    "bearer_token",
+    "certificate_identity",
+    "parse_expiry",
+]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+# Key prefix of a client-certificate identity in a credentials file ("cert:bank-a.example").
+CERT_PREFIX = "cert:"
 
 
 class MalformedAuthorization(ValueError):
@@ -79,3 +100,101 @@ class TokenTable(Generic[T]):
             if hmac.compare_digest(digest, presented):
                 found = value
         return found
+
+
+def parse_expiry(raw: Any) -> datetime | None:
+    """An entry's optional ``expires``: ISO 8601 with a time zone, as an aware UTC datetime.
+
+    Raises :class:`ValueError` saying what is wrong (the caller adds which entry). A time without a
+    zone is refused: read as local time it would end a credential hours early or late.
+
+    >>> parse_expiry("2027-01-01T08:00:00+08:00")
+    datetime.datetime(2027, 1, 1, 0, 0, tzinfo=datetime.timezone.utc)
+    """
+    if raw is None:
+        return None
+    try:
+        when = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        when = None
+    if when is None:
+        raise ValueError(f"'expires' must be an ISO 8601 time, got {raw!r}")
+    if when.tzinfo is None:
+        raise ValueError("'expires' needs a time zone (e.g. Z or +08:00)")
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-23:00 is past the largest datetime in UTC
+        raise ValueError(f"'expires' {raw!r} is out of range in UTC") from None
+
+
+_Signature = tuple[int, int, int, int] | None
+
+
+class ReloadingFile(Generic[T]):
+    """What ``load(path)`` made of a file, made again whenever the file changes.
+
+    The file is looked at (one ``stat``) at most every ``check_every_s`` seconds, on the calls
+    that need it, and reloaded when its modification time, size or inode changed (an editor's
+    rename, a Kubernetes Secret's symlink swap). The first load raises whatever ``load`` raises.
+    A later file that ``load`` refuses with one of ``errors`` (or that cannot be read) is logged
+    once, kept in :attr:`error`, and the last good contents stay in force until a good file
+    replaces it, as PostgreSQL does with a bad ``pg_hba.conf`` on reload: a typo must not lock
+    every caller out, and expiries in the kept contents still apply.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        load: Callable[[Path], T],
+        *,
+        check_every_s: float,
+        errors: tuple[type[Exception], ...] = (ValueError,),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = Path(path)
+        self._load = load
+        self._every = check_every_s
+        self._errors: tuple[type[Exception], ...] = (OSError, *errors)
+        self._clock = clock
+        self._lock = threading.Lock()
+        # Taken before the read: a change made while reading is seen at the next check.
+        self._signature = self._stat()
+        self._value = load(self.path)
+        self._checked = clock()
+        self.error = ""
+
+    def _stat(self) -> _Signature:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
+
+    def current(self) -> T:
+        """The contents as of the last check (checking first when one is due)."""
+        now = self._clock()
+        if now - self._checked < self._every:
+            return self._value
+        with self._lock:
+            if now - self._checked >= self._every:
+                self._checked = now
+                signature = self._stat()
+                if signature != self._signature:
+                    self._signature = signature
+                    self._reload()
+            return self._value
+
+    def _reload(self) -> None:
+        try:
+            value = self._load(self.path)
+        except self._errors as exc:
+            self.error = str(exc) if not isinstance(exc, OSError) else f"cannot read: {exc}"
+            log.error(
+                "%s rejected, the previous contents stay in force until it is fixed: %s",
+                self.path,
+                self.error,
+            )
+            return
+        self._value = value
+        self.error = ""
+        log.info("%s reloaded", self.path)

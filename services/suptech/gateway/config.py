@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from suptech.common.config import ConfigError, Setting, env_float, env_int, env_str
 from suptech.gateway.forward import MAX_EVENT_BYTES_CEILING
+from suptech.gateway.registry import Registry, RegistryError, read_entries
 
 __all__ = ["GatewayConfig", "SETTINGS", "load_config", "load_tokens"]
-
-# Shorter tokens are guessable; the generator (python -m suptech.gateway.tokens) makes 43 chars.
-MIN_TOKEN_CHARS = 16
-MAX_INSTITUTION_ID_CHARS = 128
 
 
 @dataclass(frozen=True)
@@ -24,8 +21,13 @@ class GatewayConfig:
     health_port: int = 50052
     kafka_addr: str = "127.0.0.1:19092"
     topic_prefix: str = ""
-    # token -> institution_id
-    tokens: Mapping[str, str] = field(default_factory=dict)
+    # The registry of institutions (gateway/registry.py's format: token or "cert:<identity>" ->
+    # institution id or {"institution", "expires"}), as read at start or given in-process.
+    tokens: Mapping[str, Any] = field(default_factory=dict)
+    # Its file, re-read when it changes (checked at most every tokens_reload_s): revocations and
+    # new institutions take effect without a restart. Empty: ``tokens`` stay as given.
+    tokens_file: str = ""
+    tokens_reload_s: float = 5.0
     tls_cert: str | None = None
     tls_key: str | None = None
     # When set, every caller must present a certificate signed by this CA (mutual TLS).
@@ -44,9 +46,11 @@ class GatewayConfig:
     metrics_port: int = 9464
 
     def __post_init__(self) -> None:
-        if not self.tokens and not self.tls_client_ca:
+        if not self.tokens and not self.tokens_file:
+            # Client certificates too are only accepted when registered there.
             raise ConfigError(
-                "no caller could authenticate: set GATEWAY_TOKENS_FILE or GATEWAY_TLS_CLIENT_CA"
+                "no institution is registered: set GATEWAY_TOKENS_FILE (tokens and "
+                '"cert:<identity>" entries; GATEWAY_TLS_CLIENT_CA alone admits nobody)'
             )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY must be set together")
@@ -66,6 +70,7 @@ class GatewayConfig:
             ("GATEWAY_MAX_AGE_S", self.max_age_s > 0),
             ("GATEWAY_PRODUCE_TIMEOUT_S", self.produce_timeout_s >= 1),
             ("GATEWAY_GRACE_S", self.grace_s >= 0),
+            ("GATEWAY_TOKENS_RELOAD_S", self.tokens_reload_s > 0),
             ("SUPTECH_METRICS_PORT", 0 <= self.metrics_port <= 65535),
         )
         for name, ok in checks:
@@ -81,7 +86,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEWAY_HEALTH_PORT", _D.health_port, "plain-text grpc.health.v1 port (TLS only)"),
     Setting("KAFKA_ADDR", _D.kafka_addr, "Kafka bootstrap address, host:port"),
     Setting("SUPTECH_TOPIC_PREFIX", "", "prefix of every topic name"),
-    Setting("GATEWAY_TOKENS_FILE", "", 'JSON {"<token>": "<institution_id>"}'),
+    Setting("GATEWAY_TOKENS_FILE", "", 'registry, JSON {"<token>"|"cert:<id>": "<institution>"}'),
+    Setting("GATEWAY_TOKENS_RELOAD_S", _D.tokens_reload_s, "tokens file re-read every, s"),
     Setting("GATEWAY_TLS_CERT", "", "server certificate PEM (TLS on with the key)"),
     Setting("GATEWAY_TLS_KEY", "", "server private key PEM"),
     Setting("GATEWAY_TLS_CLIENT_CA", "", "CA PEM: callers must present a certificate (mTLS)"),
@@ -97,31 +103,18 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
-def load_tokens(path: str) -> dict[str, str]:
-    """Read ``{"<token>": "<institution_id>", ...}``; raise :class:`ConfigError` when malformed."""
+def load_tokens(path: str) -> dict[str, Any]:
+    """Read and validate the registry (see :mod:`suptech.gateway.registry`); raise
+    :class:`ConfigError` naming GATEWAY_TOKENS_FILE when it is malformed or empty."""
     where = f"GATEWAY_TOKENS_FILE ({path})"
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = json.load(f)
-    except OSError as e:
-        raise ConfigError(f"{where}: cannot read: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{where}: not JSON: {e}") from None
-    if not isinstance(raw, dict) or not raw:
+        entries = read_entries(path, where)
+        Registry.from_entries(entries, where)
+    except RegistryError as e:
+        raise ConfigError(str(e)) from None
+    if not entries:
         raise ConfigError(f'{where}: must be a non-empty object {{"<token>": "<institution_id>"}}')
-    tokens: dict[str, str] = {}
-    for token, institution in raw.items():
-        if not isinstance(institution, str) or not institution:
-            raise ConfigError(f"{where}: institution id for a token must be a non-empty string")
-        if len(institution) > MAX_INSTITUTION_ID_CHARS:
-            raise ConfigError(f"{where}: institution id {institution[:20]!r}... is too long")
-        if len(token) < MIN_TOKEN_CHARS:
-            # Never echo the token itself into logs.
-            raise ConfigError(
-                f"{where}: token of {institution!r} is shorter than {MIN_TOKEN_CHARS} chars"
-            )
-        tokens[token] = institution
-    return tokens
+    return entries
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -134,6 +127,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> GatewayConfig:
         kafka_addr=env_str("KAFKA_ADDR", "127.0.0.1:19092", environ),
         topic_prefix=env_str("SUPTECH_TOPIC_PREFIX", "", environ),
         tokens=load_tokens(tokens_file) if tokens_file else {},
+        tokens_file=tokens_file,
+        tokens_reload_s=env_float("GATEWAY_TOKENS_RELOAD_S", 5.0, environ),
         tls_cert=env_str("GATEWAY_TLS_CERT", "", environ) or None,
         tls_key=env_str("GATEWAY_TLS_KEY", "", environ) or None,
         tls_client_ca=env_str("GATEWAY_TLS_CLIENT_CA", "", environ) or None,

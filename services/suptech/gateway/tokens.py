@@ -1,7 +1,8 @@
 """Development token files: ``python -m suptech.gateway.tokens new bank-a bank-b > tokens.json``.
 
 Prints ``{"<token>": "<institution_id>", ...}`` (the GATEWAY_TOKENS_FILE format) with a fresh
-random token per institution; ``--merge FILE`` keeps the tokens already in FILE.
+random token per institution; ``--merge FILE`` keeps the entries already in FILE (expiries and
+``cert:<identity>`` registrations included: see :mod:`suptech.gateway.registry`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     new.add_argument("institutions", nargs="+")
     new.add_argument("--merge", metavar="FILE", help="include the tokens of an existing file")
     args = parser.parse_args(argv)
-    tokens: dict[str, str] = {}
+    tokens: dict[str, object] = {}
     if args.merge:
         with open(args.merge, encoding="utf-8") as f:
             tokens.update(json.load(f))
