@@ -27,9 +27,8 @@ class DetectorConfig:
     checkpoint_events: int = 200_000
     # How often the event-time watermark is pushed into the engine (DETECTOR_WATERMARK_INTERVAL_S).
     watermark_interval_s: float = 5.0
-    # A telemetry partition caught up and quiet this long (DETECTOR_PARTITION_IDLE_S) stops
-    # holding the watermark back. Raise it for full-speed replays, where seconds of wall time
-    # are hours of event time and one institution's SDK may briefly fall behind the others.
+    # An institution quiet this long (DETECTOR_PARTITION_IDLE_S), its partition caught up, is
+    # presumed to move on in event time as the wall clock does (see DetectorCore.watermark_ns).
     partition_idle_s: float = 30.0
     # faust's web server (statistics, health); off unless DETECTOR_WEB_ENABLED.
     web_enabled: bool = False
@@ -120,7 +119,9 @@ SETTINGS: tuple[Setting, ...] = (
         "DETECTOR_WATERMARK_INTERVAL_S", _D.watermark_interval_s, "event-time watermark tick, s"
     ),
     Setting(
-        "DETECTOR_PARTITION_IDLE_S", _D.partition_idle_s, "quiet partition stops holding it, s"
+        "DETECTOR_PARTITION_IDLE_S",
+        _D.partition_idle_s,
+        "quiet this long, an institution is presumed to move on at wall speed, s",
     ),
     Setting("DETECTOR_WEB_ENABLED", "false", "faust's own web server"),
     Setting("DETECTOR_WEB_PORT", _D.web_port, "its port"),

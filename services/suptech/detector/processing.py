@@ -360,27 +360,34 @@ class DetectorCore:
         Institutions stream independently (each through its own SDK, spool and retries), so one
         may be hours of event time behind another, most of all in a full-speed replay: judging
         it by the fastest would report it silent. The watermark is therefore the slowest of
-        - every institution that delivered in the last ``partition_idle_s`` wall seconds (one
-          that went quiet is not waited for: that is how its silence gets seen), and
+        - every institution's last event time; once it has been quiet for ``partition_idle_s``
+          wall seconds, that time is presumed to move on as the wall clock does. Live, that is
+          what its silence means, and it is seen as soon as it lasts; in a full-speed replay,
+          an institution held back for a minute (its SDK backing off from a rate limit, its
+          records produced after the end offsets were read) is a minute late, not silent for
+          the hours of event time the others covered meanwhile;
         - every partition with records not yet read (``lagging``, from the consumer's high-water
           marks); a lagging partition that has delivered nothing yet stops the watermark.
-        With nothing active, the latest event time seen.
+        With nothing delivered yet, the latest event time seen.
         """
         if any(tp not in self._partition_time for tp in lagging):
             return 0
         now = time.monotonic() if now is None else now
         wall = self._institution_wall
         idle = self.partition_idle_s
-        held = [t for inst, t in self._institution_time.items() if now - wall[inst] < idle]
+        held = [
+            t + _presumed_progress_ns(now - wall[inst], idle)
+            for inst, t in self._institution_time.items()
+        ]
         held.extend(self._partition_time[tp] for tp in lagging)
         wm = min(held) if held else self.max_event_time_ns
         return wm - self.engine.config.allowed_lateness_ns if wm > 0 else 0
 
     def advance(
-        self, lagging: frozenset[tuple[str, int]] = frozenset()
+        self, lagging: frozenset[tuple[str, int]] = frozenset(), now: float | None = None
     ) -> list[findings_pb2.Finding]:
         """Move the engine's watermark over every partition (silence, coalesced flush)."""
-        wm = self.watermark_ns(lagging=lagging)
+        wm = self.watermark_ns(now=now, lagging=lagging)
         if wm <= 0:
             return []
         findings = self.engine.advance(wm)
@@ -418,6 +425,12 @@ class DetectorCore:
             "skipped_records": self.skipped_records,
             **{f"checkpoints_refused_{reason}": n for reason, n in sorted(REFUSED.items())},
         }
+
+
+def _presumed_progress_ns(quiet_s: float, idle_s: float) -> int:
+    """Event time an institution quiet for ``quiet_s`` wall seconds is presumed to have moved
+    on by: none within ``idle_s``, then as much as the wall clock."""
+    return int((quiet_s - idle_s) * 1e9) if quiet_s > idle_s else 0
 
 
 def _restored_engine(
