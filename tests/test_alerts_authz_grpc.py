@@ -54,7 +54,14 @@ TOKENS: dict[str, dict[str, Any]] = {
     "tok-16chars-gateway": {"name": "bank-sz-01", "institution_id": "bank-sz-01"},
     "cert:console.regulator": {"name": "console", "role": "supervisor", "jurisdictions": ["*"]},
 }
-READ = {"ListAlerts", "GetAlert", "StreamAlerts", "ListAuditEntries", "ListSilences"}
+READ = {
+    "ListAlerts",
+    "GetAlert",
+    "StreamAlerts",
+    "ListAuditEntries",
+    "ListSilences",
+    "ListSandboxTests",
+}
 ALLOWED = {
     "viewer": READ,
     "analyst": READ | {"Acknowledge", "Assign"},
@@ -70,6 +77,7 @@ CALLS: dict[str, Any] = {
     "StreamAlerts": alerts_pb2.StreamAlertsRequest(cursor="0"),
     "ListAuditEntries": alerts_pb2.ListAuditEntriesRequest(alert_id="missing"),
     "ListSilences": alerts_pb2.ListSilencesRequest(),
+    "ListSandboxTests": alerts_pb2.ListSandboxTestsRequest(),
     "Acknowledge": alerts_pb2.AcknowledgeRequest(alert_id="missing"),
     "Assign": alerts_pb2.AssignRequest(alert_id="missing", assignee="x"),
     "Resolve": alerts_pb2.ResolveRequest(alert_id="missing", verdict=1),

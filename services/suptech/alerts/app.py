@@ -17,11 +17,12 @@ from suptech.alerts.consumer import FindingsConsumer
 from suptech.alerts.database import open_database
 from suptech.alerts.metrics import AlertsMetrics
 from suptech.alerts.outbox import FeedbackDispatcher
+from suptech.alerts.sandbox_register import SandboxRegister
 from suptech.alerts.service import AlertServicer
 from suptech.alerts.store import AlertStore
 from suptech.alerts.webhooks import WebhookDispatcher
 from suptech.common.grpc_server import GrpcServer, ServerTLS
-from suptech.common.topics import DEAD_LETTER, FEEDBACK, FINDINGS, ensure_topics
+from suptech.common.topics import DEAD_LETTER, FEEDBACK, FINDINGS, REGISTRY_SANDBOX, ensure_topics
 from suptech.v1 import alerts_pb2, alerts_pb2_grpc
 
 __all__ = ["AlertApp", "build_alert_service"]
@@ -45,6 +46,8 @@ class AlertApp:
         self.sessions: sessionmaker[Session] | None = None
         self.store: AlertStore | None = None
         self.consumer: FindingsConsumer | None = None
+        # The register of sandbox tests (registry.sandbox.v1), served by ListSandboxTests.
+        self.register: SandboxRegister | None = None
         self._server: GrpcServer | None = None
         self._health_server: GrpcServer | None = None
         self.port = 0
@@ -72,7 +75,10 @@ class AlertApp:
         self._loop = asyncio.get_running_loop()
         self.failed = asyncio.Event()
         await asyncio.to_thread(
-            ensure_topics, cfg.kafka_addr, cfg.topic_prefix, (FINDINGS, FEEDBACK, DEAD_LETTER)
+            ensure_topics,
+            cfg.kafka_addr,
+            cfg.topic_prefix,
+            (FINDINGS, FEEDBACK, DEAD_LETTER, REGISTRY_SANDBOX),
         )
         self.engine, sessions = await asyncio.to_thread(open_database, cfg.db_url)
         self.sessions = sessions
@@ -86,7 +92,11 @@ class AlertApp:
                 "bound to %s only",
                 cfg.bind_host(),
             )
-        servicer = AlertServicer(self.store, stream_poll_s=cfg.stream_poll_s)
+        register = await asyncio.to_thread(
+            SandboxRegister, bootstrap=cfg.kafka_addr, topic_prefix=cfg.topic_prefix
+        )
+        self.register = register
+        servicer = AlertServicer(self.store, stream_poll_s=cfg.stream_poll_s, register=register)
         servicer.on_streamed = self.metrics.streamed
         tls = None
         if cfg.tls_cert:
@@ -142,6 +152,7 @@ class AlertApp:
         self._spawn("findings-consumer", lambda: self._run_consumer(consumer))
         self._spawn("outbox", lambda: self._run_outbox(feedback, webhooks))
         self._spawn("ticker", self._run_ticker)
+        self._spawn("sandbox-register", lambda: self._run_register(register))
         log.info("alerts listening on %d", self.port)
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
@@ -159,6 +170,12 @@ class AlertApp:
             consumer.close()
         if not self._stop.is_set() and not self.failure:
             self._report_failure("findings consumer stopped")
+
+    def _run_register(self, register: SandboxRegister) -> None:
+        try:
+            register.run(self._stop)
+        finally:
+            register.close()
 
     def _report_failure(self, reason: str) -> None:
         """From any thread: health NOT_SERVING (liveness included), ``failed`` set."""

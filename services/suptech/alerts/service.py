@@ -16,6 +16,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from suptech.alerts import audit, authz
+from suptech.alerts.sandbox_register import SandboxRegister
 from suptech.alerts.store import (
     ALL,
     AlertFilter,
@@ -68,9 +69,16 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
     # Called with each alert change sent on a stream and the time the stream opened (metrics).
     on_streamed: Callable[[alerts_pb2.Alert, float], None] | None = None
 
-    def __init__(self, store: AlertStore, *, stream_poll_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        store: AlertStore,
+        *,
+        stream_poll_s: float = 0.5,
+        register: SandboxRegister | None = None,
+    ) -> None:
         self._store = store
         self._poll_s = stream_poll_s
+        self._register = register
 
     async def _call(
         self, context: grpc.aio.ServicerContext, fn: Callable[..., T], *args: Any, **kw: Any
@@ -306,6 +314,17 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
             for sil in silences:
                 sil.caller_may_expire = False
         return alerts_pb2.ListSilencesResponse(silences=silences)
+
+    async def ListSandboxTests(
+        self, request: alerts_pb2.ListSandboxTestsRequest, context: grpc.aio.ServicerContext
+    ) -> alerts_pb2.ListSandboxTestsResponse:
+        register = self._register
+        if register is None:
+            await _abort(
+                context, grpc.StatusCode.UNAVAILABLE, "this service does not read the register"
+            )
+        tests = register.tests.visible(_scope(_principal()), request.institution_id)
+        return alerts_pb2.ListSandboxTestsResponse(tests=tests, complete=register.complete)
 
 
 def _may(p: authz.Principal, method: str) -> bool:

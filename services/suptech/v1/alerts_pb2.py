@@ -25,67 +25,72 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from suptech.v1 import findings_pb2 as suptech_dot_v1_dot_findings__pb2
+from suptech.v1 import sandbox_pb2 as suptech_dot_v1_dot_sandbox__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17suptech/v1/alerts.proto\x12\nsuptech.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19suptech/v1/findings.proto\"\xc4\x05\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\"\n\x06\x66\x61mily\x18\x02 \x01(\x0e\x32\x12.suptech.v1.Family\x12\x16\n\x0einstitution_id\x18\x03 \x01(\t\x12\x13\n\x0b\x65ntity_kind\x18\x04 \x01(\t\x12\x11\n\tentity_id\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65tector_id\x18\x06 \x01(\t\x12 \n\x05grade\x18\x07 \x01(\x0e\x32\x11.suptech.v1.Grade\x12%\n\x05state\x18\x08 \x01(\x0e\x32\x16.suptech.v1.AlertState\x12\x0f\n\x07summary\x18\t \x01(\t\x12\x10\n\x08\x61ssignee\x18\n \x01(\t\x12$\n\x07verdict\x18\x0b \x01(\x0e\x32\x13.suptech.v1.Verdict\x12\x17\n\x0fresolution_note\x18\x0c \x01(\t\x12\x15\n\rfinding_count\x18\r \x01(\r\x12\x10\n\x08silenced\x18\x0e \x01(\x08\x12\x0f\n\x07version\x18\x0f \x01(\x04\x12.\n\nfirst_seen\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x61\x63k_deadline\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x65scalation_level\x18\x13 \x01(\r\x12\x30\n\x0c\x63reated_time\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cupdated_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x08\x66indings\x18\x1e \x03(\x0b\x32\x13.suptech.v1.Finding\x12\x15\n\rauto_resolved\x18\x1f \x01(\x08\"\x89\x02\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12$\n\x07verdict\x18\x02 \x01(\x0e\x32\x13.suptech.v1.Verdict\x12\x16\n\x0einstitution_id\x18\x03 \x01(\t\x12\"\n\x06\x66\x61mily\x18\x04 \x01(\x0e\x32\x12.suptech.v1.Family\x12\x13\n\x0b\x65ntity_kind\x18\x05 \x01(\t\x12\x11\n\tentity_id\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65tector_id\x18\x07 \x01(\t\x12\x13\n\x0b\x66inding_ids\x18\x08 \x03(\t\x12\r\n\x05\x61\x63tor\x18\t \x01(\t\x12(\n\x04time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"&\n\x07Matcher\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xf4\x01\n\x07Silence\x12\x12\n\nsilence_id\x18\x01 \x01(\t\x12%\n\x08matchers\x18\x02 \x03(\x0b\x32\x13.suptech.v1.Matcher\x12+\n\x07\x65nds_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x12\n\ncreated_by\x18\x05 \x01(\t\x12\x30\n\x0c\x63reated_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x65xpired\x18\x07 \x01(\x08\x12\x19\n\x11\x63\x61ller_may_expire\x18\x08 \x01(\x08\"\x99\x02\n\x11ListAlertsRequest\x12\"\n\x06\x66\x61mily\x18\x01 \x01(\x0e\x32\x12.suptech.v1.Family\x12$\n\tmin_grade\x18\x02 \x01(\x0e\x32\x11.suptech.v1.Grade\x12\x16\n\x0einstitution_id\x18\x03 \x01(\t\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.suptech.v1.AlertState\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x07 \x01(\r\x12\x12\n\npage_token\x18\x08 \x01(\t\"g\n\x12ListAlertsResponse\x12!\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x11.suptech.v1.Alert\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x15\n\rstream_cursor\x18\x03 \x01(\t\"#\n\x0fGetAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\"4\n\x10GetAlertResponse\x12 \n\x05\x61lert\x18\x01 \x01(\x0b\x32\x11.suptech.v1.Alert\"%\n\x13StreamAlertsRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\"h\n\nAlertEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.suptech.v1.AlertEventKind\x12 \n\x05\x61lert\x18\x03 \x01(\x0b\x32\x11.suptech.v1.Alert\"N\n\x12\x41\x63knowledgeRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\x12\x0c\n\x04note\x18\x03 \x01(\t\"M\n\rAssignRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\x12\x10\n\x08\x61ssignee\x18\x03 \x01(\t\"p\n\x0eResolveRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\x12$\n\x07verdict\x18\x03 \x01(\x0e\x32\x13.suptech.v1.Verdict\x12\x0c\n\x04note\x18\x04 \x01(\t\"1\n\rAlertResponse\x12 \n\x05\x61lert\x18\x01 \x01(\x0b\x32\x11.suptech.v1.Alert\"{\n\x14\x43reateSilenceRequest\x12%\n\x08matchers\x18\x01 \x03(\x0b\x32\x13.suptech.v1.Matcher\x12+\n\x07\x65nds_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\"=\n\x15\x43reateSilenceResponse\x12$\n\x07silence\x18\x01 \x01(\x0b\x32\x13.suptech.v1.Silence\"*\n\x14\x45xpireSilenceRequest\x12\x12\n\nsilence_id\x18\x01 \x01(\t\"=\n\x15\x45xpireSilenceResponse\x12$\n\x07silence\x18\x01 \x01(\x0b\x32\x13.suptech.v1.Silence\"+\n\x17ListAuditEntriesRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\"\xbf\x01\n\nAuditEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x06 \x01(\t\x12(\n\x07\x64\x65tails\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0c\n\x04hash\x18\x08 \x01(\t\"C\n\x18ListAuditEntriesResponse\x12\'\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x16.suptech.v1.AuditEntry\"A\n\x13ListSilencesRequest\x12\x17\n\x0finclude_expired\x18\x01 \x01(\x08\x12\x11\n\tpage_size\x18\x02 \x01(\r\"=\n\x14ListSilencesResponse\x12%\n\x08silences\x18\x01 \x03(\x0b\x32\x13.suptech.v1.Silence*w\n\nAlertState\x12\x1b\n\x17\x41LERT_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41LERT_STATE_OPEN\x10\x01\x12\x1c\n\x18\x41LERT_STATE_ACKNOWLEDGED\x10\x02\x12\x18\n\x14\x41LERT_STATE_RESOLVED\x10\x03*m\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x19\n\x15VERDICT_TRUE_POSITIVE\x10\x01\x12\x1a\n\x16VERDICT_FALSE_POSITIVE\x10\x02\x12\x12\n\x0eVERDICT_BENIGN\x10\x03*\xad\x01\n\x0e\x41lertEventKind\x12 \n\x1c\x41LERT_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41LERT_EVENT_KIND_CREATED\x10\x01\x12\x1c\n\x18\x41LERT_EVENT_KIND_UPDATED\x10\x02\x12\x1e\n\x1a\x41LERT_EVENT_KIND_ESCALATED\x10\x03\x12\x1d\n\x19\x41LERT_EVENT_KIND_RESOLVED\x10\x04\x32\x97\x06\n\x0c\x41lertService\x12K\n\nListAlerts\x12\x1d.suptech.v1.ListAlertsRequest\x1a\x1e.suptech.v1.ListAlertsResponse\x12\x45\n\x08GetAlert\x12\x1b.suptech.v1.GetAlertRequest\x1a\x1c.suptech.v1.GetAlertResponse\x12I\n\x0cStreamAlerts\x12\x1f.suptech.v1.StreamAlertsRequest\x1a\x16.suptech.v1.AlertEvent0\x01\x12H\n\x0b\x41\x63knowledge\x12\x1e.suptech.v1.AcknowledgeRequest\x1a\x19.suptech.v1.AlertResponse\x12>\n\x06\x41ssign\x12\x19.suptech.v1.AssignRequest\x1a\x19.suptech.v1.AlertResponse\x12@\n\x07Resolve\x12\x1a.suptech.v1.ResolveRequest\x1a\x19.suptech.v1.AlertResponse\x12T\n\rCreateSilence\x12 .suptech.v1.CreateSilenceRequest\x1a!.suptech.v1.CreateSilenceResponse\x12T\n\rExpireSilence\x12 .suptech.v1.ExpireSilenceRequest\x1a!.suptech.v1.ExpireSilenceResponse\x12]\n\x10ListAuditEntries\x12#.suptech.v1.ListAuditEntriesRequest\x1a$.suptech.v1.ListAuditEntriesResponse\x12Q\n\x0cListSilences\x12\x1f.suptech.v1.ListSilencesRequest\x1a .suptech.v1.ListSilencesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17suptech/v1/alerts.proto\x12\nsuptech.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19suptech/v1/findings.proto\x1a\x18suptech/v1/sandbox.proto\"\xc4\x05\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\"\n\x06\x66\x61mily\x18\x02 \x01(\x0e\x32\x12.suptech.v1.Family\x12\x16\n\x0einstitution_id\x18\x03 \x01(\t\x12\x13\n\x0b\x65ntity_kind\x18\x04 \x01(\t\x12\x11\n\tentity_id\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65tector_id\x18\x06 \x01(\t\x12 \n\x05grade\x18\x07 \x01(\x0e\x32\x11.suptech.v1.Grade\x12%\n\x05state\x18\x08 \x01(\x0e\x32\x16.suptech.v1.AlertState\x12\x0f\n\x07summary\x18\t \x01(\t\x12\x10\n\x08\x61ssignee\x18\n \x01(\t\x12$\n\x07verdict\x18\x0b \x01(\x0e\x32\x13.suptech.v1.Verdict\x12\x17\n\x0fresolution_note\x18\x0c \x01(\t\x12\x15\n\rfinding_count\x18\r \x01(\r\x12\x10\n\x08silenced\x18\x0e \x01(\x08\x12\x0f\n\x07version\x18\x0f \x01(\x04\x12.\n\nfirst_seen\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x61\x63k_deadline\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x65scalation_level\x18\x13 \x01(\r\x12\x30\n\x0c\x63reated_time\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cupdated_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x08\x66indings\x18\x1e \x03(\x0b\x32\x13.suptech.v1.Finding\x12\x15\n\rauto_resolved\x18\x1f \x01(\x08\"\x89\x02\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12$\n\x07verdict\x18\x02 \x01(\x0e\x32\x13.suptech.v1.Verdict\x12\x16\n\x0einstitution_id\x18\x03 \x01(\t\x12\"\n\x06\x66\x61mily\x18\x04 \x01(\x0e\x32\x12.suptech.v1.Family\x12\x13\n\x0b\x65ntity_kind\x18\x05 \x01(\t\x12\x11\n\tentity_id\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65tector_id\x18\x07 \x01(\t\x12\x13\n\x0b\x66inding_ids\x18\x08 \x03(\t\x12\r\n\x05\x61\x63tor\x18\t \x01(\t\x12(\n\x04time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"&\n\x07Matcher\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xf4\x01\n\x07Silence\x12\x12\n\nsilence_id\x18\x01 \x01(\t\x12%\n\x08matchers\x18\x02 \x03(\x0b\x32\x13.suptech.v1.Matcher\x12+\n\x07\x65nds_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x12\n\ncreated_by\x18\x05 \x01(\t\x12\x30\n\x0c\x63reated_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x65xpired\x18\x07 \x01(\x08\x12\x19\n\x11\x63\x61ller_may_expire\x18\x08 \x01(\x08\"\x99\x02\n\x11ListAlertsRequest\x12\"\n\x06\x66\x61mily\x18\x01 \x01(\x0e\x32\x12.suptech.v1.Family\x12$\n\tmin_grade\x18\x02 \x01(\x0e\x32\x11.suptech.v1.Grade\x12\x16\n\x0einstitution_id\x18\x03 \x01(\t\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.suptech.v1.AlertState\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x07 \x01(\r\x12\x12\n\npage_token\x18\x08 \x01(\t\"g\n\x12ListAlertsResponse\x12!\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x11.suptech.v1.Alert\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x15\n\rstream_cursor\x18\x03 \x01(\t\"#\n\x0fGetAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\"4\n\x10GetAlertResponse\x12 \n\x05\x61lert\x18\x01 \x01(\x0b\x32\x11.suptech.v1.Alert\"%\n\x13StreamAlertsRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\"h\n\nAlertEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.suptech.v1.AlertEventKind\x12 \n\x05\x61lert\x18\x03 \x01(\x0b\x32\x11.suptech.v1.Alert\"N\n\x12\x41\x63knowledgeRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\x12\x0c\n\x04note\x18\x03 \x01(\t\"M\n\rAssignRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\x12\x10\n\x08\x61ssignee\x18\x03 \x01(\t\"p\n\x0eResolveRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\x12$\n\x07verdict\x18\x03 \x01(\x0e\x32\x13.suptech.v1.Verdict\x12\x0c\n\x04note\x18\x04 \x01(\t\"1\n\rAlertResponse\x12 \n\x05\x61lert\x18\x01 \x01(\x0b\x32\x11.suptech.v1.Alert\"{\n\x14\x43reateSilenceRequest\x12%\n\x08matchers\x18\x01 \x03(\x0b\x32\x13.suptech.v1.Matcher\x12+\n\x07\x65nds_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\"=\n\x15\x43reateSilenceResponse\x12$\n\x07silence\x18\x01 \x01(\x0b\x32\x13.suptech.v1.Silence\"*\n\x14\x45xpireSilenceRequest\x12\x12\n\nsilence_id\x18\x01 \x01(\t\"=\n\x15\x45xpireSilenceResponse\x12$\n\x07silence\x18\x01 \x01(\x0b\x32\x13.suptech.v1.Silence\"+\n\x17ListAuditEntriesRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\"\xbf\x01\n\nAuditEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x06 \x01(\t\x12(\n\x07\x64\x65tails\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0c\n\x04hash\x18\x08 \x01(\t\"C\n\x18ListAuditEntriesResponse\x12\'\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x16.suptech.v1.AuditEntry\"A\n\x13ListSilencesRequest\x12\x17\n\x0finclude_expired\x18\x01 \x01(\x08\x12\x11\n\tpage_size\x18\x02 \x01(\r\"=\n\x14ListSilencesResponse\x12%\n\x08silences\x18\x01 \x03(\x0b\x32\x13.suptech.v1.Silence\"1\n\x17ListSandboxTestsRequest\x12\x16\n\x0einstitution_id\x18\x01 \x01(\t\"T\n\x18ListSandboxTestsResponse\x12&\n\x05tests\x18\x01 \x03(\x0b\x32\x17.suptech.v1.SandboxTest\x12\x10\n\x08\x63omplete\x18\x02 \x01(\x08*w\n\nAlertState\x12\x1b\n\x17\x41LERT_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41LERT_STATE_OPEN\x10\x01\x12\x1c\n\x18\x41LERT_STATE_ACKNOWLEDGED\x10\x02\x12\x18\n\x14\x41LERT_STATE_RESOLVED\x10\x03*m\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x19\n\x15VERDICT_TRUE_POSITIVE\x10\x01\x12\x1a\n\x16VERDICT_FALSE_POSITIVE\x10\x02\x12\x12\n\x0eVERDICT_BENIGN\x10\x03*\xad\x01\n\x0e\x41lertEventKind\x12 \n\x1c\x41LERT_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41LERT_EVENT_KIND_CREATED\x10\x01\x12\x1c\n\x18\x41LERT_EVENT_KIND_UPDATED\x10\x02\x12\x1e\n\x1a\x41LERT_EVENT_KIND_ESCALATED\x10\x03\x12\x1d\n\x19\x41LERT_EVENT_KIND_RESOLVED\x10\x04\x32\xf6\x06\n\x0c\x41lertService\x12K\n\nListAlerts\x12\x1d.suptech.v1.ListAlertsRequest\x1a\x1e.suptech.v1.ListAlertsResponse\x12\x45\n\x08GetAlert\x12\x1b.suptech.v1.GetAlertRequest\x1a\x1c.suptech.v1.GetAlertResponse\x12I\n\x0cStreamAlerts\x12\x1f.suptech.v1.StreamAlertsRequest\x1a\x16.suptech.v1.AlertEvent0\x01\x12H\n\x0b\x41\x63knowledge\x12\x1e.suptech.v1.AcknowledgeRequest\x1a\x19.suptech.v1.AlertResponse\x12>\n\x06\x41ssign\x12\x19.suptech.v1.AssignRequest\x1a\x19.suptech.v1.AlertResponse\x12@\n\x07Resolve\x12\x1a.suptech.v1.ResolveRequest\x1a\x19.suptech.v1.AlertResponse\x12T\n\rCreateSilence\x12 .suptech.v1.CreateSilenceRequest\x1a!.suptech.v1.CreateSilenceResponse\x12T\n\rExpireSilence\x12 .suptech.v1.ExpireSilenceRequest\x1a!.suptech.v1.ExpireSilenceResponse\x12]\n\x10ListAuditEntries\x12#.suptech.v1.ListAuditEntriesRequest\x1a$.suptech.v1.ListAuditEntriesResponse\x12Q\n\x0cListSilences\x12\x1f.suptech.v1.ListSilencesRequest\x1a .suptech.v1.ListSilencesResponse\x12]\n\x10ListSandboxTests\x12#.suptech.v1.ListSandboxTestsRequest\x1a$.suptech.v1.ListSandboxTestsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'suptech.v1.alerts_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ALERTSTATE']._serialized_start=3077
-  _globals['_ALERTSTATE']._serialized_end=3196
-  _globals['_VERDICT']._serialized_start=3198
-  _globals['_VERDICT']._serialized_end=3307
-  _globals['_ALERTEVENTKIND']._serialized_start=3310
-  _globals['_ALERTEVENTKIND']._serialized_end=3483
-  _globals['_ALERT']._serialized_start=130
-  _globals['_ALERT']._serialized_end=838
-  _globals['_FEEDBACK']._serialized_start=841
-  _globals['_FEEDBACK']._serialized_end=1106
-  _globals['_MATCHER']._serialized_start=1108
-  _globals['_MATCHER']._serialized_end=1146
-  _globals['_SILENCE']._serialized_start=1149
-  _globals['_SILENCE']._serialized_end=1393
-  _globals['_LISTALERTSREQUEST']._serialized_start=1396
-  _globals['_LISTALERTSREQUEST']._serialized_end=1677
-  _globals['_LISTALERTSRESPONSE']._serialized_start=1679
-  _globals['_LISTALERTSRESPONSE']._serialized_end=1782
-  _globals['_GETALERTREQUEST']._serialized_start=1784
-  _globals['_GETALERTREQUEST']._serialized_end=1819
-  _globals['_GETALERTRESPONSE']._serialized_start=1821
-  _globals['_GETALERTRESPONSE']._serialized_end=1873
-  _globals['_STREAMALERTSREQUEST']._serialized_start=1875
-  _globals['_STREAMALERTSREQUEST']._serialized_end=1912
-  _globals['_ALERTEVENT']._serialized_start=1914
-  _globals['_ALERTEVENT']._serialized_end=2018
-  _globals['_ACKNOWLEDGEREQUEST']._serialized_start=2020
-  _globals['_ACKNOWLEDGEREQUEST']._serialized_end=2098
-  _globals['_ASSIGNREQUEST']._serialized_start=2100
-  _globals['_ASSIGNREQUEST']._serialized_end=2177
-  _globals['_RESOLVEREQUEST']._serialized_start=2179
-  _globals['_RESOLVEREQUEST']._serialized_end=2291
-  _globals['_ALERTRESPONSE']._serialized_start=2293
-  _globals['_ALERTRESPONSE']._serialized_end=2342
-  _globals['_CREATESILENCEREQUEST']._serialized_start=2344
-  _globals['_CREATESILENCEREQUEST']._serialized_end=2467
-  _globals['_CREATESILENCERESPONSE']._serialized_start=2469
-  _globals['_CREATESILENCERESPONSE']._serialized_end=2530
-  _globals['_EXPIRESILENCEREQUEST']._serialized_start=2532
-  _globals['_EXPIRESILENCEREQUEST']._serialized_end=2574
-  _globals['_EXPIRESILENCERESPONSE']._serialized_start=2576
-  _globals['_EXPIRESILENCERESPONSE']._serialized_end=2637
-  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=2639
-  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=2682
-  _globals['_AUDITENTRY']._serialized_start=2685
-  _globals['_AUDITENTRY']._serialized_end=2876
-  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=2878
-  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=2945
-  _globals['_LISTSILENCESREQUEST']._serialized_start=2947
-  _globals['_LISTSILENCESREQUEST']._serialized_end=3012
-  _globals['_LISTSILENCESRESPONSE']._serialized_start=3014
-  _globals['_LISTSILENCESRESPONSE']._serialized_end=3075
-  _globals['_ALERTSERVICE']._serialized_start=3486
-  _globals['_ALERTSERVICE']._serialized_end=4277
+  _globals['_ALERTSTATE']._serialized_start=3240
+  _globals['_ALERTSTATE']._serialized_end=3359
+  _globals['_VERDICT']._serialized_start=3361
+  _globals['_VERDICT']._serialized_end=3470
+  _globals['_ALERTEVENTKIND']._serialized_start=3473
+  _globals['_ALERTEVENTKIND']._serialized_end=3646
+  _globals['_ALERT']._serialized_start=156
+  _globals['_ALERT']._serialized_end=864
+  _globals['_FEEDBACK']._serialized_start=867
+  _globals['_FEEDBACK']._serialized_end=1132
+  _globals['_MATCHER']._serialized_start=1134
+  _globals['_MATCHER']._serialized_end=1172
+  _globals['_SILENCE']._serialized_start=1175
+  _globals['_SILENCE']._serialized_end=1419
+  _globals['_LISTALERTSREQUEST']._serialized_start=1422
+  _globals['_LISTALERTSREQUEST']._serialized_end=1703
+  _globals['_LISTALERTSRESPONSE']._serialized_start=1705
+  _globals['_LISTALERTSRESPONSE']._serialized_end=1808
+  _globals['_GETALERTREQUEST']._serialized_start=1810
+  _globals['_GETALERTREQUEST']._serialized_end=1845
+  _globals['_GETALERTRESPONSE']._serialized_start=1847
+  _globals['_GETALERTRESPONSE']._serialized_end=1899
+  _globals['_STREAMALERTSREQUEST']._serialized_start=1901
+  _globals['_STREAMALERTSREQUEST']._serialized_end=1938
+  _globals['_ALERTEVENT']._serialized_start=1940
+  _globals['_ALERTEVENT']._serialized_end=2044
+  _globals['_ACKNOWLEDGEREQUEST']._serialized_start=2046
+  _globals['_ACKNOWLEDGEREQUEST']._serialized_end=2124
+  _globals['_ASSIGNREQUEST']._serialized_start=2126
+  _globals['_ASSIGNREQUEST']._serialized_end=2203
+  _globals['_RESOLVEREQUEST']._serialized_start=2205
+  _globals['_RESOLVEREQUEST']._serialized_end=2317
+  _globals['_ALERTRESPONSE']._serialized_start=2319
+  _globals['_ALERTRESPONSE']._serialized_end=2368
+  _globals['_CREATESILENCEREQUEST']._serialized_start=2370
+  _globals['_CREATESILENCEREQUEST']._serialized_end=2493
+  _globals['_CREATESILENCERESPONSE']._serialized_start=2495
+  _globals['_CREATESILENCERESPONSE']._serialized_end=2556
+  _globals['_EXPIRESILENCEREQUEST']._serialized_start=2558
+  _globals['_EXPIRESILENCEREQUEST']._serialized_end=2600
+  _globals['_EXPIRESILENCERESPONSE']._serialized_start=2602
+  _globals['_EXPIRESILENCERESPONSE']._serialized_end=2663
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=2665
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=2708
+  _globals['_AUDITENTRY']._serialized_start=2711
+  _globals['_AUDITENTRY']._serialized_end=2902
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=2904
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=2971
+  _globals['_LISTSILENCESREQUEST']._serialized_start=2973
+  _globals['_LISTSILENCESREQUEST']._serialized_end=3038
+  _globals['_LISTSILENCESRESPONSE']._serialized_start=3040
+  _globals['_LISTSILENCESRESPONSE']._serialized_end=3101
+  _globals['_LISTSANDBOXTESTSREQUEST']._serialized_start=3103
+  _globals['_LISTSANDBOXTESTSREQUEST']._serialized_end=3152
+  _globals['_LISTSANDBOXTESTSRESPONSE']._serialized_start=3154
+  _globals['_LISTSANDBOXTESTSRESPONSE']._serialized_end=3238
+  _globals['_ALERTSERVICE']._serialized_start=3649
+  _globals['_ALERTSERVICE']._serialized_end=4535
 # @@protoc_insertion_point(module_scope)

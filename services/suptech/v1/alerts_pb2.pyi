@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from suptech.v1 import findings_pb2 as _findings_pb2
+from suptech.v1 import sandbox_pb2 as _sandbox_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -318,3 +319,17 @@ class ListSilencesResponse(_message.Message):
     SILENCES_FIELD_NUMBER: _ClassVar[int]
     silences: _containers.RepeatedCompositeFieldContainer[Silence]
     def __init__(self, silences: _Optional[_Iterable[_Union[Silence, _Mapping]]] = ...) -> None: ...
+
+class ListSandboxTestsRequest(_message.Message):
+    __slots__ = ("institution_id",)
+    INSTITUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    institution_id: str
+    def __init__(self, institution_id: _Optional[str] = ...) -> None: ...
+
+class ListSandboxTestsResponse(_message.Message):
+    __slots__ = ("tests", "complete")
+    TESTS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    tests: _containers.RepeatedCompositeFieldContainer[_sandbox_pb2.SandboxTest]
+    complete: bool
+    def __init__(self, tests: _Optional[_Iterable[_Union[_sandbox_pb2.SandboxTest, _Mapping]]] = ..., complete: _Optional[bool] = ...) -> None: ...

@@ -84,6 +84,11 @@ class AlertServiceStub:
                 request_serializer=suptech_dot_v1_dot_alerts__pb2.ListSilencesRequest.SerializeToString,
                 response_deserializer=suptech_dot_v1_dot_alerts__pb2.ListSilencesResponse.FromString,
                 _registered_method=True)
+        self.ListSandboxTests = channel.unary_unary(
+                '/suptech.v1.AlertService/ListSandboxTests',
+                request_serializer=suptech_dot_v1_dot_alerts__pb2.ListSandboxTestsRequest.SerializeToString,
+                response_deserializer=suptech_dot_v1_dot_alerts__pb2.ListSandboxTestsResponse.FromString,
+                _registered_method=True)
 
 
 class AlertServiceServicer:
@@ -150,6 +155,13 @@ class AlertServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSandboxTests(self, request, context):
+        """The register of sandbox tests and their approved boundaries, under ListAlerts' rules.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlertServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -202,6 +214,11 @@ def add_AlertServiceServicer_to_server(servicer, server):
                     servicer.ListSilences,
                     request_deserializer=suptech_dot_v1_dot_alerts__pb2.ListSilencesRequest.FromString,
                     response_serializer=suptech_dot_v1_dot_alerts__pb2.ListSilencesResponse.SerializeToString,
+            ),
+            'ListSandboxTests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSandboxTests,
+                    request_deserializer=suptech_dot_v1_dot_alerts__pb2.ListSandboxTestsRequest.FromString,
+                    response_serializer=suptech_dot_v1_dot_alerts__pb2.ListSandboxTestsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -474,6 +491,33 @@ class AlertService:
             '/suptech.v1.AlertService/ListSilences',
             suptech_dot_v1_dot_alerts__pb2.ListSilencesRequest.SerializeToString,
             suptech_dot_v1_dot_alerts__pb2.ListSilencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSandboxTests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suptech.v1.AlertService/ListSandboxTests',
+            suptech_dot_v1_dot_alerts__pb2.ListSandboxTestsRequest.SerializeToString,
+            suptech_dot_v1_dot_alerts__pb2.ListSandboxTestsResponse.FromString,
             options,
             channel_credentials,
             insecure,
