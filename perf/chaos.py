@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import secrets
 import threading
 import time
@@ -102,8 +103,18 @@ class Run:
     restored_at: float = 0.0
 
 
+def _no_fault(run: Run) -> None:
+    """The reference: what the same stream gives when nothing breaks."""
+    run.fault_at = run.restored_at = time.time()
+
+
 def _kill_service(name: str) -> Callable[[Run], None]:
     def inject(run: Run) -> None:
+        if name == "detector":
+            # Killed between two checkpoints, the restart restores one (killed before the first,
+            # it would start cold and re-read everything: a path of its own, not this one).
+            run.stack.services["detector"].wait_for(r"checkpoint written", run.size.stream_s)
+            time.sleep(3.0)
         run.fault_at = time.time()
         run.stack.kill(name)
         time.sleep(1.0)
@@ -148,6 +159,7 @@ class Scenario:
 
 
 SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("no_fault", _no_fault),
     Scenario("gateway_kill", _kill_service("gateway")),
     Scenario("detector_kill", _kill_service("detector")),
     Scenario("alerts_kill", _kill_service("alerts")),
@@ -357,6 +369,7 @@ def run_scenario(scenario: Scenario, fleet: Fleet, work: Path) -> dict[str, Any]
                 fault_s=round(run.fault_at - began, 1),
                 outage_s=round(run.restored_at - run.fault_at, 1),
                 recovery_s=None if recovered is None else round(recovered - run.restored_at, 2),
+                detector_restart=_checkpoint_choice(run_dir / "detector-2.log"),
             )
             return row
         finally:
@@ -364,6 +377,14 @@ def run_scenario(scenario: Scenario, fleet: Fleet, work: Path) -> dict[str, Any]
             stack.stop()
             if scenario.kafka == "shared":
                 delete_topics_with_prefix(kafka, prefix)
+
+
+def _checkpoint_choice(log: Path) -> str | None:
+    """What a restarted detector started from (its log's "checkpoint choice" line)."""
+    if not log.exists():
+        return None
+    m = re.search(r"checkpoint choice: (.*)", log.read_text(errors="replace"))
+    return m.group(1) if m else None
 
 
 def _count(
@@ -490,10 +511,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_all(scenarios: list[Scenario], size: Size) -> tuple[list[dict[str, Any]], list[str]]:
-    """Run each scenario on a fresh namespace; the cluster one only where the script exists."""
+def run_all(
+    scenarios: list[Scenario], size: Size, work: Path | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Run each scenario on a fresh namespace; the cluster one only where the script exists.
+
+    Logs, spools and SQLite stores go under ``work`` (``.state/chaos-<time>`` by default)."""
     fleet = Fleet(size)
-    work = REPO / ".state" / f"chaos-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    if work is None:
+        work = REPO / ".state" / f"chaos-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
     for scenario in scenarios:
