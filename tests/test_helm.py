@@ -72,6 +72,9 @@ BAD_VALUES: dict[str, dict[str, Any]] = {
     "unknown workload kind": {"components": {"detector": {"workload": "DaemonSet"}}},
     "no memory limit": {"components": {"gateway": {"resources": {"limits": {"memory": None}}}}},
     "guessable gateway token": {"secrets": {"gatewayTokens": {"short": "bank-001"}}},
+    "misspelt gateway token expiry": {
+        "secrets": {"gatewayTokens": {"cert:bank-001": {"institution": "b", "expiry": "2027"}}}
+    },
     "unknown supervisor role": {
         "secrets": {"alertsTokens": {"token-0123456789": {"name": "x", "role": "god"}}}
     },
@@ -81,6 +84,14 @@ BAD_VALUES: dict[str, dict[str, Any]] = {
     "env value as a list": {"components": {"gateway": {"env": {"GATEWAY_PORT": [1]}}}},
     "lower-case env name": {"components": {"gateway": {"env": {"gateway_port": "1"}}}},
 }
+
+
+def test_schema_accepts_registered_certificates_and_expiring_gateway_tokens() -> None:
+    registry = {
+        "cert:gw.bank-001.example": "bank-001",
+        "token-0123456789abcdef": {"institution": "bank-002", "expires": "2027-01-01T00:00:00Z"},
+    }
+    assert schema_errors(merged({"secrets": {"gatewayTokens": registry}})) == []
 
 
 @pytest.mark.parametrize("case", sorted(BAD_VALUES))
