@@ -96,3 +96,30 @@ def test_gateway_on_a_dead_broker_logs_a_few_clear_lines_not_a_flood(tmp_path: P
     assert any("Kafka does not answer" in m for m in messages), messages
     assert len(kafka_lines) <= 4, messages
     assert len(docs) <= 16, messages
+
+
+@pytest.mark.slow
+def test_alert_service_on_a_dead_broker_says_so_in_one_line_and_exits(tmp_path: Path) -> None:
+    """It used to end in a 50-line traceback."""
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{REPO / 'services'}{os.pathsep}{REPO}",
+        KAFKA_ADDR=f"127.0.0.1:{closed_port()}",
+        ALERTS_INSECURE_DEV="true",
+        ALERTS_PORT="0",
+        ALERTS_DB_URL=f"sqlite:///{tmp_path / 'alerts.db'}",
+        SUPTECH_METRICS_PORT="0",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "suptech.alerts"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    lines = (proc.stdout + proc.stderr).splitlines()
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    (line,) = [x for x in lines if "cannot start" in x]
+    assert "Unable to bootstrap" in line and env["KAFKA_ADDR"] in line
+    assert len(lines) <= 5, lines

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 
@@ -12,6 +13,8 @@ from suptech.alerts.config import SETTINGS, AlertsConfig, load_config
 from suptech.common.config import ConfigError, exit_if_help
 from suptech.common.logging_setup import setup_logging
 from suptech.common.metrics import MetricsEndpoint
+
+log = logging.getLogger("suptech.alerts")
 
 USAGE = """usage: python -m suptech.alerts
 
@@ -28,7 +31,23 @@ async def _serve(config: AlertsConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await app.start()
+    try:
+        await app.start()
+    except (ConfigError, TokensFileError):
+        raise
+    except Exception as e:
+        # Kafka or the database not answering: one line saying which, not a 50-line traceback;
+        # the supervisor (Kubernetes) restarts the process with its back-off.
+        log.error(
+            "cannot start: %s: %s (Kafka %s, database %s)",
+            type(e).__name__,
+            e,
+            config.kafka_addr,
+            config.db_url.split("@")[-1],
+        )
+        await app.stop()
+        endpoint.stop()
+        return 1
     print(f"alerts listening on {app.port}", flush=True)
     assert app.failed is not None
     # A dead findings consumer ends the process (exit 1) for its supervisor to restart it.

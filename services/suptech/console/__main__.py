@@ -6,6 +6,7 @@ import asyncio
 import sys
 
 from suptech.common.config import exit_if_help
+from suptech.common.logging_setup import setup_logging
 from suptech.common.metrics import MetricsEndpoint, new_registry
 from suptech.console.app import Console
 from suptech.console.config import SETTINGS, load_config
@@ -28,6 +29,7 @@ async def _run() -> None:
 
 def main() -> int:
     exit_if_help(sys.argv[1:], USAGE, SETTINGS)
+    setup_logging("console")
     try:
         asyncio.run(_run())
     except ValueError as exc:
