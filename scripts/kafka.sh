@@ -168,6 +168,16 @@ stop_node() { # <dir>
   rm -f "$pidf"
 }
 
+kill_node() { # <dir>: for wipe, where nothing is kept (a broker that lost its quorum can take
+  # 30 s to give up a controlled shutdown)
+  local pidf=$1/kafka.pid
+  if node_running "$pidf"; then
+    kill -KILL "$(cat "$pidf")" 2>/dev/null || true
+    for _ in $(seq 1 20); do node_running "$pidf" || break; sleep 0.25; done
+  fi
+  rm -f "$pidf"
+}
+
 wait_answers() { # <bootstrap> <min brokers> <pidfile...>: metadata from a client, not a TCP connect
   local bootstrap=$1 brokers=$2; shift 2
   for _ in $(seq 1 180); do
@@ -385,10 +395,10 @@ node_arg() {
 case "${1:-}" in
   up-secure) up_secure; exit 0 ;;
   down-secure) stop_node "$sdir"; echo "kafka.sh: secure Kafka stopped" >&2; exit 0 ;;
-  wipe-secure) stop_node "$sdir"; rm -rf "$sdir"; exit 0 ;;
+  wipe-secure) kill_node "$sdir"; rm -rf "$sdir"; exit 0 ;;
   up-cluster) up_cluster; exit 0 ;;
   down-cluster) down_cluster; exit 0 ;;
-  wipe-cluster) down_cluster; rm -rf "$cdir"; exit 0 ;;
+  wipe-cluster) for n in 1 2 3; do kill_node "$(node_dir "$n")"; done; rm -rf "$cdir"; exit 0 ;;
   # For failure drills: stop or restart one broker of the three (by node id).
   stop-node) node_arg "${2:-}"; stop_node "$(node_dir "$2")"; exit 0 ;;
   start-node)

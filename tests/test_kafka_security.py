@@ -3,16 +3,35 @@ real secure broker started by ``scripts/kafka.sh up-secure``."""
 
 from __future__ import annotations
 
+import os
+import random
+import socket
+import ssl
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.errors import KafkaError
+from pki import issue_cert, new_key, pem
+from suptech.common.bundles import decode_bundle, topic_spec_for
 from suptech.common.config import ConfigError
 from suptech.common.kafka import (
+    KafkaAuthError,
     faust_credentials,
     kafka_python_settings,
     load_kafka_security,
     load_replication,
+    open_client,
 )
+from suptech.common.topics import FINDINGS, TOPICS, ensure_topics, topic_name
+from suptech.ops.kafka_clients import open_admin, open_producer, open_reader
+
+from tests.test_gateway import Running, base_config, batch, now_event, send
 
 # --- the config helper (no broker) ----------------------------------------------------------
 
@@ -167,3 +186,253 @@ def test_replication_settings(factor: str, isr: str, ok: bool) -> None:
 def test_replication_defaults_suit_one_broker() -> None:
     r = load_replication({})
     assert (r.factor, r.min_insync) == (1, 1)
+
+
+# --- against a real TLS + SASL/SCRAM broker (scripts/kafka.sh up-secure) -------------------
+
+KAFKA_SH = Path(__file__).resolve().parents[1] / "scripts" / "kafka.sh"
+
+
+def _free_port_pair() -> int:
+    """A port whose successor is free too (the broker's controller listener takes it)."""
+    for _ in range(50):
+        port = random.randrange(19400, 19800, 2)
+        try:
+            for p in (port, port + 1):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair in 19400-19800")
+
+
+def _script(*args: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [str(KAFKA_SH), *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def secure_kafka() -> Iterator[dict[str, str]]:
+    """A broker of this module's own whose only client listener is SASL_SSL (wiped after):
+    the SUPTECH_KAFKA_* settings it prints, plus KAFKA_ADDR."""
+    port = _free_port_pair()
+    env = {
+        "KAFKA_SECURE_PORT": str(port),
+        "KAFKA_SECURE_CONTROLLER_PORT": str(port + 1),
+        "KAFKA_SECURE_HEAP": "-Xmx384m -Xms128m",
+    }
+    try:
+        out = _script("up-secure", env=env)
+        settings = dict(
+            line.split("=", 1) for line in out.splitlines() if "=" in line and line[0] != "#"
+        )
+        yield settings
+    finally:
+        _script("wipe-secure", env=env)
+
+
+@pytest.fixture
+def secure_env(secure_kafka: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """This process configured for the secure broker as a deployment would be; its address."""
+    for key, value in secure_kafka.items():
+        if key.startswith("SUPTECH_KAFKA_"):
+            monkeypatch.setenv(key, value)
+    return secure_kafka["KAFKA_ADDR"]
+
+
+def _read_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
+    reader = open_reader(bootstrap, timeout_s=10)
+    try:
+        parts = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
+        reader.assign(parts)
+        reader.seek_to_beginning()
+        values: list[bytes] = []
+        deadline = time.monotonic() + 20
+        while len(values) < expected and time.monotonic() < deadline:
+            for records in reader.poll(timeout_ms=200).values():
+                values += [r.value for r in records]
+        return values
+    finally:
+        reader.close()
+
+
+@pytest.mark.integration
+def test_clients_produce_and_consume_over_sasl_ssl(secure_env: str) -> None:
+    prefix = f"s{uuid.uuid4().hex[:8]}."
+    ensure_topics(secure_env, prefix, (FINDINGS,), timeout_s=20)
+    topic = topic_name(FINDINGS, prefix)
+    producer = open_producer(secure_env, timeout_s=10)
+    try:
+        sent = [f"finding-{i}".encode() for i in range(5)]
+        for value in sent:
+            producer.send(topic, value).get(timeout=10)
+    finally:
+        producer.close()
+    assert sorted(_read_all(secure_env, topic, len(sent))) == sorted(sent)
+
+
+@pytest.mark.integration
+def test_a_plaintext_client_gets_nothing_from_the_secure_broker(
+    secure_kafka: dict[str, str],
+) -> None:
+    """The secure listener is the only way in: the default (PLAINTEXT) settings do not connect."""
+    with pytest.raises(KafkaError):
+        KafkaAdminClient(
+            bootstrap_servers=secure_kafka["KAFKA_ADDR"],
+            request_timeout_ms=3000,
+            bootstrap_timeout_ms=3000,
+        )
+
+
+@pytest.mark.integration
+def test_wrong_password_is_refused_with_a_clear_error(
+    secure_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = tmp_path / "password"
+    wrong.write_text("not-the-password\n")
+    monkeypatch.setenv("SUPTECH_KAFKA_SASL_PASSWORD_FILE", str(wrong))
+    # Bounded: the client gives up after its bootstrap timeout, it does not hang or retry forever.
+    with pytest.raises(
+        KafkaAuthError, match=r"as suptech \(SCRAM-SHA-512\).*(credentials|password)"
+    ):
+        open_client(
+            KafkaAdminClient,
+            bootstrap_servers=secure_env,
+            request_timeout_ms=5000,
+            bootstrap_timeout_ms=5000,
+        )
+
+
+@pytest.mark.integration
+def test_untrusted_broker_certificate_is_refused_with_a_clear_error(
+    secure_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other_ca = tmp_path / "other-ca.pem"
+    other_ca.write_bytes(pem(issue_cert("another CA", new_key())))
+    monkeypatch.setenv("SUPTECH_KAFKA_SSL_CAFILE", str(other_ca))
+    with pytest.raises(KafkaAuthError, match="CERTIFICATE_VERIFY_FAILED"):
+        open_client(
+            KafkaAdminClient,
+            bootstrap_servers=secure_env,
+            request_timeout_ms=5000,
+            bootstrap_timeout_ms=5000,
+        )
+
+
+@pytest.mark.integration
+async def test_gateway_over_sasl_ssl_acknowledges_a_batch_that_is_in_kafka(
+    secure_env: str,
+) -> None:
+    prefix = f"g{uuid.uuid4().hex[:8]}."
+    ensure_topics(secure_env, prefix, timeout_s=20)
+    events = [now_event("data_access", i) for i in range(3)]
+    async with Running(base_config(secure_env, prefix)) as port:
+        acks = await send(port, [batch(events, "secure-1")])
+    assert [(a.batch_id, a.accepted, len(a.rejections)) for a in acks] == [("secure-1", 3, 0)]
+    topic = topic_name(topic_spec_for("data_access"), prefix)
+    stored = [
+        ev.SerializeToString()
+        for value in _read_all(secure_env, topic, 1)
+        for ev in decode_bundle(value).events
+    ]
+    assert sorted(stored) == sorted(ev.SerializeToString() for ev in events)
+
+
+@pytest.mark.integration
+def test_topics_are_created_with_the_configured_min_insync_replicas(
+    secure_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUPTECH_KAFKA_REPLICATION_FACTOR", "1")
+    monkeypatch.setenv("SUPTECH_KAFKA_MIN_INSYNC_REPLICAS", "1")
+    prefix = f"m{uuid.uuid4().hex[:8]}."
+    created = ensure_topics(secure_env, prefix, timeout_s=20)
+    assert len(created) == len(TOPICS)
+    admin = open_admin(secure_env, timeout_s=10)
+    try:
+        configs = admin.describe_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, name, configs=["min.insync.replicas"])
+                for name in created
+            ],
+            config_filter="all",
+        )["topic"]
+    finally:
+        admin.close()
+    # Set on each topic, not inherited from whatever the broker's default happens to be.
+    assert {
+        name: (c["min.insync.replicas"]["value"], c["min.insync.replicas"]["config_source"])
+        for name, c in configs.items()
+    } == {name: ("1", "DYNAMIC_TOPIC_CONFIG") for name in created}
+
+
+@pytest.mark.integration
+def test_faust_credentials_for_the_secure_broker(secure_env: str) -> None:
+    """What the detector's faust App takes: SCRAM over TLS with a context that trusts our CA."""
+    credentials = faust_credentials()
+    assert (credentials.protocol.value, credentials.mechanism.value) == (
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+    )
+    assert credentials.ssl_context.verify_mode == ssl.CERT_REQUIRED
+    assert credentials.ssl_context.check_hostname
+
+
+# --- three brokers (scripts/kafka.sh up-cluster): slow, a JVM per broker ---------------------
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster() -> Iterator[str]:
+    port = _free_port_pair()
+    # Brokers on port..port+2, controllers on port+100..port+102.
+    env = {"KAFKA_CLUSTER_PORT": str(port), "KAFKA_CLUSTER_HEAP": "-Xmx320m -Xms128m"}
+    try:
+        out = _script("up-cluster", env=env)
+        yield out.strip().splitlines()[-1].split("=", 1)[1]
+    finally:
+        _script("wipe-cluster", env=env)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_three_brokers_replicate_and_refuse_writes_below_min_insync(
+    kafka_cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replication 3 / min ISR 2 with acks=all: one broker lost, writes go on; two lost, a
+    write is refused (NotEnoughReplicas) rather than acknowledged on a single copy."""
+    monkeypatch.setenv("SUPTECH_KAFKA_REPLICATION_FACTOR", "3")
+    monkeypatch.setenv("SUPTECH_KAFKA_MIN_INSYNC_REPLICAS", "2")
+    prefix = f"c{uuid.uuid4().hex[:8]}."
+    ensure_topics(kafka_cluster, prefix, (FINDINGS,), timeout_s=30)
+    topic = topic_name(FINDINGS, prefix)
+    admin = open_admin(kafka_cluster, timeout_s=10)
+    try:
+        (described,) = admin.describe_topics([topic])
+        assert {len(p["replica_nodes"]) for p in described["partitions"]} == {3}
+    finally:
+        admin.close()
+    env = {"KAFKA_CLUSTER_PORT": kafka_cluster.split(",")[0].rsplit(":", 1)[1]}
+    producer = open_client(
+        KafkaProducer,
+        bootstrap_servers=kafka_cluster,
+        acks="all",
+        request_timeout_ms=5000,
+        delivery_timeout_ms=15_000,
+    )
+    try:
+        _script("stop-node", "3", env=env)
+        for p in range(3):
+            producer.send(topic, b"one broker down", partition=p).get(timeout=20)
+        _script("stop-node", "2", env=env)
+        with pytest.raises(KafkaError, match="NotEnoughReplicas|Timeout"):
+            for p in range(3):
+                producer.send(topic, b"two brokers down", partition=p).get(timeout=30)
+    finally:
+        producer.close(timeout=5)
