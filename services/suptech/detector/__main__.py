@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 __all__ = ["main"]
@@ -35,9 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"detector: {exc}", file=sys.stderr)
         return 2
-    ensure_topics(config.kafka_addr, config.topic_prefix)
-    detector = build_app(config)
-    preload_registry(detector)
+    try:
+        ensure_topics(config.kafka_addr, config.topic_prefix)
+        detector = build_app(config)
+        preload_registry(detector)
+    except Exception as exc:
+        # Kafka not answering (or a state directory it cannot use): one line saying so, not a
+        # traceback; the supervisor (Kubernetes) restarts the worker with its back-off.
+        logging.getLogger("suptech.detector").error(
+            "cannot start: %s: %s (Kafka %s)", type(exc).__name__, exc, config.kafka_addr
+        )
+        return 1
     MetricsEndpoint(detector.metrics.registry, config.metrics_port).start()
     worker = build_worker(detector)
     worker.execute_from_commandline()
