@@ -27,7 +27,9 @@ from suptech.alerts.models import AuditLogRow
 from suptech.common.topics import FINDINGS, topic_name
 from suptech.console.app import Console
 from suptech.console.config import ConsoleConfig
-from suptech.v1 import alerts_pb2, alerts_pb2_grpc, findings_pb2
+from suptech.v1 import alerts_pb2, alerts_pb2_grpc, findings_pb2, sandbox_pb2
+
+from simulators.stream import publish_registry
 
 playwright = pytest.importorskip("playwright.async_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -87,6 +89,23 @@ def sandbox_finding(institution: str, users: int, cap: int) -> findings_pb2.Find
     )
     f.event_time.FromDatetime(T0)
     return f
+
+
+def registered(test_id: str, institution: str, app: str) -> sandbox_pb2.SandboxTest:
+    """A register entry as the regulator publishes it (user cap 1000, as sandbox_finding's)."""
+    t = sandbox_pb2.SandboxTest(
+        test_id=test_id,
+        institution_id=institution,
+        app_id=app,
+        name=f"{app} pilot",
+        user_cap=1000,
+        single_amount_cap_fen=5_000_000,
+        daily_amount_cap_fen=200_000_000,
+        approved_features=["qr_payment"],
+    )
+    t.start_time.FromDatetime(datetime(2026, 1, 1, 12, tzinfo=UTC))
+    t.end_time.FromDatetime(datetime(2027, 6, 30, 12, tzinfo=UTC))
+    return t
 
 
 def produce(bootstrap: str, prefix: str, findings: list[findings_pb2.Finding]) -> None:
@@ -316,6 +335,12 @@ async def test_viewer_has_no_triage_and_a_forged_request_is_refused(
     # One partition (one key): bank-b's is in the store once bank-a's later one is shown.
     sandbox = [sandbox_finding("bank-b", 900, 500), sandbox_finding("bank-a", 1200, 1000)]
     produce(kafka_bootstrap, topic_prefix, [finding(1), *sandbox])
+    tests = [
+        registered("t-pay-a", "bank-a", "pay-bank-a"),
+        registered("t-quiet-a", "bank-a", "quiet-bank-a"),
+        registered("t-pay-b", "bank-b", "pay-bank-b"),
+    ]
+    publish_registry(kafka_bootstrap, topic_prefix, tests)
     page = await sign_in(browser, console, VIEWER, lang="en", tz="America/New_York")
     await page.locator("#alerts tbody tr", has_text="pay-bank-a").wait_for()
     assert "Supervisory alert console" in (await page.locator("h1").text_content() or "")
@@ -350,6 +375,28 @@ async def test_viewer_has_no_triage_and_a_forged_request_is_refused(
     assert await crossed.count() == 1
     text = await crossed.text_content() or ""
     assert "pay-bank-a" in text and "user cap" in text and "1200 users, cap 1000" in text
+    # The register: her jurisdiction's tests, the one within its boundaries too, each with its
+    # approved boundaries and its crossings beside it; bank-b's test is not shown.
+    assert service.register is not None
+    await asyncio.to_thread(service.register.wait_complete, 30)
+    for _ in range(100):
+        if len(service.register.tests) == 3:
+            break
+        await asyncio.sleep(0.1)
+    await page.reload()
+    rows = page.locator("#register tbody tr")
+    assert [await r.get_attribute("data-test") for r in await rows.all()] == [
+        "t-pay-a",
+        "t-quiet-a",
+    ]
+    pay = rows.filter(has=page.locator("td", has_text="pay-bank-a"))
+    assert await pay.locator(".crossing[data-boundary='sandbox.user_cap']").count() == 1
+    pay_text = await pay.text_content() or ""
+    assert "1000" in pay_text and "50,000.00" in pay_text and "qr_payment" in pay_text
+    # The period in her zone: 2026-01-01 12:00 UTC is that day's 07:00 in New York.
+    assert "2026-01-01 – 2027-06-30" in pay_text
+    quiet = page.locator("#register tr[data-test='t-quiet-a'] .crossings")
+    assert (await quiet.text_content() or "").strip() == "within boundaries"
     assert await page.locator("main", has_text="bank-b").count() == 0
     await page.screenshot(path=str(SHOTS / "overview.png"), full_page=True)
 

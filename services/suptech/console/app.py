@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,8 @@ from suptech.console.sessions import Session, Sessions
 from suptech.v1 import alerts_pb2
 
 __all__ = ["build_app", "Console"]
+
+log = logging.getLogger(__name__)
 
 COOKIE = "suptech_console"
 STATIC = Path(__file__).parent / "static"
@@ -180,9 +183,27 @@ async def alert_list(request: web.Request, s: Session) -> web.Response:
     return _html(views.list_page(_view(s), alerts, flt, live, cursor))
 
 
+async def _register(client: AlertsClient, s: Session) -> alerts_pb2.ListSandboxTestsResponse | None:
+    """The register of sandbox tests in the supervisor's jurisdiction; None (logged) when the
+    service cannot give it, so the rest of the overview still shows."""
+    try:
+        resp: alerts_pb2.ListSandboxTestsResponse = await client.stub.ListSandboxTests(
+            alerts_pb2.ListSandboxTestsRequest(), metadata=metadata(s.token)
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+            raise
+        log.warning("ListSandboxTests failed: %s: %s", exc.code().name, exc.details())
+        return None
+    return resp
+
+
 async def overview(request: web.Request, s: Session) -> web.Response:
-    alerts, _ = await _list(request.app[CLIENT], s, _filters({}), pages=20)
-    return _html(views.overview_page(_view(s), alerts))
+    client = request.app[CLIENT]
+    (alerts, _), register = await asyncio.gather(
+        _list(client, s, _filters({}), pages=20), _register(client, s)
+    )
+    return _html(views.overview_page(_view(s), alerts, register))
 
 
 async def events(request: web.Request, s: Session) -> web.StreamResponse:

@@ -89,10 +89,30 @@ _LABELS: dict[str, tuple[str, str]] = {
     "no_silences": ("无静默规则", "No silences"),
     "sandbox": ("创新试点:越界情况", "Sandbox tests: boundaries crossed"),
     "sandbox_note": (
-        "来自试点类预警;登记的测试及其边界本身不经预警服务提供。",
-        "From the sandbox family's alerts; the register of tests and their approved "
-        "boundaries is not served by the alert service.",
+        "来自试点类预警(含未登记的测试),未处置且最严重的在前。",
+        "From the sandbox family's alerts (unregistered tests included), open and worst first.",
     ),
+    "register": ("创新试点:登记的测试及其边界", "Sandbox tests: the register and its boundaries"),
+    "register_note": (
+        "每项登记的测试及其批准边界,旁列其越界预警;无越界者标为“边界内”。",
+        "Every registered test with its approved boundaries and, beside it, the alerts of its "
+        "app that crossed one; a test with none open is marked within its boundaries.",
+    ),
+    "register_incomplete": (
+        "预警服务尚未读完试点登记册,列表可能不全。",
+        "The alert service has not finished reading the register: the list may be incomplete.",
+    ),
+    "register_unavailable": ("无法读取试点登记册", "The register of tests cannot be read"),
+    "test_id": ("测试编号", "Test"),
+    "test_name": ("名称", "Name"),
+    "period": ("测试期限", "Test period"),
+    "user_cap": ("用户数上限", "User cap"),
+    "single_cap": ("单笔上限(元)", "Single cap (yuan)"),
+    "daily_cap": ("每日上限(元)", "Daily cap (yuan)"),
+    "features": ("批准功能", "Approved features"),
+    "crossings": ("越界", "Crossings"),
+    "within": ("边界内", "within boundaries"),
+    "no_tests": ("无登记的测试", "No registered tests"),
     "app": ("应用", "App"),
     "boundary": ("边界", "Boundary"),
 }

@@ -15,7 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from suptech.console import i18n
 from suptech.console.chart import score_chart
-from suptech.v1 import alerts_pb2, findings_pb2
+from suptech.v1 import alerts_pb2, findings_pb2, sandbox_pb2
 
 __all__ = ["View", "alert_row", "alert_json"]
 
@@ -382,7 +382,12 @@ def silences_page(v: View, silences: Sequence[alerts_pb2.Silence], message: str 
     return page(v, v.t("silences"), msg + table + form)
 
 
-def overview_page(v: View, alerts: Sequence[alerts_pb2.Alert]) -> str:
+def overview_page(
+    v: View,
+    alerts: Sequence[alerts_pb2.Alert],
+    register: alerts_pb2.ListSandboxTestsResponse | None = None,
+) -> str:
+    """``register`` None: the service could not give the register (the rest still shows)."""
     by = Counter((a.institution_id, a.family) for a in alerts)
     fams = sorted({f for _, f in by})
     insts = sorted({i for i, _ in by})
@@ -405,9 +410,73 @@ def overview_page(v: View, alerts: Sequence[alerts_pb2.Alert]) -> str:
         f'<h2>{v.t("by_institution")}</h2><table id="by-institution"><thead><tr><th></th>{th}'
         f"</tr></thead><tbody>{rows}</tbody></table>"
         f'<h2>{v.t("systemic")}</h2><ul id="systemic">{systemic or "<li>-</li>"}</ul>'
-        f"{sandbox_table(v, alerts)}"
+        f"{register_table(v, register, alerts)}{sandbox_table(v, alerts)}"
     )
     return page(v, v.t("overview"), body)
+
+
+def _yuan(fen: int) -> str:
+    return f"{fen / 100:,.2f}" if fen else "-"
+
+
+def _period(v: View, t: sandbox_pb2.SandboxTest) -> str:
+    start = v.time(t.start_time, t.HasField("start_time"))[:10]
+    end = v.time(t.end_time, t.HasField("end_time"))[:10]
+    return f"{start} – {end}"
+
+
+def _crossings(v: View, crossed: Sequence[alerts_pb2.Alert]) -> str:
+    """The test's crossing alerts, open first; "within" when none is unresolved."""
+    links = "".join(
+        f'<li class="crossing" data-boundary="{escape(a.detector_id)}">'
+        f'<a href="/alerts/{escape(a.alert_id)}">{escape(i18n.boundary(a.detector_id, v.lang))}'
+        f"</a> {escape(i18n.grade(a.grade, v.lang))} · {escape(i18n.state(a.state, v.lang))}</li>"
+        for a in sorted(
+            crossed, key=lambda a: (a.state == alerts_pb2.ALERT_STATE_RESOLVED, -a.grade)
+        )
+    )
+    within = all(a.state == alerts_pb2.ALERT_STATE_RESOLVED for a in crossed)
+    tag = f'<span class="within">{v.t("within")}</span>' if within else ""
+    return f"{tag}<ul>{links}</ul>" if links else tag
+
+
+def register_table(
+    v: View,
+    register: alerts_pb2.ListSandboxTestsResponse | None,
+    alerts: Sequence[alerts_pb2.Alert],
+) -> str:
+    """Every registered test with its approved boundaries and the sandbox alerts of its app next
+    to it, so a test within its boundaries shows as such rather than by its absence."""
+    title = f'<h2>{v.t("register")}</h2><p class="notice">{v.t("register_note")}</p>'
+    if register is None:
+        return f'{title}<p class="error" id="register-error">{v.t("register_unavailable")}</p>'
+    by_app: dict[tuple[str, str], list[alerts_pb2.Alert]] = {}
+    for a in alerts:
+        if a.family == findings_pb2.FAMILY_SANDBOX:
+            by_app.setdefault((a.institution_id, a.entity_id), []).append(a)
+    heads = ["institution", "test_id", "app", "test_name", "period", "user_cap", "single_cap"]
+    heads += ["daily_cap", "features", "crossings"]
+    th = "".join(f'<th scope="col">{v.t(h)}</th>' for h in heads)
+    rows = "".join(
+        f'<tr data-test="{escape(t.test_id)}"><td>{escape(t.institution_id)}</td>'
+        f"<td>{escape(t.test_id)}</td><td>{escape(t.app_id)}</td><td>{escape(t.name)}</td>"
+        f"<td>{escape(_period(v, t))}</td><td>{t.user_cap or '-'}</td>"
+        f"<td>{_yuan(t.single_amount_cap_fen)}</td><td>{_yuan(t.daily_amount_cap_fen)}</td>"
+        f"<td>{escape(', '.join(t.approved_features) or '-')}</td>"
+        f'<td class="crossings">{_crossings(v, by_app.get((t.institution_id, t.app_id), []))}</td>'
+        "</tr>"
+        for t in register.tests
+    )
+    empty = f'<tr><td colspan="{len(heads)}">{v.t("no_tests")}</td></tr>'
+    partial = (
+        ""
+        if register.complete
+        else f'<p class="notice" id="register-partial">{v.t("register_incomplete")}</p>'
+    )
+    return (
+        f'{title}{partial}<table id="register"><thead><tr>{th}</tr></thead>'
+        f"<tbody>{rows or empty}</tbody></table>"
+    )
 
 
 def sandbox_table(v: View, alerts: Sequence[alerts_pb2.Alert]) -> str:
