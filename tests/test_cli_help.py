@@ -71,20 +71,27 @@ def test_help_prints_the_settings_and_exits_without_connecting(module: str, tmp_
     assert list(tmp_path.iterdir()) == []
 
 
+VARIABLE = re.compile(r"(ALERTS|CONSOLE|DETECTOR|GATEWAY|KAFKA|OPS|SUPTECH)_[A-Z0-9_]*[A-Z0-9]")
+
+
 def _read_variables(config_py: Path) -> set[str]:
-    """Names of the environment variables a config module reads (``env_*("NAME", ...)`` or
-    ``env.get("NAME", ...)``), from its source."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(config_py.read_text())):
-        if not isinstance(node, ast.Call) or not node.args:
-            continue
-        func = node.func
-        called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-        first = node.args[0]
-        if re.fullmatch(r"env_\w+|get", called) and isinstance(first, ast.Constant):
-            if isinstance(first.value, str) and re.fullmatch(r"[A-Z][A-Z0-9_]+", first.value):
-                names.add(first.value)
-    return names
+    """Names of the environment variables a config module mentions as whole strings
+    (``env_str("NAME", ...)``, ``env.get("NAME")``, a tuple of names it reads, the name a
+    range check reports), outside its own ``Setting(...)`` declarations."""
+    tree = ast.parse(config_py.read_text())
+    declared = {
+        id(node.args[0])
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Setting" and node.args
+    }
+    return {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and VARIABLE.fullmatch(node.value)
+        and id(node) not in declared
+    }
 
 
 @pytest.mark.parametrize("service", sorted(CONFIG_SETTINGS))
