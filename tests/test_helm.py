@@ -168,7 +168,7 @@ def test_topics_job_runs_the_code_that_declares_them(
     rendered: dict[str, list[dict[str, Any]]], values: str
 ) -> None:
     manifests = rendered[values]
-    (job,) = by_kind(manifests, "Job").values()
+    (job,) = [j for j in by_kind(manifests, "Job").values() if "-topics-" in j["metadata"]["name"]]
     assert container(job)["command"] == ["python", "-m", "suptech.common.topics"]
     # Topic names live in services/suptech/common/topics.py only, never in the chart.
     text = yaml.safe_dump_all(manifests)
@@ -241,6 +241,9 @@ def test_minimal_install_uses_the_external_broker_and_nothing_it_turned_off(
         "SUPTECH_TOPIC_PREFIX": "staging.",
         "SUPTECH_LOG_LEVEL": "INFO",
         "SUPTECH_LOG_FORMAT": "json",
+        "SUPTECH_KAFKA_REPLICATION_FACTOR": "1",
+        "SUPTECH_KAFKA_MIN_INSYNC_REPLICAS": "1",
+        "SUPTECH_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
     }
     detector = by_kind(m, "StatefulSet")["suptech-detector"]
     assert "volumeClaimTemplates" not in detector["spec"]
@@ -271,8 +274,8 @@ def test_production_install_uses_postgres_mtls_and_an_existing_secret(
     pdbs = by_kind(m, "PodDisruptionBudget")
     assert pdbs["suptech-gateway"]["spec"]["minAvailable"] == 2
     # The single detector worker gets no PodDisruptionBudget: with one replica it would block
-    # every node drain.
-    assert set(pdbs) == {"suptech-gateway", "suptech-alerts"}
+    # every node drain. The three brokers get one (one at a time).
+    assert set(pdbs) == {"suptech-gateway", "suptech-alerts", "suptech-kafka"}
     detector = by_kind(m, "StatefulSet")["suptech-detector"]
     assert detector["spec"]["replicas"] == 1
 
