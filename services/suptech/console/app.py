@@ -94,11 +94,15 @@ async def login(request: web.Request) -> web.Response:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, IsADirectoryError):
         return _html(views.login_page(v, f"{v.t('time_zone')}: {tz}"), 400)
+    if not token:
+        # Never a call without the supervisor's token: over mutual TLS the service would take
+        # the console's own certificate as the caller.
+        return _html(views.login_page(v, v.t("bad_token")), 401)
     try:
         access = await request.app[CLIENT].access(token)
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.UNAVAILABLE:
-            return _html(views.login_page(v, v.t("unreachable")), 503)
+            return _html(views.login_page(v, _unavailable(cfg, v, exc)), 503)
         return _html(views.login_page(v, v.t("bad_token")), 401)
     if not access.read:
         return _html(views.login_page(v, v.t("no_access")), 403)
@@ -106,6 +110,34 @@ async def login(request: web.Request) -> web.Response:
     resp = web.HTTPSeeOther("/")
     resp.set_cookie(COOKIE, sid, httponly=True, samesite="Strict", path="/")
     raise resp
+
+
+# What gRPC's details say when the TLS handshake, not the network, failed. With TLS 1.3 a
+# server that refuses the client's certificate (or its absence) just closes the socket after
+# the handshake: the client sees "Socket closed", where a service that is down is "refused".
+_TLS_MARKS = ("ssl", "tls", "handshake", "certificate", "socket closed")
+
+
+def _unavailable(cfg: ConsoleConfig, v: views.View, exc: grpc.aio.AioRpcError) -> str:
+    """The sign-in page's line for an unreachable service, and one log line with gRPC's own
+    reason: a refused certificate reads differently from a service that is down."""
+    details = exc.details() or ""
+    tls = bool(cfg.alerts_ca) and any(m in details.lower() for m in _TLS_MARKS)
+    log.warning(
+        "sign-in: alert service at %s (%s) unavailable: %s",
+        cfg.alerts_addr,
+        _tls_mode(cfg),
+        details,
+    )
+    if not tls:
+        return v.t("unreachable")
+    return v.t("tls_refused") + ("" if cfg.alerts_client_cert else " " + v.t("no_client_cert"))
+
+
+def _tls_mode(cfg: ConsoleConfig) -> str:
+    if not cfg.alerts_ca:
+        return "plaintext"
+    return "mutual TLS" if cfg.alerts_client_cert else "TLS, no client certificate"
 
 
 async def logout(request: web.Request, s: Session) -> web.Response:

@@ -72,15 +72,33 @@ def load_config(env: Mapping[str, str] | None = None) -> ConsoleConfig:
     lang = env.get("CONSOLE_LANG", d.language)
     if lang not in ("zh", "en"):
         raise ValueError("CONSOLE_LANG must be zh or en")
+    ca, cert, key = _tls_files(env)
     return ConsoleConfig(
         host=env.get("CONSOLE_HOST", d.host),
         port=port,
         alerts_addr=env.get("ALERTS_ADDR", d.alerts_addr),
-        alerts_ca=env.get("CONSOLE_ALERTS_CA", ""),
-        alerts_client_cert=env.get("CONSOLE_ALERTS_CLIENT_CERT", ""),
-        alerts_client_key=env.get("CONSOLE_ALERTS_CLIENT_KEY", ""),
+        alerts_ca=ca,
+        alerts_client_cert=cert,
+        alerts_client_key=key,
         alerts_server_name=env.get("CONSOLE_ALERTS_SERVER_NAME", ""),
         time_zone=tz,
         language=lang,
         metrics_port=metrics_port,
     )
+
+
+def _tls_files(env: Mapping[str, str]) -> tuple[str, str, str]:
+    """CA, client certificate and key, checked now: a console that starts with a missing file
+    would fail every sign-in later with only a TLS error to go on."""
+    names = ("CONSOLE_ALERTS_CA", "CONSOLE_ALERTS_CLIENT_CERT", "CONSOLE_ALERTS_CLIENT_KEY")
+    ca, cert, key = (env.get(n, "").strip() for n in names)
+    if bool(cert) != bool(key):
+        raise ValueError("CONSOLE_ALERTS_CLIENT_CERT and CONSOLE_ALERTS_CLIENT_KEY go together")
+    if cert and not ca:
+        raise ValueError(
+            "CONSOLE_ALERTS_CLIENT_CERT needs CONSOLE_ALERTS_CA (TLS is off without it)"
+        )
+    for name, path in zip(names, (ca, cert, key), strict=True):
+        if path and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+            raise ValueError(f"{name}: {path} is not a readable file")
+    return ca, cert, key

@@ -63,6 +63,16 @@ _LABELS: dict[str, tuple[str, str]] = {
     "no_access": ("此凭证无权查看预警", "This credential may not read alerts"),
     "bad_token": ("令牌无效或已过期", "Unknown or expired token"),
     "unreachable": ("预警服务不可达", "The alert service cannot be reached"),
+    "tls_refused": (
+        "与预警服务的TLS握手失败(证书被拒或不受信任),请联系运维人员。",
+        "The TLS handshake with the alert service failed (a certificate refused or not "
+        "trusted): ask the operator to check the console's CA and client certificate.",
+    ),
+    "no_client_cert": (
+        "本控制台未配置客户端证书(CONSOLE_ALERTS_CLIENT_CERT),而预警服务可能要求双向TLS。",
+        "This console sends no client certificate (CONSOLE_ALERTS_CLIENT_CERT) and the service "
+        "may require mutual TLS.",
+    ),
     "silenced": ("已静默", "silenced"),
     "read_only": ("只读角色:无处置权限", "Read-only role: no triage"),
     "version": ("版本", "Version"),
