@@ -86,6 +86,43 @@ def test_wheel_in_a_fresh_venv_streams_to_the_gateway(
     assert sources == {f"venv-src-{i}" for i in range(20)}
 
 
+def readme_first_example() -> str:
+    text = (REPO / "services" / "suptech" / "sdk" / "README.md").read_text()
+    return text.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_readme_first_example_runs_as_written_with_only_the_wheel(
+    wheel: Path, gateway: Gateway, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
+        check=True,
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(SUPTECH_GATEWAY=gateway.target, SUPTECH_INSTITUTION=INSTITUTION, SUPTECH_TOKEN=TOKEN)
+    run = subprocess.run(
+        [str(py), "-c", readme_first_example()],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "acknowledged=3" in run.stdout, run.stdout
+    events, _ = read_kafka(
+        kafka_bootstrap, topic_prefix, lambda e: sum(len(v) for v in e.values()) >= 3
+    )
+    assert {kind for kind, evs in events.items() if evs} == {"data_access", "metrics", "heartbeat"}
+    [access] = events["data_access"]
+    assert "emp-10023" not in str(access)
+
+
 def test_mypy_catches_a_wrong_argument_on_the_async_client_as_on_the_sync(tmp_path: Path) -> None:
     snippet = tmp_path / "wrong.py"
     call = 'heartbeat("src", interval_seconds="60")'
