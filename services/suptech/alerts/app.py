@@ -96,6 +96,9 @@ class AlertApp:
             SandboxRegister, bootstrap=cfg.kafka_addr, topic_prefix=cfg.topic_prefix
         )
         self.register = register
+        # Started now, so the register loads while the rest starts, and a start that fails
+        # later still closes its consumer (stop() joins every spawned thread).
+        self._spawn("sandbox-register", lambda: self._run_register(register))
         servicer = AlertServicer(self.store, stream_poll_s=cfg.stream_poll_s, register=register)
         servicer.on_streamed = self.metrics.streamed
         tls = None
@@ -152,7 +155,6 @@ class AlertApp:
         self._spawn("findings-consumer", lambda: self._run_consumer(consumer))
         self._spawn("outbox", lambda: self._run_outbox(feedback, webhooks))
         self._spawn("ticker", self._run_ticker)
-        self._spawn("sandbox-register", lambda: self._run_register(register))
         log.info("alerts listening on %d", self.port)
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
