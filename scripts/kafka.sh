@@ -216,7 +216,7 @@ secure_users=(admin suptech detector other)
 
 make_pki() {
   # A CA and a broker certificate for 127.0.0.1/localhost, made once per state directory.
-  [ -f "$pki/broker.p12" ] && return 0
+  [ -f "$pki/broker-keystore.pem" ] && return 0
   command -v openssl >/dev/null || { echo "kafka.sh: openssl not found" >&2; exit 1; }
   mkdir -p "$pki" && chmod 700 "$pki"
   openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=suptech test Kafka CA" \
@@ -227,9 +227,9 @@ make_pki() {
     > "$pki/broker.ext"
   openssl x509 -req -in "$pki/broker.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" \
     -CAcreateserial -days 30 -extfile "$pki/broker.ext" -out "$pki/broker.pem" 2>/dev/null
-  openssl rand -hex 16 > "$pki/keystore.password"
-  openssl pkcs12 -export -in "$pki/broker.pem" -inkey "$pki/broker.key" -name broker \
-    -passout "file:$pki/keystore.password" -out "$pki/broker.p12"
+  # A PEM keystore (PKCS#8 key, then the certificate), as the Helm chart builds it from a
+  # kubernetes.io/tls Secret.
+  cat "$pki/broker.key" "$pki/broker.pem" > "$pki/broker-keystore.pem"
   for u in "${secure_users[@]}"; do
     (umask 077; openssl rand -hex 24 > "$pki/$u.password")
   done
@@ -237,8 +237,7 @@ make_pki() {
 
 write_secure_props() {
   mkdir -p "$sdir/data"
-  local ks_pass admin_pass
-  ks_pass=$(cat "$pki/keystore.password")
+  local admin_pass
   admin_pass=$(cat "$pki/admin.password")
   cat > "$sdir/server.properties" <<PROPS
 process.roles=broker,controller
@@ -247,22 +246,21 @@ controller.quorum.voters=1@127.0.0.1:$sctrl
 listeners=SASL_SSL://127.0.0.1:$sport,CONTROLLER://127.0.0.1:$sctrl
 advertised.listeners=SASL_SSL://127.0.0.1:$sport
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL
 inter.broker.listener.name=SASL_SSL
 sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$admin_pass";
 listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$admin_pass";
-ssl.keystore.type=PKCS12
-ssl.keystore.location=$pki/broker.p12
-ssl.keystore.password=$ks_pass
+ssl.keystore.type=PEM
+ssl.keystore.location=$pki/broker-keystore.pem
 ssl.truststore.type=PEM
 ssl.truststore.location=$pki/ca.pem
-ssl.client.auth=none
+# The controller listener takes only certificates of the CA; its principal is the CN (localhost).
+listener.name.controller.ssl.client.auth=required
+ssl.principal.mapping.rules=RULE:^CN=([^,]*).*\$/\$1/,DEFAULT
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
-# ANONYMOUS is the controller listener's principal (PLAINTEXT on loopback, never advertised to
-# clients): the broker registers with its own controller through it.
-super.users=User:admin;User:suptech;User:ANONYMOUS
+super.users=User:admin;User:suptech;User:localhost
 allow.everyone.if.no.acl.found=false
 log.dirs=$sdir/data
 num.partitions=1

@@ -3,8 +3,10 @@ real secure broker started by ``scripts/kafka.sh up-secure``."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import secrets
 import socket
 import ssl
 import subprocess
@@ -12,12 +14,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 from pki import issue_cert, new_key, pem
+from suptech.common.access import apply_access, parse_grants
 from suptech.common.bundles import decode_bundle, topic_spec_for
 from suptech.common.config import ConfigError
 from suptech.common.kafka import (
@@ -28,7 +33,14 @@ from suptech.common.kafka import (
     load_replication,
     open_client,
 )
-from suptech.common.topics import FINDINGS, TOPICS, ensure_topics, topic_name
+from suptech.common.topics import (
+    DATA_ACCESS,
+    DETECTOR_CHECKPOINTS,
+    FINDINGS,
+    TOPICS,
+    ensure_topics,
+    topic_name,
+)
 from suptech.ops.kafka_clients import open_admin, open_producer, open_reader
 
 from tests.test_gateway import Running, base_config, batch, now_event, send
@@ -190,7 +202,8 @@ def test_replication_defaults_suit_one_broker() -> None:
 
 # --- against a real TLS + SASL/SCRAM broker (scripts/kafka.sh up-secure) -------------------
 
-KAFKA_SH = Path(__file__).resolve().parents[1] / "scripts" / "kafka.sh"
+REPO = Path(__file__).resolve().parents[1]
+KAFKA_SH = REPO / "scripts" / "kafka.sh"
 
 
 def _free_port_pair() -> int:
@@ -383,6 +396,58 @@ def test_faust_credentials_for_the_secure_broker(secure_env: str) -> None:
     )
     assert credentials.ssl_context.verify_mode == ssl.CERT_REQUIRED
     assert credentials.ssl_context.check_hostname
+
+
+@pytest.mark.integration
+def test_the_charts_acls_let_only_the_detector_write_its_checkpoints(
+    secure_env: str, secure_kafka: dict[str, str], tmp_path: Path
+) -> None:
+    """The grants of helm/suptech/values.yaml applied by the chart's kafka-access code on a broker
+    running StandardAuthorizer: the detector writes its checkpoints, the gateway and the alert
+    service are refused (and the gateway still writes telemetry)."""
+    values = yaml.safe_load((REPO / "helm" / "suptech" / "values.yaml").read_text())
+    grants = parse_grants(json.dumps(values["kafka"]["acls"]))
+    prefix = f"a{uuid.uuid4().hex[:8]}."
+    ensure_topics(secure_env, prefix, (DETECTOR_CHECKPOINTS, DATA_ACCESS), timeout_s=20)
+    users = tmp_path / "users"
+    users.mkdir()
+    for user in {g.user for g in grants}:
+        (users / f"{user}.password").write_text(secrets.token_hex(16) + "\n")
+    done = apply_access(secure_env, grants, prefix, users)
+    assert done["users"] == 3
+
+    def producer_as(user: str) -> Any:
+        env = {
+            **{k: v for k, v in secure_kafka.items() if k.startswith("SUPTECH_KAFKA_")},
+            "SUPTECH_KAFKA_SASL_USERNAME": user,
+            "SUPTECH_KAFKA_SASL_PASSWORD_FILE": str(users / f"{user}.password"),
+        }
+        return open_client(
+            KafkaProducer,
+            security=load_kafka_security(env),
+            bootstrap_servers=secure_env,
+            acks="all",
+            max_block_ms=5000,
+            request_timeout_ms=5000,
+            delivery_timeout_ms=10_000,
+            bootstrap_timeout_ms=10_000,
+        )
+
+    checkpoints = topic_name(DETECTOR_CHECKPOINTS, prefix)
+    detector = producer_as("detector")
+    try:
+        detector.send(checkpoints, key=b"suptech-detector/manifest", value=b"v").get(timeout=10)
+    finally:
+        detector.close()
+    for user in ("gateway", "alerts"):
+        producer = producer_as(user)
+        try:
+            with pytest.raises(KafkaError, match="TopicAuthorizationFailed"):
+                producer.send(checkpoints, key=b"forged/manifest", value=b"x").get(timeout=10)
+            if user == "gateway":
+                producer.send(topic_name(DATA_ACCESS, prefix), key=b"k", value=b"v").get(10)
+        finally:
+            producer.close(timeout=5)
 
 
 # --- three brokers (scripts/kafka.sh up-cluster): slow, a JVM per broker ---------------------
