@@ -348,3 +348,68 @@ def test_kind_script_explains_what_is_missing_instead_of_failing_midway(tmp_path
     assert "docker is not installed" in proc.stderr
     assert "kind is not installed" in proc.stderr
     assert "helm is not installed: scripts/helm.sh ensure" in proc.stderr
+
+
+def test_production_kafka_is_three_brokers_replicated_over_sasl_ssl_with_acls(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    from suptech.common.access import acl_bindings, parse_grants
+
+    m = rendered["production-values.yaml"]
+    brokers = by_kind(m, "StatefulSet")["suptech-kafka"]
+    assert brokers["spec"]["replicas"] == 3
+    props = dict(
+        line.strip().split("=", 1)
+        for line in by_kind(m, "ConfigMap")["suptech-kafka"]["data"][
+            "server.properties"
+        ].splitlines()
+        if "=" in line and not line.strip().startswith("#")
+    )
+    assert len(props["controller.quorum.voters"].split(",")) == 3
+    assert (props["default.replication.factor"], props["min.insync.replicas"]) == ("3", "2")
+    assert props["listeners"] == "SASL_SSL://:9092,CONTROLLER://:9093"
+    assert "PLAINTEXT" not in props["listener.security.protocol.map"]
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    common = by_kind(m, "ConfigMap")["suptech-common"]["data"]
+    assert common["SUPTECH_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert (
+        common["SUPTECH_KAFKA_REPLICATION_FACTOR"],
+        common["SUPTECH_KAFKA_MIN_INSYNC_REPLICAS"],
+    ) == (
+        "3",
+        "2",
+    )
+    # Each service is its own SCRAM user and sees only the CA of the brokers' TLS Secret.
+    for kind, name, user in (
+        ("Deployment", "suptech-gateway", "gateway"),
+        ("StatefulSet", "suptech-detector", "detector"),
+        ("Deployment", "suptech-alerts", "alerts"),
+    ):
+        workload = by_kind(m, kind)[name]
+        assert env_of(workload)["SUPTECH_KAFKA_SASL_USERNAME"] == user
+        volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["secret-kafka-tls"]["secret"]["items"] == [
+            {"key": "ca.crt", "path": "ca.crt"}
+        ]
+        assert volumes["secret-kafka-user"]["secret"]["items"] == [
+            {"key": f"{user}.password", "path": "password"}
+        ]
+    (access,) = [j for j in by_kind(m, "Job").values() if "-kafka-access-" in j["metadata"]["name"]]
+    assert container(access)["command"] == ["python", "-m", "suptech.common.access"]
+    grants = parse_grants(env_of(access)["SUPTECH_KAFKA_ACCESS"])
+    checkpoint_writers = {
+        a.principal
+        for a in acl_bindings(grants, "")
+        if a.resource_pattern.resource_name == "detector.checkpoints.v1"
+        and a.operation.name in ("WRITE", "ALL")
+    }
+    assert checkpoint_writers == {"User:detector"}
+
+
+def test_helm_refuses_min_insync_above_the_replication_factor(helm: str) -> None:
+    with pytest.raises(rc.RenderError, match="minInsyncReplicas cannot exceed"):
+        rc.render(
+            helm,
+            [CHART / "ci" / "default-values.yaml"],
+            ["kafka.minInsyncReplicas=2", "kafka.replicationFactor=1"],
+        )

@@ -22,7 +22,7 @@ from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 from pki import issue_cert, new_key, pem
-from suptech.common.access import apply_access, parse_grants
+from suptech.common.access import acl_bindings, apply_access, parse_grants
 from suptech.common.bundles import decode_bundle, topic_spec_for
 from suptech.common.config import ConfigError
 from suptech.common.kafka import (
@@ -198,6 +198,33 @@ def test_replication_settings(factor: str, isr: str, ok: bool) -> None:
 def test_replication_defaults_suit_one_broker() -> None:
     r = load_replication({})
     assert (r.factor, r.min_insync) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("grants", "why"),
+    [
+        ('[{"user": "detector", "topics": ["CHECKPOINTS"], "operations": ["Write"]}]', "unknown"),
+        ('[{"user": "admin", "topics": ["FINDINGS"], "operations": ["Write"]}]', "super user"),
+        ('[{"user": "alerts", "topics": ["FINDINGS"], "operations": ["Delete"]}]', "operations"),
+        ('[{"user": "alerts", "operations": ["Read"]}]', "names no topics"),
+        ('{"user": "alerts"}', "list"),
+    ],
+)
+def test_access_grants_are_checked_before_anything_connects(grants: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=why):
+        parse_grants(grants)
+
+
+def test_access_grants_name_topics_by_their_declaration_with_the_prefix() -> None:
+    (grant,) = parse_grants(
+        '[{"user": "detector", "topics": ["DETECTOR_CHECKPOINTS"], "operations": ["Write"]}]'
+    )
+    (acl,) = acl_bindings([grant], "staging.")
+    assert (acl.principal, acl.resource_pattern.resource_name, acl.operation.name) == (
+        "User:detector",
+        "staging.detector.checkpoints.v1",
+        "WRITE",
+    )
 
 
 # --- against a real TLS + SASL/SCRAM broker (scripts/kafka.sh up-secure) -------------------
