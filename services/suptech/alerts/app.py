@@ -234,11 +234,18 @@ class AlertApp:
         self.metrics.refresh(self.sessions)
 
     def _run_ticker(self) -> None:
+        failures = 0
         while not self._stop.wait(self.config.tick_s):
             try:
                 self.tick()
-            except Exception:
-                log.exception("housekeeping tick failed")
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                # One traceback per outage (the database's, usually), then one line per tick.
+                if failures == 1:
+                    log.exception("housekeeping tick failed")
+                else:
+                    log.warning("housekeeping tick failed again (%d in a row): %r", failures, exc)
 
     async def stop(self) -> None:
         if self._server is not None:
