@@ -22,6 +22,8 @@ from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 from pki import issue_cert, new_key, pem
+from suptech.alerts.sandbox_register import SandboxRegister
+from suptech.alerts.store import ALL
 from suptech.common.access import acl_bindings, apply_access, parse_grants
 from suptech.common.bundles import decode_bundle, topic_spec_for
 from suptech.common.config import ConfigError
@@ -35,13 +37,18 @@ from suptech.common.kafka import (
 )
 from suptech.common.topics import (
     DATA_ACCESS,
+    DEAD_LETTER,
     DETECTOR_CHECKPOINTS,
+    FEEDBACK,
     FINDINGS,
+    REGISTRY_SANDBOX,
     TOPICS,
     ensure_topics,
     topic_name,
 )
+from suptech.gateway.server import build_gateway
 from suptech.ops.kafka_clients import open_admin, open_producer, open_reader
+from suptech.v1 import sandbox_pb2
 
 from tests.test_gateway import Running, base_config, batch, now_event, send
 
@@ -225,6 +232,16 @@ def test_access_grants_name_topics_by_their_declaration_with_the_prefix() -> Non
         "staging.detector.checkpoints.v1",
         "WRITE",
     )
+
+
+def test_gateway_refuses_to_start_with_incomplete_kafka_security(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fail fast at start, naming the variable, rather than run on and fail every batch."""
+    monkeypatch.setenv("SUPTECH_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.delenv("SUPTECH_KAFKA_SASL_USERNAME", raising=False)
+    with pytest.raises(ConfigError, match="SUPTECH_KAFKA_SASL_USERNAME"):
+        build_gateway(base_config("127.0.0.1:1", "never."))
 
 
 # --- against a real TLS + SASL/SCRAM broker (scripts/kafka.sh up-secure) -------------------
@@ -475,6 +492,45 @@ def test_the_charts_acls_let_only_the_detector_write_its_checkpoints(
                 producer.send(topic_name(DATA_ACCESS, prefix), key=b"k", value=b"v").get(10)
         finally:
             producer.close(timeout=5)
+
+
+@pytest.mark.integration
+def test_the_charts_acls_let_the_alert_service_read_the_sandbox_register(
+    secure_env: str, secure_kafka: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the chart's 'alerts' user: the start's topic check creates nothing (it may describe
+    each topic) and the register (ListSandboxTests) is read from the beginning."""
+    values = yaml.safe_load((REPO / "helm" / "suptech" / "values.yaml").read_text())
+    grants = parse_grants(json.dumps(values["kafka"]["acls"]))
+    prefix = f"r{uuid.uuid4().hex[:8]}."
+    specs = (FINDINGS, FEEDBACK, DEAD_LETTER, REGISTRY_SANDBOX)
+    ensure_topics(secure_env, prefix, specs, timeout_s=20)
+    admin = open_client(KafkaProducer, bootstrap_servers=secure_env, acks="all")
+    try:
+        test = sandbox_pb2.SandboxTest(test_id="t-1", institution_id="b").SerializeToString()
+        admin.send(topic_name(REGISTRY_SANDBOX, prefix), key=b"t-1", value=test).get(10)
+    finally:
+        admin.close(timeout=5)
+    users = tmp_path / "users"
+    users.mkdir()
+    for user in {g.user for g in grants}:
+        (users / f"{user}.password").write_text(secrets.token_hex(16) + "\n")
+    apply_access(secure_env, grants, prefix, users)
+    monkeypatch.setenv("SUPTECH_KAFKA_SASL_USERNAME", "alerts")
+    monkeypatch.setenv("SUPTECH_KAFKA_SASL_PASSWORD_FILE", str(users / "alerts.password"))
+    assert ensure_topics(secure_env, prefix, specs, timeout_s=20) == []
+    register = SandboxRegister(bootstrap=secure_env, topic_prefix=prefix, metadata_timeout_s=20)
+    try:
+        for _ in range(40):
+            register.poll_once(timeout_ms=250)
+            if register.complete:
+                break
+        assert register.complete
+        assert [(t.test_id, t.institution_id) for t in register.tests.visible(ALL)] == [
+            ("t-1", "b")
+        ]
+    finally:
+        register.close()
 
 
 # --- three brokers (scripts/kafka.sh up-cluster): slow, a JVM per broker ---------------------
