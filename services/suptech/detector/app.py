@@ -27,6 +27,7 @@ from typing import Any, cast
 import faust
 from opentelemetry import trace
 
+from suptech.common.kafka import faust_credentials, open_client
 from suptech.common.logging_setup import faust_logging
 from suptech.common.otel import extract_context, inject_headers, setup_telemetry
 from suptech.common.topics import (
@@ -270,7 +271,9 @@ def read_registry(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[b
     """Every value on the (compacted) registry topic, from its beginning to its current end."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = open_client(
+        KafkaConsumer, bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+    )
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -334,6 +337,8 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
     app = faust.App(
         config.app_id,
         broker=f"kafka://{config.kafka_addr}",
+        # SUPTECH_KAFKA_* (TLS, SASL/SCRAM), as every other client of the project.
+        broker_credentials=faust_credentials(),
         key_serializer="raw",
         value_serializer="raw",
         datadir=str(config.state_dir / "faust"),

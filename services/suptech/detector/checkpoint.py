@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from suptech.common.kafka import open_client
 from suptech.detector.state_key import StateKeyError, seal, unseal
 
 __all__ = [
@@ -174,7 +175,8 @@ class KafkaCheckpointStore:
         if self._producer is None:
             from kafka import KafkaProducer
 
-            self._producer = KafkaProducer(
+            self._producer = open_client(
+                KafkaProducer,
                 bootstrap_servers=self.bootstrap,
                 acks="all",
                 max_request_size=2 * CHUNK_BYTES,
@@ -279,7 +281,8 @@ class KafkaCheckpointStore:
         """Manifests in log order, and the chunks of the latest few, from the whole partition."""
         from kafka import KafkaConsumer, TopicPartition
 
-        consumer = KafkaConsumer(
+        consumer = open_client(
+            KafkaConsumer,
             bootstrap_servers=self.bootstrap,
             enable_auto_commit=False,
             group_id=None,
