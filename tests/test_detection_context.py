@@ -203,3 +203,54 @@ def test_unvalidated_bad_context_and_metrics_are_refused_with_a_reason() -> None
         cal.calendar.time_zone = zone
         with pytest.raises(ValueError, match="time zone"):
             engine.process(cal)
+
+
+DAY = 24 * HOUR
+# Local midnight (UTC+8) of Monday 2026-09-21, the day T0 falls on.
+MONDAY = T0 - (22 * HOUR + 13 * MIN + 20 * S)
+
+
+def shaped(i: int, t: int, rng: random.Random, weekend_shape: bool) -> float:
+    """Weekday: office hours load; weekend: customers all day, higher and flat."""
+    if weekend_shape:
+        return 70.0 + rng.gauss(0, 1.5)
+    return daily(i, rng)
+
+
+def week_stream(days: int, weekend_like: set[int], spike_day: int | None = None) -> list:
+    """A stream shaped by the day of the week; the days in ``weekend_like`` look like weekends
+    whatever day they are; a sample of ``spike_day`` at noon is far beyond both shapes."""
+    rng = random.Random(8)
+    cal = envelope("cal-1", MONDAY - HOUR)
+    cal.calendar.time_zone = "Asia/Shanghai"
+    cal.calendar.working_days.append("2026-10-10")  # a Saturday, worked: day 19
+    out = [cal]
+    for i in range(days * 288):
+        t = MONDAY + i * 5 * MIN
+        day = i // 288
+        weekend = day % 7 >= 5 and day != 19
+        v = shaped(i, t, rng, weekend or day in weekend_like)
+        if day == spike_day and i % 288 == 144:
+            v = 250.0
+        out.append(metric(i, t, v))
+    return out
+
+
+def metric_findings_on(events: list, day: int) -> list[findings_pb2.Finding]:
+    found = replay(events, engine=DetectionEngine())
+    return [
+        f
+        for f in found
+        if f.model_id == "metric.anomaly"
+        and f.phase == findings_pb2.PHASE_ONSET
+        and MONDAY + day * DAY <= f.event_time.ToNanoseconds() < MONDAY + (day + 1) * DAY
+    ]
+
+
+def test_a_make_up_day_shaped_like_a_weekend_is_no_finding_but_a_spike_on_it_is() -> None:
+    # Customers keep their weekend on the worked Saturday: explained by the rest-day model.
+    assert metric_findings_on(week_stream(20, weekend_like={19}), 19) == []
+    # A spike beyond both kinds of day on that Saturday is still found.
+    assert metric_findings_on(week_stream(20, weekend_like={19}, spike_day=19), 19)
+    # An ordinary Wednesday shaped like a weekend is not excused.
+    assert metric_findings_on(week_stream(20, weekend_like={16}), 16)

@@ -74,6 +74,14 @@ class BusinessCalendar:
             return False
         return iso in self.holidays or day.weekday() >= 5
 
+    def is_makeup_day(self, t_ns: int) -> bool:
+        """A working day declared on what would be a rest day (a weekend day worked in exchange
+        for a holiday): office work as on a weekday, customers often as on a weekend."""
+        day = self.local(t_ns)
+        return day.date().isoformat() in self.working_days and (
+            day.weekday() >= 5 or day.date().isoformat() in self.holidays
+        )
+
     def slot(self, t_ns: int) -> int:
         """Local hour of day, plus 24 on a rest day (weekend or holiday, not a make-up day)."""
         return self.local(t_ns).hour + (24 if self.is_rest_day(t_ns) else 0)

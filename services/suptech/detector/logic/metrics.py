@@ -26,6 +26,9 @@ FAMILY = findings_pb2.FAMILY_IT_AUTONOMY
 MODEL_ID = "metric.anomaly"
 Emit = Callable[[Candidate], None]
 _NS = 1_000_000_000
+# On a make-up working day, the score a sample needs to be a finding: the chance that the
+# stream, behaving as in its history, shows nothing this extreme in as many samples is 90 %.
+_MAKEUP_SCORE = 0.9
 # Grades by how rare the sample is: its per-sample tail probability.
 _GRADE_TAILS = (
     (1e-7, findings_pb2.GRADE_MAJOR),
@@ -97,13 +100,16 @@ class MetricsFamily:
         # stream's history in two on data that follows no business week.
         cal = self.context.calendars.get(inst_id)
         local_s = t / _NS
-        rest = False
+        rest = makeup = False
         if cal is not None:
             offset = cal.local(t).utcoffset()
             local_s += offset.total_seconds() if offset is not None else 0.0
             rest = cal.is_rest_day(t)
+            makeup = not rest and cal.is_makeup_day(t)
         for sample in rep.samples:
-            self._sample(inst_id, rep.system_id, sample, env.event_id, t, local_s, rest, emit)
+            self._sample(
+                inst_id, rep.system_id, sample, env.event_id, t, local_s, rest, emit, makeup
+            )
 
     def _sample(
         self,
@@ -115,6 +121,7 @@ class MetricsFamily:
         local_s: float,
         rest: bool,
         emit: Emit,
+        makeup: bool = False,
     ) -> None:
         sid = stream_id(system_id, sample.component, sample.name)
         stream = self.streams.get((inst_id, sid))
@@ -130,6 +137,8 @@ class MetricsFamily:
         x = {"t": local_s, "value": sample.value}
         expected = model.expected(x["t"])
         score, alarm = model.process_one(x)
+        if makeup:
+            score, alarm = _makeup_day(model, stream.rest, x, score, alarm)
         stream.n += 1
         thr = model.threshold
         self.scores.add(
@@ -177,3 +186,24 @@ class MetricsFamily:
                 [(sample.name, sample.value, expected, 1.0)],
             )
         )
+
+
+def _makeup_day(
+    work: MetricAnomaly, rest: MetricAnomaly | None, x: dict[str, float], score: float, alarm: bool
+) -> tuple[float, bool]:
+    """Judge a sample of a make-up working day, which the working-day model learns.
+
+    The day is a working day for the institution's staff and often a weekend for its
+    customers, and a day of its kind comes a few times a year: no model has its history. So
+    what the rest-day model (once it has history) explains is no finding, and otherwise only an
+    extreme the stream's whole history makes unlikely (score ``_MAKEUP_SCORE``, against the
+    ordinary threshold) is one: the smaller score, and the alarm only if it clears both."""
+    if rest is not None and rest.n >= rest.warmup:
+        other = rest.score_one(x)
+        if other < score:
+            score = other
+    if alarm and score < max(_MAKEUP_SCORE, work.threshold):
+        # The working model opened a condition that this day does not bear out: none is open.
+        work.flagged = False
+        alarm = False
+    return score, alarm
