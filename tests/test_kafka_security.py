@@ -3,6 +3,7 @@ real secure broker started by ``scripts/kafka.sh up-secure``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -431,15 +432,39 @@ def test_topics_are_created_with_the_configured_min_insync_replicas(
 
 
 @pytest.mark.integration
-def test_faust_credentials_for_the_secure_broker(secure_env: str) -> None:
-    """What the detector's faust App takes: SCRAM over TLS with a context that trusts our CA."""
+async def test_faust_credentials_carry_aiokafka_over_sasl_ssl(secure_env: str) -> None:
+    """What the detector's faust App takes (``broker_credentials=faust_credentials()``), turned
+    into aiokafka settings by faust's own driver, writes and reads on the secure broker."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka import TopicPartition as AioPartition
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
     credentials = faust_credentials()
     assert (credentials.protocol.value, credentials.mechanism.value) == (
         "SASL_SSL",
         "SCRAM-SHA-512",
     )
     assert credentials.ssl_context.verify_mode == ssl.CERT_REQUIRED
-    assert credentials.ssl_context.check_hostname
+    auth = credentials_to_aiokafka_auth(credentials)
+    prefix = f"f{uuid.uuid4().hex[:8]}."
+    ensure_topics(secure_env, prefix, (FINDINGS,), timeout_s=20)
+    topic = topic_name(FINDINGS, prefix)
+    producer = AIOKafkaProducer(bootstrap_servers=secure_env, acks="all", **auth)
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(topic, b"from aiokafka", partition=0)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=secure_env, enable_auto_commit=False, **auth)
+    await consumer.start()
+    try:
+        tp = AioPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek(tp, sent.offset)
+        record = await asyncio.wait_for(consumer.getone(), timeout=20)
+    finally:
+        await consumer.stop()
+    assert record.value == b"from aiokafka"
 
 
 @pytest.mark.integration
