@@ -49,6 +49,7 @@ from suptech.common.topics import (
 )
 from suptech.gateway.server import build_gateway
 from suptech.ops.kafka_clients import open_admin, open_producer, open_reader
+from suptech.ops.topics import inspect_topics
 from suptech.v1 import sandbox_pb2
 
 from tests.test_gateway import Running, base_config, batch, now_event, send
@@ -432,6 +433,25 @@ def test_topics_are_created_with_the_configured_min_insync_replicas(
 
 
 @pytest.mark.integration
+def test_ops_reports_topics_below_the_declared_durability(
+    secure_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A topic made before the move to three brokers keeps one replica (ensure_topics never
+    alters an existing topic): ``suptech-ops topics`` must say so."""
+    prefix = f"d{uuid.uuid4().hex[:8]}."
+    ensure_topics(secure_env, prefix, (FINDINGS,), timeout_s=20)
+    monkeypatch.setenv("SUPTECH_KAFKA_REPLICATION_FACTOR", "3")
+    monkeypatch.setenv("SUPTECH_KAFKA_MIN_INSYNC_REPLICAS", "2")
+    admin = open_admin(secure_env, timeout_s=10)
+    try:
+        (report,) = inspect_topics(admin, prefix, (FINDINGS,))
+    finally:
+        admin.close()
+    assert not report.ok
+    assert report.drift == {"min.insync.replicas": ("2", "1"), "replication.factor": ("3", "1")}
+
+
+@pytest.mark.integration
 async def test_faust_credentials_carry_aiokafka_over_sasl_ssl(secure_env: str) -> None:
     """What the detector's faust App takes (``broker_credentials=faust_credentials()``), turned
     into aiokafka settings by faust's own driver, writes and reads on the secure broker."""
@@ -587,7 +607,13 @@ def test_three_brokers_replicate_and_refuse_writes_below_min_insync(
     topic = topic_name(FINDINGS, prefix)
     admin = open_admin(kafka_cluster, timeout_s=10)
     try:
-        (described,) = admin.describe_topics([topic])
+        # The broker answering may learn the new partitions a moment after the topic is listed.
+        deadline = time.monotonic() + 15
+        while True:
+            (described,) = admin.describe_topics([topic])
+            if described["partitions"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert {len(p["replica_nodes"]) for p in described["partitions"]} == {3}
     finally:
         admin.close()
