@@ -8,6 +8,7 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from suptech.common.kafka import load_replication
 from suptech.common.topics import TOPICS, TopicSpec, topic_name
 from suptech.ops.kafka_clients import log_offsets
 
@@ -69,6 +70,9 @@ def inspect_topics(
         for p in described[n]["partitions"]
     ]
     begin, end = log_offsets(admin, partitions)
+    # Durability is declared by SUPTECH_KAFKA_* rather than per topic; ensure_topics never alters
+    # a topic that exists, so one created before a move to three brokers shows here.
+    replication = load_replication()
     reports: list[TopicReport] = []
     for spec, name in zip(specs, names, strict=True):
         report = TopicReport(name, name in described, spec.partitions)
@@ -78,9 +82,16 @@ def inspect_topics(
                 report.drift["partitions"] = (str(spec.partitions), str(report.partitions))
             actual = configs.get(name, {})
             report.cleanup_policy = actual.get("cleanup.policy")
-            for key, declared in spec.configs().items():
+            declared_configs = {
+                **spec.configs(),
+                "min.insync.replicas": str(replication.min_insync),
+            }
+            for key, declared in declared_configs.items():
                 if actual.get(key) != declared:
                     report.drift[key] = (declared, actual.get(key))
+            replicas = min(len(p["replica_nodes"]) for p in described[name]["partitions"])
+            if replicas != replication.factor:
+                report.drift["replication.factor"] = (str(replication.factor), str(replicas))
             report.messages = sum(
                 end[tp] - begin[tp] for tp in partitions if tp.topic == name and tp in end
             )
