@@ -171,6 +171,25 @@ def test_restored_core_skips_records_its_checkpoint_covers(tmp_path: Path) -> No
     assert not restored.handle("telemetry.data_access.v1", 1, 3, b"k", bundle([])).skipped
 
 
+def test_a_withdrawn_sandbox_test_is_unregistered_from_then_on(tmp_path: Path) -> None:
+    """A tombstone on the compacted register withdraws the test, in the live stream as in the
+    register read ahead at start; the app's next report is an unregistered test's."""
+    reg, sbx = "registry.sandbox.v1", "telemetry.sandbox.v1"
+    test = sandbox_test()
+    key = test.test_id.encode()
+    for preload in (False, True):
+        core = DetectorCore.start(CheckpointStore(tmp_path / f"cp{preload}", STATE_KEY), {sbx}, reg)
+        if preload:
+            assert core.preload_registry([(key, test.SerializeToString()), (key, None)]) == 0
+        else:
+            core.handle(reg, 0, 0, key, test.SerializeToString())
+            assert core.engine.stats()["sandbox_tests"] == 1
+            core.handle(reg, 0, 1, key, None)
+        assert core.engine.stats()["sandbox_tests"] == 0
+        out = core.handle(sbx, 0, 0, INST.encode(), bundle([sandbox_report("s-1", T0_NS, 10)]))
+        assert [f.rule_id for f in out.findings] == ["sandbox.unregistered_test"]
+
+
 def heartbeat(event_id: str, t_ns: int, inst: str) -> telemetry_pb2.TelemetryEnvelope:
     env = envelope(event_id, t_ns, inst)
     env.heartbeat.source_id = inst

@@ -267,8 +267,11 @@ class Detector:
         await self.app.crash(exc)
 
 
-def read_registry(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[bytes]:
-    """Every value on the (compacted) registry topic, from its beginning to its current end."""
+def read_registry(
+    bootstrap: str, topic: str, timeout_s: float = 30.0
+) -> list[tuple[bytes | None, bytes | None]]:
+    """Every (key, value) on the (compacted) registry topic, from its beginning to its current
+    end, tombstones (value None) included, in log order."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = open_client(
@@ -280,13 +283,13 @@ def read_registry(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[b
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         end = {tp: o for tp, o in consumer.end_offsets(tps).items() if o > 0}
-        values: list[bytes] = []
+        values: list[tuple[bytes | None, bytes | None]] = []
         deadline = time.monotonic() + timeout_s
         while any(consumer.position(tp) < o for tp, o in end.items()):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"cannot read {topic} to its end in {timeout_s}s")
             for records in consumer.poll(timeout_ms=500).values():
-                values.extend(r.value for r in records if r.value is not None)
+                values.extend((r.key, r.value) for r in records)
         return values
     finally:
         consumer.close()

@@ -200,7 +200,10 @@ class DetectorCore:
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
     ) -> Outcome:
         if value is None:
-            # A tombstone removes a test from the compacted registry; its findings stay valid.
+            # A tombstone withdraws a test (keyed by its test_id); its findings stay valid, and
+            # its app's reports are from now on those of an unregistered test.
+            if key:
+                self.engine.remove_sandbox_test(key.decode("utf-8", "replace"))
             return Outcome()
         test = sandbox_pb2.SandboxTest()
         try:
@@ -262,23 +265,26 @@ class DetectorCore:
             return dead("engine_error", repr(exc))
         return Outcome()
 
-    def preload_registry(self, values: list[bytes]) -> int:
-        """Load sandbox tests read ahead of the stream; return how many were loaded.
+    def preload_registry(self, records: list[tuple[bytes | None, bytes | None]]) -> int:
+        """Load the sandbox register read ahead of the stream, (key, value) in log order, a
+        tombstone withdrawing its key's test; return how many tests are registered then.
 
         The agent reads the registry again (idempotent upserts, and bad entries dead-lettered
         there); this only makes sure the register is complete before the first report is judged.
         """
-        loaded = 0
-        for value in values:
+        for key, value in records:
+            if value is None:
+                if key:
+                    self.engine.remove_sandbox_test(key.decode("utf-8", "replace"))
+                continue
             test = sandbox_pb2.SandboxTest()
             try:
                 test.ParseFromString(value)
             except DecodeError:
                 continue
-            if test.test_id:
+            if test.test_id and test.institution_id:
                 self.engine.upsert_sandbox_test(test)
-                loaded += 1
-        return loaded
+        return self.engine.stats()["sandbox_tests"]
 
     def _handle_telemetry(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None

@@ -192,6 +192,10 @@ class DetectionEngine:
             raise ValueError("a SandboxTest needs test_id and institution_id")
         self.sandbox.upsert(test)
 
+    def remove_sandbox_test(self, test_id: str) -> None:
+        """Withdraw a sandbox test: its app's later reports are those of an unregistered test."""
+        self.sandbox.tests.pop(test_id, None)
+
     def apply_feedback(self, fb: alerts_pb2.Feedback) -> None:
         """Apply a supervisor's verdict (see :mod:`suptech.detector.logic.feedback`).
 
