@@ -7,6 +7,7 @@ pipeline of its own (alert service, detector, gateway as processes, as ``make ru
 on a fresh topic prefix and state directory) while a supervisor follows ``StreamAlerts``; the
 fault is injected about a third of the way through the stream:
 
+- ``no_fault``: nothing breaks; the reference the others' findings are compared with;
 - ``gateway_kill``, ``detector_kill``, ``alerts_kill``: SIGKILL of that service, restarted 1 s
   later on the same port (the SDK retries; the follower reconnects from its cursor);
 - ``broker_restart``: the broker stopped and started again (a private broker, never the shared
@@ -17,9 +18,15 @@ fault is injected about a third of the way through the stream:
 
 Counted afterwards: events the gateway acknowledged vs present in the telemetry topics (by event
 id), findings on the findings topic vs stored in alerts (through the alert service's API),
-duplicate alerts (a finding id in two alerts, or two alerts of one group opened at the same
-time), findings the alert service dead-lettered, and the wall seconds from the restart (for the
-cluster: from the kill) to the first new alert event delivered by StreamAlerts.
+findings the no-fault run did not make (finding ids are deterministic: these are what the fault
+made the detector say), duplicate alerts (a finding id in two alerts, or two alerts of one group
+opened at the same time), findings the alert service dead-lettered, and the wall seconds from
+the restart (for the cluster: from the kill) to the first new alert event delivered by
+StreamAlerts.
+
+Not in ``make perf``: it starts a broker, a three-broker cluster and a PostgreSQL server of its
+own (ports 19592-19593, 19791-19793 and 19891-19893, a free one) and takes about 10 minutes with
+``--quick``, 25 without.
 
 Goals (issue 8): 0 lost, 0 duplicate alerts, alerts flowing again <= 5 s after an alert-service
 restart, no finding dead-lettered because a database was down. PASS/FAIL is printed per goal;
@@ -85,7 +92,8 @@ class Size:
     db_down_s: float = 30.0
 
 
-QUICK = Size()
+# 40 s of stream: the detector's first checkpoint (30 s after it starts) comes mid-stream.
+QUICK = Size(stream_s=40.0, quiet_s=5.0, settle_s=90.0)
 FULL = Size(days=3, scale=1.0, stream_s=150.0, settle_s=300.0, quiet_s=15.0)
 
 
@@ -101,11 +109,13 @@ class Run:
     fault_at: float = 0.0
     # Recovery is measured from here: the restart (for the cluster, the kill itself).
     restored_at: float = 0.0
+    # When what was restarted answered again (a service ready, a broker or database up).
+    ready_at: float = 0.0
 
 
 def _no_fault(run: Run) -> None:
     """The reference: what the same stream gives when nothing breaks."""
-    run.fault_at = run.restored_at = time.time()
+    run.fault_at = run.restored_at = run.ready_at = time.time()
 
 
 def _kill_service(name: str) -> Callable[[Run], None]:
@@ -120,6 +130,7 @@ def _kill_service(name: str) -> Callable[[Run], None]:
         time.sleep(1.0)
         run.restored_at = time.time()
         run.stack.start(name)
+        run.ready_at = time.time()
 
     return inject
 
@@ -131,6 +142,7 @@ def _restart_broker(run: Run) -> None:
     time.sleep(3.0)
     run.restored_at = time.time()
     run.broker.up()
+    run.ready_at = time.time()
 
 
 def _database_outage(run: Run) -> None:
@@ -140,6 +152,7 @@ def _database_outage(run: Run) -> None:
     time.sleep(run.size.db_down_s)
     run.restored_at = time.time()
     run.postgres.up()
+    run.ready_at = time.time()
 
 
 def _kill_one_of_three(run: Run) -> None:
@@ -148,6 +161,7 @@ def _kill_one_of_three(run: Run) -> None:
     run.cluster.kill_node(2)
     time.sleep(10.0)
     run.cluster.start_node(2)
+    run.ready_at = time.time()
 
 
 @dataclass(frozen=True)
@@ -368,6 +382,7 @@ def run_scenario(scenario: Scenario, fleet: Fleet, work: Path) -> dict[str, Any]
                 stream_reconnects=follower.reconnects,
                 fault_s=round(run.fault_at - began, 1),
                 outage_s=round(run.restored_at - run.fault_at, 1),
+                ready_s=round(run.ready_at - run.restored_at, 1),
                 recovery_s=None if recovered is None else round(recovered - run.restored_at, 2),
                 detector_restart=_checkpoint_choice(run_dir / "detector-2.log"),
             )
@@ -421,6 +436,8 @@ def _count(
         "alerts": stored.alerts,
         "duplicate_alerts": stored.duplicate_findings + stored.twins,
         "dead_lettered": len(dead),
+        # Popped by run_all: compared with the no-fault run's (finding ids are deterministic).
+        "_finding_ids": set(on_topic),
     }
 
 
@@ -449,10 +466,12 @@ COLUMNS = (
     ("findings", "findings_on_topic", 9),
     ("stored", "findings_stored", 7),
     ("missing", "findings_missing", 8),
+    ("extra", "findings_extra", 6),
     ("alerts", "alerts", 7),
     ("dups", "duplicate_alerts", 5),
     ("DLQ", "dead_lettered", 4),
     ("outage s", "outage_s", 9),
+    ("ready s", "ready_s", 8),
     ("flow s", "recovery_s", 7),
 )
 
@@ -476,7 +495,9 @@ def render(rows: list[dict[str, Any]], skipped: list[str]) -> str:
     lines += skipped
     lines.append(
         "flow s: wall seconds from the restart (broker_of_three: from the kill) to the first new "
-        "alert event on StreamAlerts; - when none came"
+        "alert event on StreamAlerts; - when none came. ready s: from the restart until the "
+        "restarted service, broker or database answered. extra: findings the no-fault run did "
+        "not make"
     )
     return "\n".join(lines)
 
@@ -522,13 +543,20 @@ def run_all(
         work = REPO / ".state" / f"chaos-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
+    reference: set[str] | None = None
     for scenario in scenarios:
         if scenario.kafka == "cluster" and not cluster_script_exists():
             skipped.append(f"{scenario.name}: {NO_CLUSTER}")
             _say(skipped[-1])
             continue
-        rows.append(run_scenario(scenario, fleet, work))
-        _say(json.dumps(rows[-1]))
+        row = run_scenario(scenario, fleet, work)
+        ids = row.pop("_finding_ids")
+        if scenario.name == "no_fault":
+            reference = ids
+        # Findings the undisturbed stream does not make: what the fault made the detector say.
+        row["findings_extra"] = None if reference is None else len(ids - reference)
+        rows.append(row)
+        _say(json.dumps(row))
     return rows, skipped
 
 
