@@ -11,6 +11,7 @@ from suptech.alerts.app import build_alert_service
 from suptech.alerts.authz import TokensFileError
 from suptech.alerts.config import SETTINGS, AlertsConfig, load_config
 from suptech.common.config import ConfigError, exit_if_help
+from suptech.common.kafka import KAFKA_SETTINGS
 from suptech.common.logging_setup import setup_logging
 from suptech.common.metrics import MetricsEndpoint
 
@@ -64,7 +65,7 @@ async def _serve(config: AlertsConfig) -> int:
 
 
 def main() -> None:
-    exit_if_help(sys.argv[1:], USAGE, SETTINGS)
+    exit_if_help(sys.argv[1:], USAGE, (*SETTINGS, *KAFKA_SETTINGS))
     setup_logging("alerts")
     try:
         config = load_config()

@@ -16,9 +16,10 @@ publishing findings; its state is checkpointed to its state directory and to Kaf
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     from suptech.common.config import exit_if_help
+    from suptech.common.kafka import KAFKA_SETTINGS
     from suptech.detector.config import SETTINGS
 
-    exit_if_help(args, USAGE, SETTINGS)
+    exit_if_help(args, USAGE, (*SETTINGS, *KAFKA_SETTINGS))
     if args not in ([], ["worker"]):
         print(USAGE.splitlines()[0], file=sys.stderr)
         return 2

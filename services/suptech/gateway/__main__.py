@@ -10,6 +10,7 @@ import sys
 import threading
 
 from suptech.common.config import ConfigError, exit_if_help
+from suptech.common.kafka import KAFKA_SETTINGS
 from suptech.common.logging_setup import setup_logging
 from suptech.common.metrics import MetricsEndpoint
 from suptech.gateway.config import SETTINGS, GatewayConfig, load_config
@@ -77,7 +78,7 @@ def tune_gc() -> None:
 
 
 def main() -> None:
-    exit_if_help(sys.argv[1:], USAGE, SETTINGS)
+    exit_if_help(sys.argv[1:], USAGE, (*SETTINGS, *KAFKA_SETTINGS))
     setup_logging("gateway")
     try:
         config = load_config()
