@@ -18,11 +18,19 @@ from suptech.alerts.database import open_database
 from suptech.alerts.metrics import AlertsMetrics
 from suptech.alerts.outbox import FeedbackDispatcher
 from suptech.alerts.sandbox_register import SandboxRegister
+from suptech.alerts.scores import ScoreHistory, ScoresFollower
 from suptech.alerts.service import AlertServicer
 from suptech.alerts.store import AlertStore
 from suptech.alerts.webhooks import WebhookDispatcher
 from suptech.common.grpc_server import GrpcServer, ServerTLS
-from suptech.common.topics import DEAD_LETTER, FEEDBACK, FINDINGS, REGISTRY_SANDBOX, ensure_topics
+from suptech.common.topics import (
+    DEAD_LETTER,
+    FEEDBACK,
+    FINDINGS,
+    REGISTRY_SANDBOX,
+    SCORES,
+    ensure_topics,
+)
 from suptech.v1 import alerts_pb2, alerts_pb2_grpc
 
 __all__ = ["AlertApp", "build_alert_service"]
@@ -48,6 +56,8 @@ class AlertApp:
         self.consumer: FindingsConsumer | None = None
         # The register of sandbox tests (registry.sandbox.v1), served by ListSandboxTests.
         self.register: SandboxRegister | None = None
+        # Recent per-event scores by entity (scores.v1), served by ListEntityScores.
+        self.scores = ScoreHistory(config.scores_per_entity, config.scores_entities)
         self._server: GrpcServer | None = None
         self._health_server: GrpcServer | None = None
         self.port = 0
@@ -78,7 +88,7 @@ class AlertApp:
             ensure_topics,
             cfg.kafka_addr,
             cfg.topic_prefix,
-            (FINDINGS, FEEDBACK, DEAD_LETTER, REGISTRY_SANDBOX),
+            (FINDINGS, FEEDBACK, DEAD_LETTER, REGISTRY_SANDBOX, SCORES),
         )
         self.engine, sessions = await asyncio.to_thread(open_database, cfg.db_url)
         self.sessions = sessions
@@ -99,7 +109,17 @@ class AlertApp:
         # Started now, so the register loads while the rest starts, and a start that fails
         # later still closes its consumer (stop() joins every spawned thread).
         self._spawn("sandbox-register", lambda: self._run_register(register))
-        servicer = AlertServicer(self.store, stream_poll_s=cfg.stream_poll_s, register=register)
+        scores = await asyncio.to_thread(
+            ScoresFollower,
+            self.scores,
+            bootstrap=cfg.kafka_addr,
+            topic_prefix=cfg.topic_prefix,
+            lookback_s=cfg.scores_lookback_s,
+        )
+        self._spawn("scores", lambda: self._run_scores(scores))
+        servicer = AlertServicer(
+            self.store, stream_poll_s=cfg.stream_poll_s, register=register, scores=self.scores
+        )
         servicer.on_streamed = self.metrics.streamed
         tls = None
         if cfg.tls_cert:
@@ -178,6 +198,12 @@ class AlertApp:
             register.run(self._stop)
         finally:
             register.close()
+
+    def _run_scores(self, follower: ScoresFollower) -> None:
+        try:
+            follower.run(self._stop)
+        finally:
+            follower.close()
 
     def _report_failure(self, reason: str) -> None:
         """From any thread: health NOT_SERVING (liveness included), ``failed`` set."""

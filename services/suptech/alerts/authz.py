@@ -112,6 +112,7 @@ _METHOD_PERMISSION: dict[str, Permission] = {
     "ListAuditEntries": Permission.READ,
     "ListSilences": Permission.READ,
     "ListSandboxTests": Permission.READ,
+    "ListEntityScores": Permission.READ,
     "Acknowledge": Permission.TRIAGE,
     "Assign": Permission.TRIAGE,
     "Resolve": Permission.DECIDE,

@@ -70,6 +70,11 @@ class AlertsConfig:
     stream_poll_s: float = 0.5
     # Prometheus /metrics on every interface (0 = off).
     metrics_port: int = 9466
+    # Recent per-event scores kept in memory for ListEntityScores: the last so many per entity,
+    # at most so many entities (least recently scored dropped), read back this far at start.
+    scores_per_entity: int = 2000
+    scores_entities: int = 1000
+    scores_lookback_s: float = 6 * 3600
 
     def bind_host(self) -> str:
         """The address the API binds: loopback only when nobody authenticates."""
@@ -124,6 +129,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ALERTS_TICK_S", _D.tick_s, "escalation / auto-resolve / gauges period, s"),
     Setting("ALERTS_STREAM_POLL_S", _D.stream_poll_s, "StreamAlerts poll for other replicas, s"),
     Setting("SUPTECH_METRICS_PORT", _D.metrics_port, "Prometheus /metrics port (0 = off)"),
+    Setting("ALERTS_SCORES_PER_ENTITY", _D.scores_per_entity, "recent scores kept per entity"),
+    Setting("ALERTS_SCORES_ENTITIES", _D.scores_entities, "entities whose scores are kept"),
+    Setting("ALERTS_SCORES_LOOKBACK_S", _D.scores_lookback_s, "scores.v1 read back at start, s"),
 )
 
 
@@ -195,6 +203,9 @@ def load_config(environ: Mapping[str, str] | None = None) -> AlertsConfig:
         tick_s=env_float("ALERTS_TICK_S", d.tick_s, environ),
         stream_poll_s=env_float("ALERTS_STREAM_POLL_S", d.stream_poll_s, environ),
         metrics_port=env_int("SUPTECH_METRICS_PORT", d.metrics_port, environ),
+        scores_per_entity=env_int("ALERTS_SCORES_PER_ENTITY", d.scores_per_entity, environ),
+        scores_entities=env_int("ALERTS_SCORES_ENTITIES", d.scores_entities, environ),
+        scores_lookback_s=env_float("ALERTS_SCORES_LOOKBACK_S", d.scores_lookback_s, environ),
     )
     if not 0 < cfg.consumer_heartbeat_s < cfg.consumer_session_timeout_s:
         raise ConfigError(
@@ -204,6 +215,11 @@ def load_config(environ: Mapping[str, str] | None = None) -> AlertsConfig:
     if not 0 < cfg.db_retry_initial_s <= cfg.db_retry_max_s:
         raise ConfigError(
             "ALERTS_DB_RETRY_INITIAL_S must be positive and at most ALERTS_DB_RETRY_MAX_S"
+        )
+    if cfg.scores_per_entity < 1 or cfg.scores_entities < 1 or cfg.scores_lookback_s < 0:
+        raise ConfigError(
+            "ALERTS_SCORES_PER_ENTITY and ALERTS_SCORES_ENTITIES must be positive, "
+            "ALERTS_SCORES_LOOKBACK_S at least 0"
         )
     if cfg.tokens_reload_s <= 0:
         raise ConfigError("ALERTS_TOKENS_RELOAD_S must be positive seconds")

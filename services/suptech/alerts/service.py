@@ -17,6 +17,7 @@ import grpc
 
 from suptech.alerts import audit, authz
 from suptech.alerts.sandbox_register import SandboxRegister
+from suptech.alerts.scores import EntityKey, ScoreHistory, StoredScore
 from suptech.alerts.store import (
     ALL,
     AlertFilter,
@@ -75,10 +76,12 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
         *,
         stream_poll_s: float = 0.5,
         register: SandboxRegister | None = None,
+        scores: ScoreHistory | None = None,
     ) -> None:
         self._store = store
         self._poll_s = stream_poll_s
         self._register = register
+        self._scores = scores
 
     async def _call(
         self, context: grpc.aio.ServicerContext, fn: Callable[..., T], *args: Any, **kw: Any
@@ -325,6 +328,55 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
             )
         tests = register.tests.visible(_scope(_principal()), request.institution_id)
         return alerts_pb2.ListSandboxTestsResponse(tests=tests, complete=register.complete)
+
+    async def ListEntityScores(
+        self, request: alerts_pb2.ListEntityScoresRequest, context: grpc.aio.ServicerContext
+    ) -> alerts_pb2.ListEntityScoresResponse:
+        key = EntityKey(request.institution_id, request.entity_kind, request.entity_id)
+        for name, value in zip(key._fields, key, strict=True):
+            if not value or len(value) > 256:
+                await _abort(
+                    context, grpc.StatusCode.INVALID_ARGUMENT, f"{name} is required (<= 256)"
+                )
+        lo = request.from_time.ToNanoseconds() if request.HasField("from_time") else None
+        hi = request.to_time.ToNanoseconds() if request.HasField("to_time") else None
+        if lo is not None and hi is not None and lo >= hi:
+            await _abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "from_time must be before to_time"
+            )
+        if request.limit > MAX_SCORES:
+            await _abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, f"limit is at most {MAX_SCORES}"
+            )
+        # Out of jurisdiction answers as an entity with no scores: nothing says it exists.
+        if self._scores is None or not _scope(_principal()).allows(key.institution_id):
+            return alerts_pb2.ListEntityScoresResponse()
+        chosen, truncated = self._scores.query(key, lo, hi, request.limit or DEFAULT_SCORES)
+        return alerts_pb2.ListEntityScoresResponse(
+            scores=[_score_proto(key, s) for s in chosen], truncated=truncated
+        )
+
+
+# ListEntityScores: a page when the caller sets no limit, and the most it may ask for.
+DEFAULT_SCORES = 500
+MAX_SCORES = 2000
+
+
+def _score_proto(key: EntityKey, s: StoredScore) -> findings_pb2.AnomalyScore:
+    out = findings_pb2.AnomalyScore(
+        institution_id=key.institution_id,
+        entity_kind=key.entity_kind,
+        entity_id=key.entity_id,
+        model_id=s.model_id,
+        event_id=s.event_id,
+        score=s.score,
+        threshold=s.threshold,
+        observed=s.observed,
+        expected=s.expected,
+        alarm=s.alarm,
+    )
+    out.event_time.FromNanoseconds(s.time_ns)
+    return out
 
 
 def _may(p: authz.Principal, method: str) -> bool:

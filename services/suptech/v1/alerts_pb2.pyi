@@ -333,3 +333,27 @@ class ListSandboxTestsResponse(_message.Message):
     tests: _containers.RepeatedCompositeFieldContainer[_sandbox_pb2.SandboxTest]
     complete: bool
     def __init__(self, tests: _Optional[_Iterable[_Union[_sandbox_pb2.SandboxTest, _Mapping]]] = ..., complete: _Optional[bool] = ...) -> None: ...
+
+class ListEntityScoresRequest(_message.Message):
+    __slots__ = ("institution_id", "entity_kind", "entity_id", "from_time", "to_time", "limit")
+    INSTITUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_KIND_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_TIME_FIELD_NUMBER: _ClassVar[int]
+    TO_TIME_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    institution_id: str
+    entity_kind: str
+    entity_id: str
+    from_time: _timestamp_pb2.Timestamp
+    to_time: _timestamp_pb2.Timestamp
+    limit: int
+    def __init__(self, institution_id: _Optional[str] = ..., entity_kind: _Optional[str] = ..., entity_id: _Optional[str] = ..., from_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., to_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListEntityScoresResponse(_message.Message):
+    __slots__ = ("scores", "truncated")
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    scores: _containers.RepeatedCompositeFieldContainer[_findings_pb2.AnomalyScore]
+    truncated: bool
+    def __init__(self, scores: _Optional[_Iterable[_Union[_findings_pb2.AnomalyScore, _Mapping]]] = ..., truncated: _Optional[bool] = ...) -> None: ...

@@ -89,6 +89,11 @@ class AlertServiceStub:
                 request_serializer=suptech_dot_v1_dot_alerts__pb2.ListSandboxTestsRequest.SerializeToString,
                 response_deserializer=suptech_dot_v1_dot_alerts__pb2.ListSandboxTestsResponse.FromString,
                 _registered_method=True)
+        self.ListEntityScores = channel.unary_unary(
+                '/suptech.v1.AlertService/ListEntityScores',
+                request_serializer=suptech_dot_v1_dot_alerts__pb2.ListEntityScoresRequest.SerializeToString,
+                response_deserializer=suptech_dot_v1_dot_alerts__pb2.ListEntityScoresResponse.FromString,
+                _registered_method=True)
 
 
 class AlertServiceServicer:
@@ -162,6 +167,13 @@ class AlertServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListEntityScores(self, request, context):
+        """An entity's recent per-event anomaly scores (for the alert's chart), under GetAlert's rules.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlertServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -219,6 +231,11 @@ def add_AlertServiceServicer_to_server(servicer, server):
                     servicer.ListSandboxTests,
                     request_deserializer=suptech_dot_v1_dot_alerts__pb2.ListSandboxTestsRequest.FromString,
                     response_serializer=suptech_dot_v1_dot_alerts__pb2.ListSandboxTestsResponse.SerializeToString,
+            ),
+            'ListEntityScores': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEntityScores,
+                    request_deserializer=suptech_dot_v1_dot_alerts__pb2.ListEntityScoresRequest.FromString,
+                    response_serializer=suptech_dot_v1_dot_alerts__pb2.ListEntityScoresResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -518,6 +535,33 @@ class AlertService:
             '/suptech.v1.AlertService/ListSandboxTests',
             suptech_dot_v1_dot_alerts__pb2.ListSandboxTestsRequest.SerializeToString,
             suptech_dot_v1_dot_alerts__pb2.ListSandboxTestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEntityScores(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suptech.v1.AlertService/ListEntityScores',
+            suptech_dot_v1_dot_alerts__pb2.ListEntityScoresRequest.SerializeToString,
+            suptech_dot_v1_dot_alerts__pb2.ListEntityScoresResponse.FromString,
             options,
             channel_credentials,
             insecure,

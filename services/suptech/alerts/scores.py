@@ -1,0 +1,189 @@
+"""Recent per-event anomaly scores by entity, read from ``scores.v1`` (served by ListEntityScores).
+
+The detector publishes every score it makes (``AnomalyScoreBatch`` keyed by institution); the
+console charts an alerted entity's scores around its alert. The history lives in memory and is
+bounded twice: the last ``per_entity`` scores of each (institution, entity kind, entity id), and
+at most ``entities`` entities, the least recently scored dropped first.
+
+Every replica must answer for every entity, so each one reads all partitions with no consumer
+group (a shared group would split the partitions, and a query would find only some entities).
+Nothing is committed: at start each replica reads back ``lookback_s`` of the topic (by record
+timestamp), which refills the history after a restart, then follows it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from google.protobuf.message import DecodeError
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition
+
+from suptech.common.kafka import open_client
+from suptech.common.topics import SCORES, topic_name
+from suptech.v1 import findings_pb2
+
+__all__ = ["EntityKey", "ScoreHistory", "ScoresFollower", "StoredScore"]
+
+log = logging.getLogger(__name__)
+
+
+class EntityKey(NamedTuple):
+    institution_id: str
+    entity_kind: str
+    entity_id: str
+
+
+class StoredScore(NamedTuple):
+    """One score without its entity (the key says it): about 300 bytes in memory."""
+
+    time_ns: int
+    score: float
+    threshold: float
+    observed: float
+    expected: float
+    alarm: bool
+    model_id: str
+    event_id: str
+
+
+class ScoreHistory:
+    """Bounded recent scores per entity, safe to read from the gRPC loop while a thread writes."""
+
+    def __init__(self, per_entity: int = 2000, entities: int = 1000) -> None:
+        if per_entity < 1 or entities < 1:
+            raise ValueError("per_entity and entities must be positive")
+        self.per_entity = per_entity
+        self.entities = entities
+        self._by_entity: OrderedDict[EntityKey, deque[StoredScore]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.evicted = 0
+        self.skipped = 0
+
+    def add_batch(self, value: bytes | None) -> int:
+        """One record of the topic; returns the scores kept (an unreadable record is skipped)."""
+        if not value:
+            return 0
+        try:
+            batch = findings_pb2.AnomalyScoreBatch.FromString(value)
+        except DecodeError as exc:
+            self.skipped += 1
+            log.warning("scores: record skipped, not an AnomalyScoreBatch: %s", exc)
+            return 0
+        n = 0
+        with self._lock:
+            for s in batch.scores:
+                inst = s.institution_id or batch.institution_id
+                if not (inst and s.entity_kind and s.entity_id):
+                    self.skipped += 1
+                    continue
+                self._add(EntityKey(inst, s.entity_kind, s.entity_id), s)
+                n += 1
+        return n
+
+    def _add(self, key: EntityKey, s: findings_pb2.AnomalyScore) -> None:
+        scores = self._by_entity.get(key)
+        if scores is None:
+            scores = self._by_entity[key] = deque(maxlen=self.per_entity)
+            if len(self._by_entity) > self.entities:
+                self._by_entity.popitem(last=False)
+                self.evicted += 1
+        else:
+            self._by_entity.move_to_end(key)
+        scores.append(
+            StoredScore(
+                s.event_time.ToNanoseconds(),
+                s.score,
+                s.threshold,
+                s.observed,
+                s.expected,
+                s.alarm,
+                s.model_id,
+                s.event_id,
+            )
+        )
+
+    def query(
+        self, key: EntityKey, from_ns: int | None, to_ns: int | None, limit: int
+    ) -> tuple[list[StoredScore], bool]:
+        """The entity's scores with ``from_ns <= time < to_ns`` by event time, the newest
+        ``limit`` of them oldest first, and whether more were in the range."""
+        with self._lock:
+            scores = list(self._by_entity.get(key, ()))
+        lo = -(2**63) if from_ns is None else from_ns
+        hi = 2**63 if to_ns is None else to_ns
+        chosen = sorted((s for s in scores if lo <= s.time_ns < hi), key=lambda s: s.time_ns)
+        return chosen[-limit:], len(chosen) > limit
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._by_entity)
+
+
+class ScoresFollower:
+    """Follows ``scores.v1`` into a :class:`ScoreHistory`; ``run`` in a thread of its own."""
+
+    def __init__(
+        self,
+        history: ScoreHistory,
+        *,
+        bootstrap: str,
+        topic_prefix: str = "",
+        lookback_s: float = 6 * 3600,
+        client_id: str = "suptech-alerts-scores",
+        metadata_timeout_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.history = history
+        self.topic = topic_name(SCORES, topic_prefix)
+        self._consumer = open_client(
+            KafkaConsumer,
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            client_id=client_id,
+        )
+        tps = self._partitions(metadata_timeout_s)
+        self._consumer.assign(tps)
+        since_ms = int((clock() - lookback_s) * 1000)
+        found = self._consumer.offsets_for_times(dict.fromkeys(tps, max(since_ms, 0)))
+        for tp in tps:
+            at = found.get(tp)
+            if at is None:  # nothing as recent: follow from the end
+                self._consumer.seek_to_end(tp)
+            else:
+                self._consumer.seek(tp, at.offset)
+
+    def _partitions(self, timeout_s: float) -> list[TopicPartition]:
+        deadline = time.monotonic() + timeout_s
+        while not (found := self._consumer.partitions_for_topic(self.topic)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {self.topic} has no partitions after {timeout_s:.0f}s")
+            time.sleep(0.1)
+        return [TopicPartition(self.topic, p) for p in sorted(found)]
+
+    def poll_once(self, timeout_ms: int = 500) -> int:
+        polled: Mapping[TopicPartition, Sequence[Any]] = self._consumer.poll(timeout_ms=timeout_ms)
+        return sum(self.history.add_batch(r.value) for batch in polled.values() for r in batch)
+
+    def run(self, stop: threading.Event) -> None:
+        """Follow the topic until ``stop``; a failed poll is logged and retried with backoff
+        (charts are a view for supervisors: the service goes on without them)."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                self.poll_once()
+                failures = 0
+            except Exception:
+                failures += 1
+                if failures == 1:
+                    log.exception("scores: reading %s failed; retrying", self.topic)
+                stop.wait(min(0.5 * 2**failures, 10.0))
+
+    def close(self) -> None:
+        self._consumer.close()
