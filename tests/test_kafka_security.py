@@ -24,6 +24,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 from pki import issue_cert, new_key, pem
 from suptech.alerts.sandbox_register import SandboxRegister
+from suptech.alerts.scores import EntityKey, ScoreHistory, ScoresFollower
 from suptech.alerts.store import ALL
 from suptech.common.access import acl_bindings, apply_access, parse_grants
 from suptech.common.bundles import decode_bundle, topic_spec_for
@@ -43,6 +44,7 @@ from suptech.common.topics import (
     FEEDBACK,
     FINDINGS,
     REGISTRY_SANDBOX,
+    SCORES,
     TOPICS,
     ensure_topics,
     topic_name,
@@ -50,7 +52,7 @@ from suptech.common.topics import (
 from suptech.gateway.server import build_gateway
 from suptech.ops.kafka_clients import open_admin, open_producer, open_reader
 from suptech.ops.topics import inspect_topics
-from suptech.v1 import sandbox_pb2
+from suptech.v1 import findings_pb2, sandbox_pb2
 
 from tests.test_gateway import Running, base_config, batch, now_event, send
 
@@ -544,16 +546,22 @@ def test_the_charts_acls_let_the_alert_service_read_the_sandbox_register(
     secure_env: str, secure_kafka: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As the chart's 'alerts' user: the start's topic check creates nothing (it may describe
-    each topic) and the register (ListSandboxTests) is read from the beginning."""
+    each topic), the register (ListSandboxTests) is read from the beginning and the recent
+    scores (ListEntityScores) are read back."""
     values = yaml.safe_load((REPO / "helm" / "suptech" / "values.yaml").read_text())
     grants = parse_grants(json.dumps(values["kafka"]["acls"]))
     prefix = f"r{uuid.uuid4().hex[:8]}."
-    specs = (FINDINGS, FEEDBACK, DEAD_LETTER, REGISTRY_SANDBOX)
+    specs = (FINDINGS, FEEDBACK, DEAD_LETTER, REGISTRY_SANDBOX, SCORES)
     ensure_topics(secure_env, prefix, specs, timeout_s=20)
     admin = open_client(KafkaProducer, bootstrap_servers=secure_env, acks="all")
     try:
         test = sandbox_pb2.SandboxTest(test_id="t-1", institution_id="b").SerializeToString()
         admin.send(topic_name(REGISTRY_SANDBOX, prefix), key=b"t-1", value=test).get(10)
+        scored = findings_pb2.AnomalyScoreBatch(institution_id="b")
+        scored.scores.add(
+            entity_kind="actor", entity_id="x", event_id="e-1"
+        ).event_time.GetCurrentTime()
+        admin.send(topic_name(SCORES, prefix), key=b"b", value=scored.SerializeToString()).get(10)
     finally:
         admin.close(timeout=5)
     users = tmp_path / "users"
@@ -576,6 +584,16 @@ def test_the_charts_acls_let_the_alert_service_read_the_sandbox_register(
         ]
     finally:
         register.close()
+    history = ScoreHistory()
+    follower = ScoresFollower(history, bootstrap=secure_env, topic_prefix=prefix)
+    try:
+        for _ in range(40):
+            if follower.poll_once(timeout_ms=250):
+                break
+        held, _ = history.query(EntityKey("b", "actor", "x"), None, None, 10)
+        assert [s.event_id for s in held] == ["e-1"]
+    finally:
+        follower.close()
 
 
 # --- three brokers (scripts/kafka.sh up-cluster): slow, a JVM per broker ---------------------

@@ -72,9 +72,10 @@ class AlertsConfig:
     metrics_port: int = 9466
     # Recent per-event scores kept in memory for ListEntityScores: the last so many per entity,
     # at most so many entities (least recently scored dropped), read back this far at start.
+    # About 125 bytes a score: 2000 x 500 is at most ~125 MB; a score costs ~4 us to keep.
     scores_per_entity: int = 2000
-    scores_entities: int = 1000
-    scores_lookback_s: float = 6 * 3600
+    scores_entities: int = 500
+    scores_lookback_s: float = 3600.0
 
     def bind_host(self) -> str:
         """The address the API binds: loopback only when nobody authenticates."""

@@ -17,7 +17,7 @@ import grpc
 
 from suptech.alerts import audit, authz
 from suptech.alerts.sandbox_register import SandboxRegister
-from suptech.alerts.scores import EntityKey, ScoreHistory, StoredScore
+from suptech.alerts.scores import EntityKey, ScoreHistory
 from suptech.alerts.store import (
     ALL,
     AlertFilter,
@@ -352,31 +352,12 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
         if self._scores is None or not _scope(_principal()).allows(key.institution_id):
             return alerts_pb2.ListEntityScoresResponse()
         chosen, truncated = self._scores.query(key, lo, hi, request.limit or DEFAULT_SCORES)
-        return alerts_pb2.ListEntityScoresResponse(
-            scores=[_score_proto(key, s) for s in chosen], truncated=truncated
-        )
+        return alerts_pb2.ListEntityScoresResponse(scores=chosen, truncated=truncated)
 
 
 # ListEntityScores: a page when the caller sets no limit, and the most it may ask for.
 DEFAULT_SCORES = 500
 MAX_SCORES = 2000
-
-
-def _score_proto(key: EntityKey, s: StoredScore) -> findings_pb2.AnomalyScore:
-    out = findings_pb2.AnomalyScore(
-        institution_id=key.institution_id,
-        entity_kind=key.entity_kind,
-        entity_id=key.entity_id,
-        model_id=s.model_id,
-        event_id=s.event_id,
-        score=s.score,
-        threshold=s.threshold,
-        observed=s.observed,
-        expected=s.expected,
-        alarm=s.alarm,
-    )
-    out.event_time.FromNanoseconds(s.time_ns)
-    return out
 
 
 def _may(p: authz.Principal, method: str) -> bool:
