@@ -71,7 +71,10 @@ def test_help_prints_the_settings_and_exits_without_connecting(module: str, tmp_
     assert list(tmp_path.iterdir()) == []
 
 
-VARIABLE = re.compile(r"(ALERTS|CONSOLE|DETECTOR|GATEWAY|KAFKA|OPS|SUPTECH)_[A-Z0-9_]*[A-Z0-9]")
+# KUBECONFIG: the standard variable, read by suptech-ops for health --kube.
+VARIABLE = re.compile(
+    r"(ALERTS|CONSOLE|DETECTOR|GATEWAY|KAFKA|OPS|SUPTECH)_[A-Z0-9_]*[A-Z0-9]|KUBECONFIG"
+)
 
 
 def _read_variables(config_py: Path) -> set[str]:

@@ -46,10 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--target",
         action="append",
-        required=True,
         metavar="NAME=HOST:PORT",
         help="a service to ask (repeatable)",
     )
+    p.add_argument(
+        "--kube",
+        action="store_true",
+        help="find the Helm release's components through the Kubernetes API and ask each pod "
+        "through a port-forward (needs suptech[ops-k8s])",
+    )
+    p.add_argument("--namespace", help="with --kube (env OPS_KUBE_NAMESPACE)")
+    p.add_argument("--release", help="with --kube: Helm release name (env OPS_KUBE_RELEASE)")
+    p.add_argument("--context", help="with --kube: kubeconfig context (env OPS_KUBE_CONTEXT)")
 
     p = sub.add_parser("lag", parents=[common], help="consumer-group lag per topic/partition")
     p.add_argument(
@@ -85,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _health(args: argparse.Namespace, cfg: OpsConfig, out: Callable[[str], None]) -> int:
     from suptech.ops import health
 
+    if bool(args.kube) == bool(args.target):
+        print("suptech-ops health: give --target NAME=HOST:PORT ... or --kube", file=sys.stderr)
+        return EXIT_USAGE
+    if args.kube:
+        return _health_kube(args, cfg, out)
     try:
         targets = [health.parse_target(t) for t in args.target]
     except ValueError as exc:
@@ -97,6 +110,31 @@ def _health(args: argparse.Namespace, cfg: OpsConfig, out: Callable[[str], None]
         else health.render(results)
     )
     return EXIT_OK if all(r.healthy for r in results) else EXIT_UNHEALTHY
+
+
+def _health_kube(args: argparse.Namespace, cfg: OpsConfig, out: Callable[[str], None]) -> int:
+    from suptech.ops import kube
+
+    namespace = args.namespace or cfg.kube_namespace
+    release = args.release or cfg.kube_release
+    try:
+        cluster = kube.connect(args.context or cfg.kube_context, cfg.kubeconfig)
+    except kube.KubeUnavailable as exc:
+        print(f"suptech-ops health --kube: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    found = kube.discover(cluster, namespace, release, cfg.timeout_s)
+    reports = kube.check_health(cluster, namespace, found, cfg.timeout_s)
+    if args.json:
+        doc = {
+            "namespace": namespace,
+            "release": release,
+            "context": cluster.context,
+            "components": [r.to_dict() for r in reports],
+        }
+        out(json.dumps(doc, indent=2))
+    else:
+        out(kube.render(reports, namespace, release, cluster.context))
+    return EXIT_OK if reports and all(r.healthy for r in reports) else EXIT_UNHEALTHY
 
 
 def _lag(args: argparse.Namespace, cfg: OpsConfig, out: Callable[[str], None]) -> int:

@@ -25,6 +25,12 @@ class OpsConfig:
     # Upper bound of each broker or gRPC request, so that a dead dependency fails the command
     # instead of hanging the Kubernetes job that runs it.
     timeout_s: float = 10.0
+    # health --kube: where the Helm release runs (scripts/kind.sh's defaults), which kubeconfig
+    # context to use ("" = the current one) and which kubeconfig files (the standard variable).
+    kube_namespace: str = "suptech"
+    kube_release: str = "suptech"
+    kube_context: str = ""
+    kubeconfig: str = "~/.kube/config"
 
     def suptech_groups(self) -> tuple[str, ...]:
         return (self.detector_group, self.alerts_group)
@@ -38,6 +44,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DETECTOR_APP_ID", _D.detector_group, "the detector's consumer group"),
     Setting("ALERTS_CONSUMER_GROUP", _D.alerts_group, "the alert service's consumer group"),
     Setting("OPS_TIMEOUT_S", _D.timeout_s, "upper bound of each broker or gRPC request, s"),
+    Setting("OPS_KUBE_NAMESPACE", _D.kube_namespace, "health --kube: the release's namespace"),
+    Setting("OPS_KUBE_RELEASE", _D.kube_release, "health --kube: the Helm release name"),
+    Setting("OPS_KUBE_CONTEXT", "", "health --kube: kubeconfig context (empty: current)"),
+    Setting("KUBECONFIG", _D.kubeconfig, "health --kube: kubeconfig file(s), ':'-separated"),
 )
 
 
@@ -49,4 +59,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> OpsConfig:
         detector_group=env_str("DETECTOR_APP_ID", d.detector_group, environ),
         alerts_group=env_str("ALERTS_CONSUMER_GROUP", d.alerts_group, environ),
         timeout_s=env_float("OPS_TIMEOUT_S", d.timeout_s, environ),
+        kube_namespace=env_str("OPS_KUBE_NAMESPACE", d.kube_namespace, environ),
+        kube_release=env_str("OPS_KUBE_RELEASE", d.kube_release, environ),
+        kube_context=env_str("OPS_KUBE_CONTEXT", "", environ),
+        kubeconfig=env_str("KUBECONFIG", d.kubeconfig, environ),
     )
