@@ -3,7 +3,7 @@
 #
 #   scripts/kind.sh up      create the cluster, build and load the image, install the chart
 #   scripts/kind.sh down    delete the cluster
-#   scripts/kind.sh status  show the release's pods
+#   scripts/kind.sh status  show the release's pods and their health (suptech-ops health --kube)
 #
 # After `up`, the gateway listens on 127.0.0.1:50051 and the alert service on 127.0.0.1:50061; the
 # development tokens are printed and kept in .state/kind/.
@@ -72,8 +72,20 @@ up() {
     --wait --timeout 10m
   kubectl --context "kind-$cluster" -n "$namespace" get pods 2>/dev/null || true
   echo
+  local health=0
+  release_health || health=$?
+  echo
   echo "gateway: 127.0.0.1:50051  token for institution bank-001: $gw_token"
   echo "alerts:  127.0.0.1:50061  token for supervisor-1:        $al_token"
+  return "$health"
+}
+
+# The release's components as the API reports them (replicas, readiness, restarts) and each pod's
+# grpc.health.v1 through a port-forward: suptech-ops health --kube (needs suptech[ops-k8s]).
+release_health() {
+  local ops=(suptech-ops)
+  command -v suptech-ops >/dev/null 2>&1 || ops=(env "PYTHONPATH=$repo/services" python3 -m suptech.ops)
+  "${ops[@]}" health --kube --context "kind-$cluster" --namespace "$namespace" --release "$release"
 }
 
 down() {
@@ -84,6 +96,8 @@ down() {
 status() {
   command -v kubectl >/dev/null 2>&1 || die "kubectl is not installed"
   kubectl --context "kind-$cluster" -n "$namespace" get pods,svc,pvc,jobs
+  echo
+  release_health
 }
 
 case "${1:-}" in
