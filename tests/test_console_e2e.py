@@ -24,9 +24,11 @@ from sqlalchemy import select
 from suptech.alerts.app import AlertApp, build_alert_service
 from suptech.alerts.config import AlertsConfig
 from suptech.alerts.models import AuditLogRow
-from suptech.common.topics import FINDINGS, topic_name
+from suptech.alerts.scores import EntityKey
+from suptech.common.topics import FINDINGS, SCORES, topic_name
 from suptech.console.app import Console
 from suptech.console.config import ConsoleConfig
+from suptech.detector.logic.scores import Score, to_batches
 from suptech.v1 import alerts_pb2, alerts_pb2_grpc, findings_pb2, sandbox_pb2
 
 from simulators.stream import publish_registry
@@ -112,6 +114,23 @@ def produce(bootstrap: str, prefix: str, findings: list[findings_pb2.Finding]) -
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     for f in findings:
         producer.send(topic_name(FINDINGS, prefix), key=b"k", value=f.SerializeToString())
+    producer.flush()
+    producer.close()
+
+
+def produce_scores(bootstrap: str, prefix: str, entity: str, n: int) -> None:
+    """The detector's per-event scores of bank-a's ``entity``, every 15 s from T0 (its finding(1)
+    is at T0 + 1 min), encoded by the detector's own code; one alarm at finding(1)'s time."""
+    t0 = int(T0.timestamp()) * 10**9
+    scores = [
+        Score("bank-a", "actor", entity, "leak.access", f"ev-{entity}-s{i}", t0 + i * 15 * 10**9,
+              0.999 if i == 4 else 0.5 + i / 200, 0.99, 300.0 + (9e4 if i == 4 else i), 300.0,
+              i == 4)
+        for i in range(n)
+    ]  # fmt: skip
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for batch in to_batches(scores):
+        producer.send(topic_name(SCORES, prefix), key=b"bank-a", value=batch.SerializeToString())
     producer.flush()
     producer.close()
 
@@ -211,6 +230,9 @@ async def test_supervisor_watches_alerts_arrive_drills_down_and_triages(
     await row.locator("a").click()
     await page.wait_for_selector("svg.chart polyline.threshold", state="attached")
     assert await page.locator("svg.chart circle.pt").count() == 2
+    # No per-event scores of actor-1 here: the chart is the findings', and says so.
+    assert await page.locator("svg.scores-chart").count() == 0
+    assert "发现" in (await page.locator("#chart-source").text_content() or "")
     text = await page.locator("main").text_content() or ""
     assert "ev-actor-1-1" in text and "records: 90000 / 300" in text
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d CST", text)
@@ -335,6 +357,7 @@ async def test_viewer_has_no_triage_and_a_forged_request_is_refused(
     # One partition (one key): bank-b's is in the store once bank-a's later one is shown.
     sandbox = [sandbox_finding("bank-b", 900, 500), sandbox_finding("bank-a", 1200, 1000)]
     produce(kafka_bootstrap, topic_prefix, [finding(1), *sandbox])
+    produce_scores(kafka_bootstrap, topic_prefix, "actor-1", 40)
     tests = [
         registered("t-pay-a", "bank-a", "pay-bank-a"),
         registered("t-quiet-a", "bank-a", "quiet-bank-a"),
@@ -345,9 +368,22 @@ async def test_viewer_has_no_triage_and_a_forged_request_is_refused(
     await page.locator("#alerts tbody tr", has_text="pay-bank-a").wait_for()
     assert "Supervisory alert console" in (await page.locator("h1").text_content() or "")
     row = page.locator("#alerts tbody tr", has_text="actor-1")
+    for _ in range(200):  # the service follows scores.v1 in a thread of its own
+        if service.scores.query(EntityKey("bank-a", "actor", "actor-1"), None, None, 1)[0]:
+            break
+        await asyncio.sleep(0.1)
     await row.locator("a").click()
     await page.wait_for_selector("#read-only")
     assert await page.locator("#ack, #assign, #resolve, #silence").count() == 0
+    # The chart is the entity's per-event scores: observed vs expected, the score against its
+    # threshold, the alarm and the alert's finding marked.
+    chart = page.locator("svg.scores-chart")
+    assert await chart.get_attribute("data-scores") == "40"
+    for part in ("polyline.observed", "polyline.expected", "polyline.score", "polyline.threshold"):
+        assert await chart.locator(part).count() == 1, part
+    assert await chart.locator("line.finding-mark").count() == 1
+    assert await chart.locator("circle.alarm").count() == 1
+    assert "leak.access" in (await page.locator("#chart-source").text_content() or "")
     text = await page.locator("main").text_content() or ""
     assert re.search(r"\d\d:\d\d:\d\d E[SD]T", text)
     await page.screenshot(path=str(SHOTS / "viewer-detail.png"), full_page=True)

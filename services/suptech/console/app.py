@@ -22,7 +22,7 @@ import grpc
 from aiohttp import web
 
 from suptech.console import i18n, views
-from suptech.console.client import AlertsClient, metadata, open_channel
+from suptech.console.client import AlertsClient, entity_scores, metadata, open_channel
 from suptech.console.config import ConsoleConfig
 from suptech.console.sessions import Session, Sessions
 from suptech.v1 import alerts_pb2
@@ -280,14 +280,15 @@ async def _detail_html(
     request: web.Request, s: Session, message: str = "", conflict: bool = False
 ) -> str:
     """The alert and its audit trail, two calls in parallel (an action committed between them
-    shows in full on the next load)."""
+    shows in full on the next load), then the entity's scores around it."""
     aid = request.match_info["alert_id"]
     stub, md = request.app[CLIENT].stub, metadata(s.token)
     got, trail = await asyncio.gather(
         stub.GetAlert(alerts_pb2.GetAlertRequest(alert_id=aid), metadata=md),
         stub.ListAuditEntries(alerts_pb2.ListAuditEntriesRequest(alert_id=aid), metadata=md),
     )
-    return views.detail_page(_view(s), got.alert, trail.entries, message, conflict)
+    scores = await entity_scores(stub, got.alert, md)
+    return views.detail_page(_view(s), got.alert, trail.entries, message, conflict, scores)
 
 
 async def detail(request: web.Request, s: Session) -> web.Response:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
 from suptech.console.config import ConsoleConfig
-from suptech.v1 import alerts_pb2, alerts_pb2_grpc
+from suptech.v1 import alerts_pb2, alerts_pb2_grpc, findings_pb2
 
-__all__ = ["Access", "AlertsClient", "metadata", "open_channel"]
+__all__ = ["Access", "AlertsClient", "entity_scores", "metadata", "open_channel"]
+
+log = logging.getLogger(__name__)
+
+# The chart shows the entity this long before the alert's first finding and after its last.
+SCORES_MARGIN_NS = 3600 * 10**9
+SCORES_LIMIT = 2000
 
 
 def metadata(token: str) -> tuple[tuple[str, str], ...]:
@@ -71,3 +78,30 @@ async def _allowed(call: grpc.aio.UnaryUnaryCall) -> bool:
             return True
         raise
     return True
+
+
+async def entity_scores(
+    stub: alerts_pb2_grpc.AlertServiceStub,
+    alert: alerts_pb2.Alert,
+    md: tuple[tuple[str, str], ...],
+) -> list[findings_pb2.AnomalyScore]:
+    """The alerted entity's per-event scores around the alert; none when the service has none
+    or cannot say (an older service, scores not followed): the page falls back to the findings."""
+    times = [f.event_time.ToNanoseconds() for f in alert.findings if f.HasField("event_time")]
+    times = times or [t.ToNanoseconds() for t in (alert.first_seen, alert.last_seen)]
+    req = alerts_pb2.ListEntityScoresRequest(
+        institution_id=alert.institution_id,
+        entity_kind=alert.entity_kind,
+        entity_id=alert.entity_id,
+        limit=SCORES_LIMIT,
+    )
+    req.from_time.FromNanoseconds(max(min(times) - SCORES_MARGIN_NS, 0))
+    req.to_time.FromNanoseconds(max(times) + SCORES_MARGIN_NS)
+    try:
+        resp = await stub.ListEntityScores(req, metadata=md)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+            raise
+        log.warning("ListEntityScores failed (%s): charting the findings", exc.code().name)
+        return []
+    return list(resp.scores)

@@ -14,7 +14,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from suptech.console import i18n
-from suptech.console.chart import score_chart
+from suptech.console.chart import ChartLabels, entity_chart, pick_model, score_chart
 from suptech.v1 import alerts_pb2, findings_pb2, sandbox_pb2
 
 __all__ = ["View", "alert_row", "alert_json"]
@@ -187,6 +187,7 @@ def detail_page(
     entries: Sequence[alerts_pb2.AuditEntry] = (),
     message: str = "",
     conflict: bool = False,
+    scores: Sequence[findings_pb2.AnomalyScore] = (),
 ) -> str:
     msg = ""
     if conflict:
@@ -209,15 +210,38 @@ def detail_page(
         ("version", str(a.version)),
     ]
     dl = "".join(f'<dt>{v.t(k)}</dt><dd id="f-{k}">{val}</dd>' for k, val in facts)
-    svg = score_chart(a.findings, v.t("score"), v.t("threshold"))
     body = (
         f'{msg}<h2 id="summary">{escape(a.summary or a.alert_id)}</h2>'
         f'<dl class="facts">{dl}</dl>{triage_forms(v, a)}'
-        f"<section><h3>{v.t('chart')}</h3>{svg}</section>"
+        f"<section><h3>{v.t('chart')}</h3>{alert_chart(v, a, scores)}</section>"
         f"<section><h3>{v.t('findings')}</h3>{findings_table(v, a)}</section>"
         f"<section><h3>{v.t('audit')}</h3>{trail(v, a, entries)}</section>"
     )
     return page(v, a.summary or a.alert_id, body)
+
+
+def alert_chart(v: View, a: alerts_pb2.Alert, scores: Sequence[findings_pb2.AnomalyScore]) -> str:
+    """The entity's per-event scores around the alert when the service holds some, else the
+    findings' scores; a caption says which, so nobody mistakes one for the other."""
+    chosen = pick_model(scores, a.findings)
+    if not chosen:
+        svg = score_chart(a.findings, v.t("score"), v.t("threshold"))
+        return f'<p class="caption" id="chart-source">{v.t("from_findings")}</p>{svg}'
+    labels = ChartLabels(
+        v.t("chart"), v.t("observed"), v.t("expected"), v.t("score"), v.t("threshold"),
+        v.t("finding_mark"),
+    )  # fmt: skip
+
+    def when(ns: int) -> str:
+        ts = Timestamp()
+        ts.FromNanoseconds(ns)
+        return v.time(ts)
+
+    caption = (
+        f'<p class="caption" id="chart-source">{v.t("scores_of")} '
+        f"<code>{escape(chosen[0].model_id)}</code>, {len(chosen)} {v.t('events_n')}</p>"
+    )
+    return caption + entity_chart(chosen, a.findings, labels, when)
 
 
 def findings_table(v: View, a: alerts_pb2.Alert) -> str:
