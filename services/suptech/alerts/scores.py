@@ -43,7 +43,8 @@ class ScoreHistory:
     """Bounded recent scores per entity, safe to read from the gRPC loop while a thread writes.
 
     Each score is kept serialised without its entity (the key says it): about 115 bytes, against
-    380 for a tuple of its fields, and 4 us to keep against 15 (measured on our 2 cores).
+    380 for a tuple of its fields, and 4-6 us to keep against 15 (measured on our 2 cores); a
+    query decodes what it scans (~15 ms for 2000).
     """
 
     def __init__(self, per_entity: int = 2000, entities: int = 1000) -> None:

@@ -351,7 +351,10 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
         # Out of jurisdiction answers as an entity with no scores: nothing says it exists.
         if self._scores is None or not _scope(_principal()).allows(key.institution_id):
             return alerts_pb2.ListEntityScoresResponse()
-        chosen, truncated = self._scores.query(key, lo, hi, request.limit or DEFAULT_SCORES)
+        # Decoding a full entity's 2000 takes ~15 ms: off the event loop.
+        chosen, truncated = await asyncio.to_thread(
+            self._scores.query, key, lo, hi, request.limit or DEFAULT_SCORES
+        )
         return alerts_pb2.ListEntityScoresResponse(scores=chosen, truncated=truncated)
 
 
