@@ -19,10 +19,12 @@ from kafka import TopicPartition
 from suptech.common.bundles import iter_events
 from suptech.common.topics import FINDINGS, TELEMETRY_TOPICS, topic_name
 from suptech.ops.deadletters import read_dead_letters
-from suptech.ops.kafka_clients import open_reader
+from suptech.ops.kafka_clients import open_producer, open_reader
 from suptech.v1 import alerts_pb2, alerts_pb2_grpc, findings_pb2
 
 __all__ = [
+    "PROBE_ENTITY",
+    "send_probe",
     "read_values",
     "telemetry_event_ids",
     "finding_ids",
@@ -30,6 +32,35 @@ __all__ = [
     "StoredAlerts",
     "stored_alerts",
 ]
+
+
+# The probe: one finding of its own put on the findings topic at the restart, so that "alerts flow
+# again" does not wait for the detector's next finding. The same in every scenario (the no-fault
+# run's too), so it is never an "extra" finding.
+PROBE_ENTITY = "chaos-probe"
+
+
+def send_probe(bootstrap: str, prefix: str, event_time_s: int) -> None:
+    """Publish the probe finding (acks=all; kafka-python retries while the broker is away)."""
+    f = findings_pb2.Finding(
+        finding_id="chaos-probe-finding",
+        family=findings_pb2.FAMILY_IT_AUTONOMY,
+        institution_id="chaos-probe-institution",
+        entity_kind="system",
+        entity_id=PROBE_ENTITY,
+        rule_id="chaos.probe",
+        score=1.0,
+        threshold=0.5,
+        grade=findings_pb2.GRADE_GENERAL,
+        summary="chaos suite probe: alerts flow again",
+    )
+    f.event_time.FromSeconds(event_time_s)
+    producer = open_producer(bootstrap, 60)
+    try:
+        topic = topic_name(FINDINGS, prefix)
+        producer.send(topic, key=PROBE_ENTITY.encode(), value=f.SerializeToString()).get(120)
+    finally:
+        producer.close(timeout=10)
 
 
 def read_values(bootstrap: str, topics: Iterable[str], timeout_s: float = 120) -> list[bytes]:
@@ -69,10 +100,19 @@ def telemetry_event_ids(bootstrap: str, prefix: str) -> Counter[str]:
     return ids
 
 
-def finding_ids(bootstrap: str, prefix: str) -> Counter[str]:
-    """How many times each finding id is on the findings topic."""
-    values = read_values(bootstrap, [topic_name(FINDINGS, prefix)])
-    return Counter(findings_pb2.Finding.FromString(v).finding_id for v in values)
+def finding_ids(bootstrap: str, prefix: str) -> tuple[Counter[str], set[str]]:
+    """How many times each finding id is on the findings topic, and the ids of the clears.
+
+    A clear (the end of a condition) is stored only with an open alert of its group: one that
+    comes when there is none is counted by the store as unmatched, not stored, by design."""
+    ids: Counter[str] = Counter()
+    clears: set[str] = set()
+    for v in read_values(bootstrap, [topic_name(FINDINGS, prefix)]):
+        f = findings_pb2.Finding.FromString(v)
+        ids[f.finding_id] += 1
+        if f.phase == findings_pb2.PHASE_CLEAR:
+            clears.add(f.finding_id)
+    return ids, clears
 
 
 def alerts_dead_letters(bootstrap: str, prefix: str) -> list[str]:

@@ -140,8 +140,8 @@ class AlertFollower(threading.Thread):
         self._stopping = threading.Event()
         self._call: Any = None
         self.cursor = "0"
-        # (wall time.time(), cursor as int, event kind, alert id)
-        self.events: list[tuple[float, int, int, str]] = []
+        # (wall time.time(), cursor as int, event kind, alert id, entity id)
+        self.events: list[tuple[float, int, int, str, str]] = []
         self.reconnects = 0
 
     def run(self) -> None:
@@ -166,7 +166,8 @@ class AlertFollower(threading.Thread):
 
     def _note(self, ev: Any) -> None:
         with self._lock:
-            self.events.append((time.time(), int(ev.cursor), int(ev.kind), ev.alert.alert_id))
+            a = ev.alert
+            self.events.append((time.time(), int(ev.cursor), int(ev.kind), a.alert_id, a.entity_id))
             self.cursor = ev.cursor
 
     def last_cursor(self) -> int:
@@ -176,8 +177,16 @@ class AlertFollower(threading.Thread):
     def first_after(self, wall: float, cursor: int) -> float | None:
         """Wall time of the first event past ``cursor`` received at or after ``wall``."""
         with self._lock:
-            for t, c, _, _ in self.events:
+            for t, c, _, _, _ in self.events:
                 if t >= wall and c > cursor:
+                    return t
+        return None
+
+    def first_of_entity(self, entity_id: str) -> float | None:
+        """Wall time of the first event about an alert on ``entity_id`` (the probe's)."""
+        with self._lock:
+            for t, _, _, _, entity in self.events:
+                if entity == entity_id:
                     return t
         return None
 
