@@ -310,6 +310,46 @@ def test_cli_reports_the_release_and_a_failed_port_forward(api: FakeApi, kubecon
     assert "\n" not in gw["ready"]["error"]
 
 
+class _RefusedInPod:
+    """Stands in for one port of the API's PortForward when the pod's port refuses: the stream
+    ends at once and the error channel says why (the kubelet's wording)."""
+
+    def __init__(self) -> None:
+        self._sock, far = socket.socketpair()
+        far.close()
+
+    def recv(self, size: int, /) -> bytes:
+        return self._sock.recv(size)
+
+    def sendall(self, data: bytes, /) -> None:
+        self._sock.sendall(data)
+
+    def shutdown(self, how: int, /) -> None:
+        self._sock.shutdown(how)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def failure(self) -> str:
+        return (
+            "error forwarding port 50061 to pod 1f2e, uid : failed to connect: connection refused"
+        )
+
+
+def test_a_refused_pod_port_is_reported_with_the_kubelets_reason() -> None:
+    pod = kube.PodReport("demo-suptech-alerts-0", "Running", True, 0, 50061)
+    report = kube.ComponentReport("alerts", "Deployment", "demo-suptech-alerts", 1, 1, (pod,))
+    nowhere = kube.Cluster(core=None, apps=None, context="test")
+    (checked,) = kube.check_health(
+        nowhere, NAMESPACE, [report], 5.0, lambda pod, port: _RefusedInPod
+    )
+    health = checked.pods[0].health
+    assert health is not None and health.ready.status == "UNREACHABLE"
+    assert "connect: connection refused" in health.ready.error
+    assert health.ready.error.startswith("port-forward to demo-suptech-alerts-0:50061: error ")
+    assert not checked.healthy
+
+
 def test_cli_exit_codes_for_an_empty_namespace_a_forbidden_one_and_a_bad_context(
     api: FakeApi, kubeconfig: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -78,12 +78,22 @@ class LocalForward:
             return
         with self._lock:
             self._open += [local, remote]
-        back = threading.Thread(target=_pump, args=(remote, local), daemon=True)
+        back = threading.Thread(target=self._back, args=(remote, local), daemon=True)
         back.start()
         _pump(local, remote)
+        _quietly(lambda: remote.shutdown(socket.SHUT_WR))
         back.join()
         local.close()
         remote.close()
+
+    def _back(self, remote: Stream, local: socket.socket) -> None:
+        """Pod to client; when the pod's side ends, note why before the client sees the end."""
+        _pump(remote, local)
+        # The kubelet reports a refused pod port on the forward's error channel, not as data.
+        failure = getattr(remote, "failure", None)
+        if callable(failure) and (text := failure()):
+            self.error = str(text).strip().splitlines()[0]
+        _quietly(lambda: local.shutdown(socket.SHUT_WR))
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -101,13 +111,12 @@ def describe_failure(exc: BaseException) -> str:
 
 
 def _pump(src: socket.socket | Stream, dst: socket.socket | Stream) -> None:
-    """Copy until ``src`` ends, then half-close ``dst`` so the far side sees the end too."""
+    """Copy until ``src`` ends (the caller then half-closes ``dst``, so its reader sees the end)."""
     try:
         while data := src.recv(_CHUNK):
             dst.sendall(data)
     except OSError:
         pass
-    _quietly(lambda: dst.shutdown(socket.SHUT_WR))
 
 
 def _quietly(action: Callable[[], object]) -> None:
@@ -125,7 +134,32 @@ def pod_port_opener(core: Any, namespace: str, pod: str, port: int) -> Callable[
         forward = portforward(
             core.connect_get_namespaced_pod_portforward, pod, namespace, ports=str(port)
         )
-        sock: Stream = forward.socket(port)
-        return sock
+        return _ApiStream(forward, port)
 
     return open_remote
+
+
+class _ApiStream:
+    """One port of a ``PortForward``: its socket, plus what its error channel said."""
+
+    def __init__(self, forward: Any, port: int) -> None:
+        self._forward = forward
+        self._port = port
+        self._socket = forward.socket(port)
+
+    def recv(self, size: int, /) -> bytes:
+        data: bytes = self._socket.recv(size)
+        return data
+
+    def sendall(self, data: bytes, /) -> None:
+        self._socket.sendall(data)
+
+    def shutdown(self, how: int, /) -> None:
+        self._socket.shutdown(how)
+
+    def close(self) -> None:
+        self._socket.close()
+
+    def failure(self) -> str | None:
+        error: str | None = self._forward.error(self._port)
+        return error
