@@ -4,7 +4,10 @@ export PYTHONPATH := $(CURDIR)/services:$(CURDIR)
 
 .PHONY: install run test lint typecheck protos protos-check kafka-up kafka-down perf sdk helm
 
+# The SDK's wheel first: the server distribution depends on suptech-sdk (not on PyPI).
 install:
+	$(PYTHON) -m pip install -q "setuptools>=69" wheel
+	$(PYTHON) -m pip install -q --force-reinstall --no-deps "$$(PYTHON=$(PYTHON) scripts/build_sdk.sh)"
 	$(PYTHON) -m pip install -q -e ".[dev]"
 
 run: install kafka-up

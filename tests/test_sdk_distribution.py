@@ -86,6 +86,48 @@ def test_wheel_in_a_fresh_venv_streams_to_the_gateway(
     assert sources == {f"venv-src-{i}" for i in range(20)}
 
 
+@pytest.mark.slow
+def test_the_server_distribution_depends_on_the_sdk_and_ships_none_of_it(
+    wheel: Path, tmp_path: Path
+) -> None:
+    """The regulator's wheel requires suptech-sdk and carries only its own subpackages; both
+    installed side by side (as in the image) make one ``suptech`` package."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "-w", str(tmp_path), str(REPO)],
+        check=True,
+    )  # fmt: skip
+    [server] = tmp_path.glob("suptech-*.whl")
+    names = zipfile.ZipFile(server).namelist()
+    shipped = {n.split("/")[1] for n in names if n.startswith("suptech/") and n.count("/") > 1}
+    assert shipped == {"alerts", "common", "console", "detector", "gateway", "ops"}
+    assert not [n for n in names if n.startswith("suptech/") and n.count("/") == 1]
+    meta = next(n for n in names if n.endswith("METADATA"))
+    requires = [
+        line.split(":", 1)[1].strip()
+        for line in zipfile.ZipFile(server).read(meta).decode().splitlines()
+        if line.startswith("Requires-Dist:") and "extra ==" not in line
+    ]
+    assert requires == ["suptech-sdk==0.1.0"]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    # Without make test's PYTHONPATH, where pip would find the source tree's suptech installed.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, str(wheel)], check=True, env=env, cwd=tmp_path)
+    subprocess.run([*pip, "--no-deps", str(server)], check=True, env=env, cwd=tmp_path)
+    probe = (
+        "import suptech, suptech.sdk, suptech.v1.ingest_pb2, suptech.gateway.config, "
+        "suptech.common.config; print(suptech.__version__, len(suptech.__path__))"
+    )
+    run = subprocess.run(
+        [str(py), "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["0.1.0", "1"]
+
+
 def readme_first_example() -> str:
     text = (REPO / "services" / "suptech" / "sdk" / "README.md").read_text()
     return text.split("```python\n", 1)[1].split("```", 1)[0]
