@@ -281,13 +281,21 @@ def _refusal(sec: KafkaSecurity, bootstrap: object, failures: _AuthFailures) -> 
     return None
 
 
+# kafka-python 3.0 backs off up to 30 s between reconnects to a broker by default: after a broker
+# restart a consumer sat idle for ~30 s more (measured by perf/chaos: alerts back 40 s after a
+# restart whose broker answered after 10 s). One second keeps reconnects cheap and recovery quick.
+RECONNECT_BACKOFF_MAX_MS = 1000
+
+
 def open_client(
     factory: Callable[..., T], *, security: KafkaSecurity | None = None, **kwargs: Any
 ) -> T:
     """``factory(**kwargs)`` (a kafka-python client class) with the ``SUPTECH_KAFKA_*`` security
-    settings; a refused password or certificate raises :class:`KafkaAuthError` naming the user
-    and the broker's reason, instead of kafka-python's bare "Unable to bootstrap" timeout."""
+    settings and a reconnect backoff of at most :data:`RECONNECT_BACKOFF_MAX_MS`; a refused
+    password or certificate raises :class:`KafkaAuthError` naming the user and the broker's
+    reason, instead of kafka-python's bare "Unable to bootstrap" timeout."""
     sec = security or load_kafka_security()
+    kwargs.setdefault("reconnect_backoff_max_ms", RECONNECT_BACKOFF_MAX_MS)
     with _watch_auth() as failures:
         try:
             return factory(**kwargs, **sec.kafka_python())
