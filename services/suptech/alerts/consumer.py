@@ -36,7 +36,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyErro
 from suptech.alerts import grouping
 from suptech.alerts.store import AlertStore
 from suptech.common.kafka import open_client
-from suptech.common.otel import extract_context, setup_telemetry
+from suptech.common.otel import extract_context, setup_telemetry, traceparent_of
 from suptech.common.topics import DEAD_LETTER, FINDINGS, topic_name
 from suptech.v1 import findings_pb2
 
@@ -232,10 +232,16 @@ class FindingsConsumer:
                 good.append((rec, finding))
         # Stored first: if the database is down, nothing of this batch has been sent anywhere.
         if good:
-            spans = [self._store_span(rec, finding) for rec, finding in good]
+            spans: list[trace.Span] = []
+            traces: dict[str, str] = {}
+            for rec, finding in good:
+                span, tp = self._store_span(rec, finding)
+                spans.append(span)
+                if tp is not None:
+                    traces[finding.finding_id] = tp
             error = ""
             try:
-                self._store_batch(good)
+                self._store_batch(good, traces)
             except Exception as exc:
                 error = _describe(exc)
                 raise
@@ -247,12 +253,15 @@ class FindingsConsumer:
         for rec, reason in bad:
             self._dead_letter(rec, reason)
 
-    def _store_span(self, rec: Any, finding: findings_pb2.Finding) -> trace.Span:
+    def _store_span(self, rec: Any, finding: findings_pb2.Finding) -> tuple[trace.Span, str | None]:
         """A span for storing one finding, continuing the trace in the record's headers (the
-        detector's, itself continuing the gateway's and the institution SDK's)."""
-        return self._tracer.start_span(
+        detector's, itself continuing the gateway's and the institution SDK's), and the span's
+        ``traceparent`` for the store to keep with the alert change (None when the record
+        carried no trace: no stream span is worth a trace of its own)."""
+        parent = extract_context(rec.headers)
+        span = self._tracer.start_span(
             "suptech.alerts.store",
-            context=extract_context(rec.headers),
+            context=parent,
             kind=trace.SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "kafka",
@@ -262,10 +271,14 @@ class FindingsConsumer:
                 "suptech.institution_id": finding.institution_id,
             },
         )
+        traced = trace.get_current_span(parent).get_span_context().is_valid
+        return span, traceparent_of(span) if traced else None
 
-    def _store_batch(self, good: Sequence[tuple[Any, findings_pb2.Finding]]) -> None:
+    def _store_batch(
+        self, good: Sequence[tuple[Any, findings_pb2.Finding]], traces: Mapping[str, str]
+    ) -> None:
         try:
-            result = self._store.ingest([f for _, f in good])
+            result = self._store.ingest([f for _, f in good], traces)
         except Exception as exc:
             if not _finding_fault(exc):
                 if is_database_fault(exc):
@@ -274,22 +287,27 @@ class FindingsConsumer:
             if len(good) > 1:
                 # One bad finding must not hold back the others: split until it is alone.
                 mid = len(good) // 2
-                self._store_batch(good[:mid])
-                self._store_batch(good[mid:])
+                self._store_batch(good[:mid], traces)
+                self._store_batch(good[mid:], traces)
                 return
-            self._store_alone(good[0], exc)
+            self._store_alone(good[0], exc, traces)
             return
         self.stats.stored += result.new_findings
         self.stats.duplicates += result.duplicates
         self.stats.unmatched_clears += result.unmatched_clears
 
-    def _store_alone(self, item: tuple[Any, findings_pb2.Finding], first: Exception) -> None:
+    def _store_alone(
+        self,
+        item: tuple[Any, findings_pb2.Finding],
+        first: Exception,
+        traces: Mapping[str, str],
+    ) -> None:
         """A finding that failed alone: dead-lettered only if it fails again on a healthy DB."""
         rec, finding = item
         if not self._store.ping():
             raise DatabaseUnavailableError(f"database probe failed after {_describe(first)}")
         try:
-            result = self._store.ingest([finding])
+            result = self._store.ingest([finding], traces)
         except Exception as exc:
             if not _finding_fault(exc):
                 if is_database_fault(exc):

@@ -141,6 +141,10 @@ class AlertEventRow(Base):
     # Hash chain (audit.event_hash): the previous entry's hash and this one's.
     prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # W3C traceparent of the store span of the finding that caused the change (NULL when it
+    # came with no trace, or no finding caused it): StreamAlerts continues that trace. Outside
+    # the hash chain: telemetry, not evidence.
+    traceparent: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class SilenceRow(Base):

@@ -14,6 +14,7 @@ from datetime import UTC
 from typing import Any, NoReturn, TypeVar
 
 import grpc
+from opentelemetry import trace
 
 from suptech.alerts import audit, authz
 from suptech.alerts.sandbox_register import SandboxRegister
@@ -30,6 +31,7 @@ from suptech.alerts.store import (
     StoreError,
     VersionConflictError,
 )
+from suptech.common.otel import context_from_traceparent, setup_telemetry
 from suptech.v1 import alerts_pb2, alerts_pb2_grpc, findings_pb2
 
 __all__ = ["AlertServicer", "DEV_PRINCIPAL", "STATUS_OF"]
@@ -82,6 +84,7 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
         self._poll_s = stream_poll_s
         self._register = register
         self._scores = scores
+        self._tracer = setup_telemetry("alerts")[0]
 
     async def _call(
         self, context: grpc.aio.ServicerContext, fn: Callable[..., T], *args: Any, **kw: Any
@@ -187,13 +190,18 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
                 events, reached = await asyncio.to_thread(
                     self._store.events_after, cursor, 500, scope
                 )
-                for event_id, kind, snapshot in events:
+                for event_id, kind, snapshot, tp in events:
                     alert = alerts_pb2.Alert.FromString(snapshot)
-                    yield alerts_pb2.AlertEvent(
-                        cursor=str(event_id),
-                        kind=kind,  # type: ignore[arg-type]
-                        alert=alert,
-                    )
+                    span = self._stream_span(event_id, kind, alert, tp)
+                    try:
+                        yield alerts_pb2.AlertEvent(
+                            cursor=str(event_id),
+                            kind=kind,  # type: ignore[arg-type]
+                            alert=alert,
+                        )
+                    finally:
+                        if span is not None:
+                            span.end()
                     if self.on_streamed is not None:
                         self.on_streamed(alert, opened_at)
                 if reached == cursor:
@@ -205,6 +213,34 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
                 cursor = reached
         finally:
             self._store.changes.unsubscribe(ready)
+
+    def _stream_span(
+        self, event_id: int, kind: int, alert: alerts_pb2.Alert, tp: str | None
+    ) -> trace.Span | None:
+        """A span for sending one alert change on this stream, in the trace of the finding that
+        caused it (child of that finding's store span, read back from the change log, so any
+        replica, after any restart, continues it). None for a change with no trace: triage,
+        escalation and findings that came untraced cost no span.
+
+        Not made current: the generator is suspended between sends, and a context attached
+        across a ``yield`` would leak into the gRPC loop.
+        """
+        if not tp:
+            return None
+        return self._tracer.start_span(
+            "suptech.alerts.stream",
+            context=context_from_traceparent(tp),
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                "rpc.system": "grpc",
+                "rpc.service": "suptech.v1.AlertService",
+                "rpc.method": "StreamAlerts",
+                "suptech.alert_id": alert.alert_id,
+                "suptech.institution_id": alert.institution_id,
+                "suptech.alert_event.cursor": str(event_id),
+                "suptech.alert_event.kind": alerts_pb2.AlertEventKind.Name(kind),
+            },
+        )
 
     async def Acknowledge(
         self, request: alerts_pb2.AcknowledgeRequest, context: grpc.aio.ServicerContext

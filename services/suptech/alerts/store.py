@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
@@ -202,7 +202,10 @@ _EVENT_COLUMNS = (
     "state_digest",
     "prev_hash",
     "hash",
+    "traceparent",
 )
+# The longest traceparent kept (a version-00 one is 55 characters; the column holds 64).
+_TRACEPARENT_MAX = 64
 _ALERTS = cast(Table, AlertRow.__table__)
 _FINDINGS = cast(Table, FindingRow.__table__)
 _EVENTS = cast(Table, AlertEventRow.__table__)
@@ -298,13 +301,17 @@ def append_event(session: Session, row: AlertRow, kind: int, now: datetime) -> L
 
 
 def append_events(
-    session: Session, changes: Sequence[tuple[AlertRow | NewAlert, int]], now: datetime
+    session: Session,
+    changes: Sequence[tuple[AlertRow | NewAlert, int]],
+    now: datetime,
+    traces: Sequence[str | None] = (),
 ) -> list[LoggedEvent]:
     """Record several alerts at once (one lock, one multi-row insert), in the order given.
 
     Each entry is chained to the one before it and records the alert row's state digest
     (``audit.event_hash``, ``audit.alert_state_digest``): what verification holds the alerts
-    table to.
+    table to. ``traces``, when given, holds each change's ``traceparent`` (or None), kept beside
+    the entry and outside its hash.
     """
     if not changes:
         return []
@@ -319,7 +326,8 @@ def append_events(
         # Under SQLite's writer lock the next ids are the head's successors.
         ids = list(range(head_id + 1, head_id + 1 + len(changes)))
     rows = []
-    for event_id, (row, kind) in zip(ids, changes, strict=True):
+    tps = list(traces) or [None] * len(changes)
+    for event_id, (row, kind), tp in zip(ids, changes, tps, strict=True):
         snapshot = alert_to_proto(row).SerializeToString()
         state = audit.alert_state_digest(row)
         digest = audit.event_hash(
@@ -333,7 +341,18 @@ def append_events(
             state_digest=state,
         )
         rows.append(
-            (event_id, now, kind, row.alert_id, row.institution_id, snapshot, state, prev, digest)
+            (
+                event_id,
+                now,
+                kind,
+                row.alert_id,
+                row.institution_id,
+                snapshot,
+                state,
+                prev,
+                digest,
+                tp if tp is not None and len(tp) <= _TRACEPARENT_MAX else None,
+            )
         )
         prev = digest
     bulk.insert_rows(session, _EVENTS, _EVENT_COLUMNS, rows)
@@ -437,12 +456,20 @@ class AlertStore:
 
     # --- findings in ---------------------------------------------------------------------
 
-    def ingest(self, findings: Sequence[findings_pb2.Finding]) -> IngestResult:
-        """Group valid findings into alerts; a finding already stored is skipped (idempotent)."""
+    def ingest(
+        self,
+        findings: Sequence[findings_pb2.Finding],
+        traces: Mapping[str, str] | None = None,
+    ) -> IngestResult:
+        """Group valid findings into alerts; a finding already stored is skipped (idempotent).
+
+        ``traces`` maps a finding id to the ``traceparent`` of its store span: each alert change
+        keeps the one of the last finding that changed it, for StreamAlerts to continue.
+        """
         for attempt in range(_RETRIES):
             try:
                 with self._sessions() as s, s.begin():
-                    return self._ingest(s, findings)
+                    return self._ingest(s, findings, traces or {})
             except (StaleDataError, IntegrityError, DBAPIError) as exc:
                 if not _retryable(exc) or attempt == _RETRIES - 1:
                     raise
@@ -450,7 +477,9 @@ class AlertStore:
                 time.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def _ingest(self, s: Session, findings: Sequence[findings_pb2.Finding]) -> IngestResult:
+    def _ingest(
+        self, s: Session, findings: Sequence[findings_pb2.Finding], traces: Mapping[str, str]
+    ) -> IngestResult:
         now = self._clock()
         result = IngestResult()
         unique: dict[str, findings_pb2.Finding] = {}
@@ -479,6 +508,8 @@ class AlertStore:
 
         # id -> (row, created, old grade)
         touched: dict[str, tuple[NewAlert, bool, int]] = {}
+        # id -> traceparent of the last finding with one that changed the alert
+        caused_by: dict[str, str] = {}
         new_alerts: list[NewAlert] = []
         max_grade: dict[str, int] = {}
         finding_rows: list[tuple[Any, ...]] = []
@@ -541,6 +572,9 @@ class AlertStore:
                     touched[row.alert_id] = (row, False, row.grade)
                     max_grade[row.alert_id] = known_grades.get(row.alert_id, 0)
                 self._absorb(row, f, event_time, max_grade, now)
+                tp = traces.get(f.finding_id)
+                if tp:
+                    caused_by[row.alert_id] = tp
                 finding_rows.append(
                     (
                         f.finding_id,
@@ -570,6 +604,7 @@ class AlertStore:
                 for row, created, _ in touched.values()
             ],
             now,
+            [caused_by.get(alert_id) for alert_id in touched] if caused_by else (),
         )
         for event, (alert_id, (row, created, old_grade)) in zip(
             events, touched.items(), strict=True
@@ -746,8 +781,9 @@ class AlertStore:
 
     def events_after(
         self, cursor: int, limit: int = 500, scope: Scope = ALL
-    ) -> tuple[list[tuple[int, int, bytes]], int]:
-        """Events with id > cursor in order, as (id, kind, Alert bytes), and the cursor reached.
+    ) -> tuple[list[tuple[int, int, bytes, str | None]], int]:
+        """Events with id > cursor in order, as (id, kind, Alert bytes, traceparent or None),
+        and the cursor reached.
 
         The cursor reached passes events out of scope too, so a scoped reader does not rescan.
         """
@@ -758,13 +794,19 @@ class AlertStore:
                     AlertEventRow.kind,
                     AlertEventRow.institution_id,
                     AlertEventRow.snapshot,
+                    AlertEventRow.traceparent,
                 )
                 .where(AlertEventRow.id > cursor)
                 .order_by(AlertEventRow.id)
                 .limit(limit)
             ).all()
         reached = rows[-1].id if rows else cursor
-        return [(r.id, r.kind, r.snapshot) for r in rows if scope.allows(r.institution_id)], reached
+        events = [
+            (r.id, r.kind, r.snapshot, r.traceparent)
+            for r in rows
+            if scope.allows(r.institution_id)
+        ]
+        return events, reached
 
     # --- human actions -------------------------------------------------------------------
 

@@ -19,8 +19,16 @@ from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExpo
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-__all__ = ["setup_telemetry", "inject_headers", "extract_context", "METRIC_PREFIX"]
+__all__ = [
+    "setup_telemetry",
+    "inject_headers",
+    "extract_context",
+    "traceparent_of",
+    "context_from_traceparent",
+    "METRIC_PREFIX",
+]
 
 METRIC_PREFIX = "suptech."
 
@@ -76,3 +84,19 @@ def extract_context(
     """The trace context a producer wrote into a record's headers (empty context when none)."""
     carrier = {k: v.decode("latin-1") for k, v in (headers or []) if isinstance(v, bytes)}
     return extract(carrier)
+
+
+_W3C = TraceContextTextMapPropagator()
+
+
+def traceparent_of(span: trace.Span) -> str | None:
+    """The W3C ``traceparent`` naming ``span`` (None for an invalid span): what a store keeps
+    so that a later step, in another process or after a restart, continues the same trace."""
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier.get("traceparent")
+
+
+def context_from_traceparent(value: str) -> otel_context.Context:
+    """The context a stored ``traceparent`` names (empty context when it is malformed)."""
+    return _W3C.extract({"traceparent": value})
