@@ -2,7 +2,8 @@
 
 The SDK's batch span (the application's tracer provider), then the gateway's, the detector's and
 the alert service's spans, each service a real process exporting to a real OTLP/HTTP endpoint
-(``OTEL_EXPORTER_OTLP_ENDPOINT``): all under one trace id.
+(``OTEL_EXPORTER_OTLP_ENDPOINT``): all under one trace id, down to the alert service's span for
+sending the alert to a supervisor's StreamAlerts.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from suptech.sdk.client import TelemetryClient
 
-from tests.test_pipeline_e2e import GATEWAY_TOKEN, INST, _stack
+from tests.test_pipeline_e2e import GATEWAY_TOKEN, INST, SUPERVISOR_TOKEN, _collect, _stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -124,5 +125,16 @@ def test_one_trace_from_sdk_batch_to_stored_alert(
         assert {svc for svc, _ in in_trace} >= want, (in_trace, len(exported))
         assert ("suptech-alerts", "suptech.alerts.store") in in_trace
         assert ("suptech-gateway", "suptech.gateway.batch") in in_trace
+
+        # The supervisor reads the alert: its send on the stream joins the same trace.
+        [created] = _collect(stack.alerts_port, SUPERVISOR_TOKEN, want=1, timeout_s=90)
+        assert created.alert.institution_id == INST
+        streamed = ("suptech-alerts", "suptech.alerts.stream", trace_id)
+        deadline = time.monotonic() + 60
+        while streamed not in list(exported) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert streamed in list(exported), sorted(
+            {(svc, name) for svc, name, tid in list(exported) if tid == trace_id}
+        )
     finally:
         stack.stop()
