@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf.message import DecodeError
-from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
 from suptech.alerts.store import Scope
-from suptech.common.kafka import open_client
+from suptech.common.follower import TopicFollower
 from suptech.common.topics import REGISTRY_SANDBOX, topic_name
 from suptech.v1 import sandbox_pb2
 
@@ -84,8 +82,10 @@ class SandboxTests:
             return len(self._tests)
 
 
-class SandboxRegister:
+class SandboxRegister(TopicFollower):
     """Follows the register topic into :class:`SandboxTests`; ``run`` in a thread of its own."""
+
+    what = "sandbox register"
 
     def __init__(
         self,
@@ -95,17 +95,14 @@ class SandboxRegister:
         client_id: str = "suptech-alerts-register",
         metadata_timeout_s: float = 30.0,
     ) -> None:
-        self.topic = topic_name(REGISTRY_SANDBOX, topic_prefix)
-        self.tests = SandboxTests()
-        self._consumer = open_client(
-            KafkaConsumer,
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
+        super().__init__(
+            topic_name(REGISTRY_SANDBOX, topic_prefix),
+            bootstrap=bootstrap,
             client_id=client_id,
+            metadata_timeout_s=metadata_timeout_s,
         )
-        tps = self._partitions(metadata_timeout_s)
-        self._consumer.assign(tps)
+        self.tests = SandboxTests()
+        tps = self.partitions
         self._consumer.seek_to_beginning(*tps)
         # Read to here and the register is the one the service started with.
         self._until: dict[TopicPartition, int] = {
@@ -113,14 +110,6 @@ class SandboxRegister:
         }
         self._complete = threading.Event()
         self._check_complete()
-
-    def _partitions(self, timeout_s: float) -> list[TopicPartition]:
-        deadline = time.monotonic() + timeout_s
-        while not (found := self._consumer.partitions_for_topic(self.topic)):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"topic {self.topic} has no partitions after {timeout_s:.0f}s")
-            time.sleep(0.1)
-        return [TopicPartition(self.topic, p) for p in sorted(found)]
 
     @property
     def complete(self) -> bool:
@@ -137,29 +126,8 @@ class SandboxRegister:
             log.info("sandbox register loaded: %d tests from %s", len(self.tests), self.topic)
             self._complete.set()
 
-    def poll_once(self, timeout_ms: int = 500) -> int:
-        polled: Mapping[TopicPartition, Sequence[Any]] = self._consumer.poll(timeout_ms=timeout_ms)
-        records: Iterable[Any] = [r for batch in polled.values() for r in batch]
-        n = 0
+    def handle(self, records: Sequence[Any]) -> int:
         for r in records:
             self.tests.apply(r.key, r.value)
-            n += 1
         self._check_complete()
-        return n
-
-    def run(self, stop: threading.Event) -> None:
-        """Follow the topic until ``stop``; a failed poll is logged and retried with backoff
-        (the register is a view for supervisors: the service goes on without it)."""
-        failures = 0
-        while not stop.is_set():
-            try:
-                self.poll_once()
-                failures = 0
-            except Exception:
-                failures += 1
-                if failures == 1:
-                    log.exception("sandbox register: reading %s failed; retrying", self.topic)
-                stop.wait(min(0.5 * 2**failures, 10.0))
-
-    def close(self) -> None:
-        self._consumer.close()
+        return len(records)

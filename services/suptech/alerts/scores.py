@@ -17,14 +17,12 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from google.protobuf.message import DecodeError
-from kafka import KafkaConsumer
-from kafka.structs import TopicPartition
 
-from suptech.common.kafka import open_client
+from suptech.common.follower import TopicFollower
 from suptech.common.topics import SCORES, topic_name
 from suptech.v1 import findings_pb2
 
@@ -117,8 +115,10 @@ class ScoreHistory:
             return len(self._by_entity)
 
 
-class ScoresFollower:
+class ScoresFollower(TopicFollower):
     """Follows ``scores.v1`` into a :class:`ScoreHistory`; ``run`` in a thread of its own."""
+
+    what = "scores"
 
     def __init__(
         self,
@@ -131,17 +131,14 @@ class ScoresFollower:
         metadata_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.history = history
-        self.topic = topic_name(SCORES, topic_prefix)
-        self._consumer = open_client(
-            KafkaConsumer,
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
+        super().__init__(
+            topic_name(SCORES, topic_prefix),
+            bootstrap=bootstrap,
             client_id=client_id,
+            metadata_timeout_s=metadata_timeout_s,
         )
-        tps = self._partitions(metadata_timeout_s)
-        self._consumer.assign(tps)
+        self.history = history
+        tps = self.partitions
         since_ms = int((clock() - lookback_s) * 1000)
         found = self._consumer.offsets_for_times(dict.fromkeys(tps, max(since_ms, 0)))
         for tp in tps:
@@ -151,31 +148,5 @@ class ScoresFollower:
             else:
                 self._consumer.seek(tp, at.offset)
 
-    def _partitions(self, timeout_s: float) -> list[TopicPartition]:
-        deadline = time.monotonic() + timeout_s
-        while not (found := self._consumer.partitions_for_topic(self.topic)):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"topic {self.topic} has no partitions after {timeout_s:.0f}s")
-            time.sleep(0.1)
-        return [TopicPartition(self.topic, p) for p in sorted(found)]
-
-    def poll_once(self, timeout_ms: int = 500) -> int:
-        polled: Mapping[TopicPartition, Sequence[Any]] = self._consumer.poll(timeout_ms=timeout_ms)
-        return sum(self.history.add_batch(r.value) for batch in polled.values() for r in batch)
-
-    def run(self, stop: threading.Event) -> None:
-        """Follow the topic until ``stop``; a failed poll is logged and retried with backoff
-        (charts are a view for supervisors: the service goes on without them)."""
-        failures = 0
-        while not stop.is_set():
-            try:
-                self.poll_once()
-                failures = 0
-            except Exception:
-                failures += 1
-                if failures == 1:
-                    log.exception("scores: reading %s failed; retrying", self.topic)
-                stop.wait(min(0.5 * 2**failures, 10.0))
-
-    def close(self) -> None:
-        self._consumer.close()
+    def handle(self, records: Sequence[Any]) -> int:
+        return sum(self.history.add_batch(r.value) for r in records)
