@@ -1,6 +1,7 @@
 """Detector worker throughput reading from Kafka, against river's HalfSpaceTrees as a yardstick.
 
     python -m perf.detector_speed [--quick] [--kafka 127.0.0.1:19092]
+    python -m perf.detector_speed --actors 10000,100000,1000000 [--events N]
 
 Pre-loads N data-access events (plus heartbeats), as TelemetryBundles of 500 events, into a fresh
 topic namespace on the shared broker, then starts one ``python -m suptech.detector worker`` and
@@ -9,6 +10,14 @@ every watermark tick). In the same run it times, in-process on the same events:
 ``DetectionEngine.process`` alone (the detector without Kafka or faust), and river's
 ``preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees()`` (defaults) scoring and learning each
 event's numeric features. Writes perf/results/detector_speed.json.
+
+``--actors`` runs the worker alone once per total number of actors (spread over the 20
+institutions; each event's actor drawn at random, so a run of N events touches about
+``min(N, actors)`` of them), and reports per run events/s, the longest pause between two
+progress lines while events were flowing (a checkpoint of the whole engine stalls the worker),
+the worker's peak resident memory (VmHWM) and the final checkpoint's size, and the ratio of
+each run's events/s to the first's (issue 11's goal: at 1M actors at least 0.8x the 10k
+figure, no pause over 1 s, memory within 2 GB). Writes perf/results/detector_scale.json.
 
 Figures are for a 2-core machine shared with other work: compare ratios, not absolute values.
 """
@@ -38,6 +47,7 @@ from suptech.v1 import telemetry_pb2
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "perf" / "results" / "detector_speed.json"
+SCALE_RESULTS = REPO / "perf" / "results" / "detector_scale.json"
 T0_NS = 1_767_225_600 * 1_000_000_000
 BUNDLE = 500
 INSTITUTIONS = 20
@@ -48,9 +58,10 @@ CHECKPOINT = re.compile(r"checkpoint written: (\d+) bytes")
 Bundle = tuple[str, str, list[telemetry_pb2.TelemetryEnvelope]]
 
 
-def make_bundles(n_events: int, seed: int = 11) -> list[Bundle]:
-    """(topic kind, institution, events): routine access by 40 actors per institution, in time
-    order per institution, with one heartbeat bundle per institution every 20 access bundles."""
+def make_bundles(n_events: int, seed: int = 11, actors_per_institution: int = 40) -> list[Bundle]:
+    """(topic kind, institution, events): routine access by ``actors_per_institution`` actors
+    per institution, in time order per institution, with one heartbeat bundle per institution
+    every 20 access bundles."""
     rng = random.Random(seed)
     clock = {f"BANK-{i:03d}": T0_NS for i in range(INSTITUTIONS)}
     out: list[Bundle] = []
@@ -65,7 +76,7 @@ def make_bundles(n_events: int, seed: int = 11) -> list[Bundle]:
             env.event_time.FromNanoseconds(clock[inst])
             da = env.data_access
             da.system_id = f"sys-{rng.randint(0, 3)}"
-            da.actor_pseudonym = f"{inst}-actor-{rng.randint(0, 39):02d}"
+            da.actor_pseudonym = f"{inst}-actor-{rng.randrange(actors_per_institution):07d}"
             da.actor_role = telemetry_pb2.ACTOR_ROLE_EMPLOYEE
             da.channel = telemetry_pb2.CHANNEL_API
             da.operation = rng.choice([telemetry_pb2.OPERATION_QUERY, telemetry_pb2.OPERATION_READ])
@@ -164,6 +175,7 @@ def worker_rate(
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+        peak_kib = 0
         try:
             points: list[tuple[float, int]] = []
             deadline = time.monotonic() + timeout_s
@@ -174,6 +186,7 @@ def worker_rate(
                     (stamp(m.group(1)), json.loads(m.group(2))["events"])
                     for m in PROGRESS.finditer(text)
                 ]
+                peak_kib = max(peak_kib, _vm_hwm_kib(proc.pid))
                 if points and points[-1][1] >= n_events:
                     break
                 if proc.poll() is not None:
@@ -187,7 +200,10 @@ def worker_rate(
         sizes = CHECKPOINT.findall(log_path.read_text(errors="replace"))
     moving = [p for p in points if p[1] > 0]
     (t0, e0), (t1, e1) = moving[0], moving[-1]
+    gaps = [b[0] - a[0] for a, b in zip(moving, moving[1:], strict=False)]
     return {
+        "longest_pause_s": round(max(gaps), 3) if gaps else None,
+        "peak_rss_mib": round(peak_kib / 1024, 1),
         "events": e1,
         "measured_events": e1 - e0,
         "seconds": round(t1 - t0, 3),
@@ -197,11 +213,52 @@ def worker_rate(
     }
 
 
+def _vm_hwm_kib(pid: int) -> int:
+    """Peak resident memory of a process so far (Linux), 0 when it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def scale(kafka: str, actors: list[int], n_events: int) -> None:
+    """The worker alone at each total number of actors; see the module."""
+    runs = []
+    for total in actors:
+        per_inst = max(1, total // INSTITUTIONS)
+        bundles = make_bundles(n_events, actors_per_institution=per_inst)
+        count = sum(len(evs) for _, _, evs in bundles)
+        w = worker_rate(kafka, bundles, count, timeout_s=3600)
+        w["actors"] = per_inst * INSTITUTIONS
+        runs.append(w)
+        print(
+            f"{w['actors']:>9} actors: {w['events_per_s']} events/s, longest pause "
+            f"{w['longest_pause_s']} s, peak RSS {w['peak_rss_mib']} MiB, final checkpoint "
+            f"{w['final_checkpoint_bytes']} bytes",
+            flush=True,
+        )
+    base = runs[0]["events_per_s"] or 0.0
+    for w in runs:
+        w["vs_first"] = round(w["events_per_s"] / base, 3) if base and w["events_per_s"] else None
+    result = {"events_per_run": n_events, "runs": runs, "cpus": os.cpu_count()}
+    SCALE_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    SCALE_RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {SCALE_RESULTS.relative_to(REPO)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="50k events instead of 400k")
     parser.add_argument("--kafka", default=os.environ.get("KAFKA_ADDR", "127.0.0.1:19092"))
+    parser.add_argument("--actors", help="comma list of total actors: the scaling runs only")
+    parser.add_argument("--events", type=int, default=200_000, help="events per scaling run")
     args = parser.parse_args(argv)
+    if args.actors:
+        scale(args.kafka, [int(a) for a in args.actors.split(",")], args.events)
+        return
     n = 50_000 if args.quick else 400_000
 
     bundles = make_bundles(n)
