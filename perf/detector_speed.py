@@ -51,7 +51,8 @@ SCALE_RESULTS = REPO / "perf" / "results" / "detector_scale.json"
 T0_NS = 1_767_225_600 * 1_000_000_000
 BUNDLE = 500
 INSTITUTIONS = 20
-PROGRESS = re.compile(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\].*detector progress (\{.*\})")
+# faust's lines put the time in brackets, ours (suptech.common.logging_setup) do not.
+PROGRESS = re.compile(r"\[?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]?.*detector progress (\{.*\})")
 
 CHECKPOINT = re.compile(r"checkpoint written: (\d+) bytes")
 
