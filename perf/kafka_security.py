@@ -26,6 +26,7 @@ HEAP = "-Xmx384m -Xms128m"
 
 
 def free_pair() -> int:
+    """A free port whose successor is free too (a broker's controller listener takes it)."""
     for port in range(19600, 19700, 2):
         try:
             for p in (port, port + 1):
@@ -38,8 +39,13 @@ def free_pair() -> int:
 
 
 def script(*args: str, env: dict[str, str]) -> str:
+    """``scripts/kafka.sh ARGS`` with ``env`` added; its stdout, or RuntimeError with stderr."""
     done = subprocess.run(
-        [str(KAFKA_SH), *args], env={**os.environ, **env}, capture_output=True, text=True
+        [str(KAFKA_SH), *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import random
 import secrets
-import socket
 import ssl
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -54,6 +50,7 @@ from suptech.ops.kafka_clients import open_admin, open_producer, open_reader
 from suptech.ops.topics import inspect_topics
 from suptech.v1 import findings_pb2, sandbox_pb2
 
+from perf.kafka_security import free_pair, script
 from tests.test_gateway import Running, base_config, batch, now_event, send
 
 # --- the config helper (no broker) ----------------------------------------------------------
@@ -251,53 +248,26 @@ def test_gateway_refuses_to_start_with_incomplete_kafka_security(
 # --- against a real TLS + SASL/SCRAM broker (scripts/kafka.sh up-secure) -------------------
 
 REPO = Path(__file__).resolve().parents[1]
-KAFKA_SH = REPO / "scripts" / "kafka.sh"
-
-
-def _free_port_pair() -> int:
-    """A port whose successor is free too (the broker's controller listener takes it)."""
-    for _ in range(50):
-        port = random.randrange(19400, 19800, 2)
-        try:
-            for p in (port, port + 1):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port pair in 19400-19800")
-
-
-def _script(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [str(KAFKA_SH), *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
 
 
 @pytest.fixture(scope="module")
 def secure_kafka() -> Iterator[dict[str, str]]:
     """A broker of this module's own whose only client listener is SASL_SSL (wiped after):
     the SUPTECH_KAFKA_* settings it prints, plus KAFKA_ADDR."""
-    port = _free_port_pair()
+    port = free_pair()
     env = {
         "KAFKA_SECURE_PORT": str(port),
         "KAFKA_SECURE_CONTROLLER_PORT": str(port + 1),
         "KAFKA_SECURE_HEAP": "-Xmx384m -Xms128m",
     }
     try:
-        out = _script("up-secure", env=env)
+        out = script("up-secure", env=env)
         settings = dict(
             line.split("=", 1) for line in out.splitlines() if "=" in line and line[0] != "#"
         )
         yield settings
     finally:
-        _script("wipe-secure", env=env)
+        script("wipe-secure", env=env)
 
 
 @pytest.fixture
@@ -601,14 +571,14 @@ def test_the_charts_acls_let_the_alert_service_read_the_sandbox_register(
 
 @pytest.fixture(scope="module")
 def kafka_cluster() -> Iterator[str]:
-    port = _free_port_pair()
+    port = free_pair()
     # Brokers on port..port+2, controllers on port+100..port+102.
     env = {"KAFKA_CLUSTER_PORT": str(port), "KAFKA_CLUSTER_HEAP": "-Xmx320m -Xms128m"}
     try:
-        out = _script("up-cluster", env=env)
+        out = script("up-cluster", env=env)
         yield out.strip().splitlines()[-1].split("=", 1)[1]
     finally:
-        _script("wipe-cluster", env=env)
+        script("wipe-cluster", env=env)
 
 
 @pytest.mark.integration
@@ -644,10 +614,10 @@ def test_three_brokers_replicate_and_refuse_writes_below_min_insync(
         delivery_timeout_ms=15_000,
     )
     try:
-        _script("stop-node", "3", env=env)
+        script("stop-node", "3", env=env)
         for p in range(3):
             producer.send(topic, b"one broker down", partition=p).get(timeout=20)
-        _script("stop-node", "2", env=env)
+        script("stop-node", "2", env=env)
         with pytest.raises(KafkaError, match="NotEnoughReplicas|Timeout"):
             for p in range(3):
                 producer.send(topic, b"two brokers down", partition=p).get(timeout=30)
