@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,13 +14,13 @@ import grpc
 import pytest
 from kafka import KafkaProducer
 from suptech.alerts.app import AlertApp, build_alert_service
-from suptech.alerts.config import AlertsConfig
 from suptech.alerts.sandbox_register import SandboxTests
 from suptech.alerts.store import ALL, Scope
 from suptech.common.topics import REGISTRY_SANDBOX, topic_name
 from suptech.v1 import alerts_pb2, alerts_pb2_grpc, sandbox_pb2
 
 from simulators.stream import publish_registry
+from tests.test_alerts_service import make_config
 
 pytestmark = pytest.mark.integration
 
@@ -79,16 +78,7 @@ async def service(
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps(TOKENS))
     app = build_alert_service(
-        AlertsConfig(
-            port=0,
-            host="127.0.0.1",
-            db_url=f"sqlite:///{tmp_path / 'a.db'}",
-            kafka_addr=kafka_bootstrap,
-            topic_prefix=topic_prefix,
-            consumer_group=f"register-{uuid.uuid4().hex[:8]}",
-            tokens_file=str(tokens),
-            tick_s=3600,
-        )
+        make_config(kafka_bootstrap, topic_prefix, f"sqlite:///{tmp_path / 'a.db'}", str(tokens))
     )
     await app.start()
     yield app

@@ -5,8 +5,8 @@ jurisdiction rules, in a history bounded per entity and in entities."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,11 +15,12 @@ import grpc
 import pytest
 from kafka import KafkaProducer
 from suptech.alerts.app import AlertApp, build_alert_service
-from suptech.alerts.config import AlertsConfig
 from suptech.alerts.scores import EntityKey, ScoreHistory
 from suptech.common.topics import SCORES, topic_name
 from suptech.detector.logic.scores import Score, to_batches
 from suptech.v1 import alerts_pb2, alerts_pb2_grpc
+
+from tests.test_alerts_service import make_config
 
 pytestmark = pytest.mark.integration
 
@@ -62,19 +63,9 @@ async def service(
     publish(kafka_bootstrap, topic_prefix, [score("bank-a", "alice", n) for n in range(10)])
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps(TOKENS))
+    cfg = make_config(kafka_bootstrap, topic_prefix, f"sqlite:///{tmp_path / 'a.db'}", str(tokens))
     app = build_alert_service(
-        AlertsConfig(
-            port=0,
-            host="127.0.0.1",
-            db_url=f"sqlite:///{tmp_path / 'a.db'}",
-            kafka_addr=kafka_bootstrap,
-            topic_prefix=topic_prefix,
-            consumer_group=f"scores-{uuid.uuid4().hex[:8]}",
-            tokens_file=str(tokens),
-            tick_s=3600,
-            scores_per_entity=PER_ENTITY,
-            scores_entities=2,
-        )
+        dataclasses.replace(cfg, scores_per_entity=PER_ENTITY, scores_entities=2)
     )
     await app.start()
     yield app
