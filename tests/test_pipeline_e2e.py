@@ -81,6 +81,23 @@ def _collect(port: int, token: str, want: int, timeout_s: float) -> list[alerts_
     return events
 
 
+def send_c3_export(client: TelemetryClient, event_time: float) -> str:
+    """Authentication data exported abroad by an employee: a critical rule finding at once."""
+    return client.data_access(
+        system_id="card-auth",
+        actor_id="employee-4711",
+        operation="export",
+        channel="batch",
+        destination_kind="cross_border",
+        destination_id="partner-sg",
+        destination_country="SG",
+        records=500,
+        fields={"c3": 2},
+        bytes_out=4_000_000,
+        event_time=event_time,
+    )
+
+
 def test_institution_event_becomes_a_supervisor_alert(
     tmp_path: Path, kafka_bootstrap: str, topic_prefix: str
 ) -> None:
@@ -102,19 +119,7 @@ def test_institution_event_becomes_a_supervisor_alert(
             spool_dir=tmp_path / "spool",
             pseudonym_key=b"institution-secret",
         ) as client:
-            c3_event = client.data_access(
-                system_id="card-auth",
-                actor_id="employee-4711",
-                operation="export",
-                channel="batch",
-                destination_kind="cross_border",
-                destination_id="partner-sg",
-                destination_country="SG",
-                records=500,
-                fields={"c3": 2},
-                bytes_out=4_000_000,
-                event_time=now_ns / 1e9 - 60,
-            )
+            c3_event = send_c3_export(client, now_ns / 1e9 - 60)
             cap_event = client.sandbox_metrics(
                 test_id="sbx-e2e",
                 app_id="app-e2e",

@@ -22,7 +22,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from suptech.sdk.client import TelemetryClient
 
-from tests.test_pipeline_e2e import GATEWAY_TOKEN, INST, SUPERVISOR_TOKEN, _collect, _stack
+from tests.test_pipeline_e2e import (
+    GATEWAY_TOKEN,
+    INST,
+    SUPERVISOR_TOKEN,
+    _collect,
+    _stack,
+    send_c3_export,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -96,19 +103,7 @@ def test_one_trace_from_sdk_batch_to_stored_alert(
             spool_dir=tmp_path / "spool",
             pseudonym_key=b"institution-secret",
         ) as client:
-            client.data_access(
-                system_id="card-auth",
-                actor_id="employee-4711",
-                operation="export",
-                channel="batch",
-                destination_kind="cross_border",
-                destination_id="partner-sg",
-                destination_country="SG",
-                records=500,
-                fields={"c3": 2},
-                bytes_out=4_000_000,
-                event_time=time.time() - 60,
-            )
+            send_c3_export(client, time.time() - 60)
             assert client.flush(timeout=60), client.stats()
         [batch] = [s for s in sdk_spans.get_finished_spans() if s.name == "suptech.sdk.batch"]
         trace_id = f"{batch.context.trace_id:032x}"
