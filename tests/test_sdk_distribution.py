@@ -58,18 +58,27 @@ def test_wheel_holds_the_sdk_and_contracts_only(wheel: Path) -> None:
     assert sorted(r.split(">")[0].split("<")[0] for r in requires) == ["grpcio", "protobuf"]
 
 
+def fresh_venv(tmp_path: Path, wheel: Path, *more: str) -> Path:
+    """A new virtual environment with the SDK's wheel (and then ``pip install *more`` when
+    given); its python. pip runs without make test's PYTHONPATH, where it would find the source
+    tree's suptech installed and skip the wheel."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, str(wheel)], check=True, env=env, cwd=tmp_path)
+    if more:
+        subprocess.run([*pip, *more], check=True, env=env, cwd=tmp_path)
+    return py
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_wheel_in_a_fresh_venv_streams_to_the_gateway(
     wheel: Path, gateway: Gateway, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
-        check=True,
-    )
+    py = fresh_venv(tmp_path, wheel)
     run = subprocess.run(
         [str(py), "-c", SCRIPT, gateway.target, INSTITUTION, TOKEN, KEY.decode()],
         capture_output=True,
@@ -109,14 +118,8 @@ def test_the_server_distribution_depends_on_the_sdk_and_ships_none_of_it(
         if line.startswith("Requires-Dist:") and "extra ==" not in line
     ]
     assert requires == ["suptech-sdk==0.1.0"]
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    # Without make test's PYTHONPATH, where pip would find the source tree's suptech installed.
+    py = fresh_venv(tmp_path, wheel, "--no-deps", str(server))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, str(wheel)], check=True, env=env, cwd=tmp_path)
-    subprocess.run([*pip, "--no-deps", str(server)], check=True, env=env, cwd=tmp_path)
     probe = (
         "import suptech, suptech.sdk, suptech.v1.ingest_pb2, suptech.gateway.config, "
         "suptech.common.config; print(suptech.__version__, len(suptech.__path__))"
@@ -138,13 +141,7 @@ def readme_first_example() -> str:
 def test_the_readme_first_example_runs_as_written_with_only_the_wheel(
     wheel: Path, gateway: Gateway, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
-        check=True,
-    )
+    py = fresh_venv(tmp_path, wheel)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(SUPTECH_GATEWAY=gateway.target, SUPTECH_INSTITUTION=INSTITUTION, SUPTECH_TOKEN=TOKEN)
     run = subprocess.run(
