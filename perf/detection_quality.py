@@ -135,7 +135,6 @@ def memory_per_entity(n: int) -> dict[str, float]:
             env.data_access.destination_pseudonym = "ab" * 32
             engine.process(env)
     engine._seen.clear()  # the dedup memory is per worker, not per entity
-    engine._seen_order.clear()
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     per = used / n

@@ -58,6 +58,8 @@ def test_capacity_bounds_memory_oldest_first() -> None:
         seen.add("bank-a", f"e{n}", T0 + n * HOUR)
     assert len(seen) == 3
     assert ("bank-a", "e0") not in seen and ("bank-a", "e4") in seen
+    seen.clear()
+    assert len(seen) == 0 and ("bank-a", "e4") not in seen
 
 
 def test_memory_of_processed_events_survives_a_snapshot() -> None:

@@ -48,6 +48,10 @@ class SeenEvents:
     def __len__(self) -> int:
         return len(self._bucket_of)
 
+    def clear(self) -> None:
+        self._bucket_of.clear()
+        self._buckets.clear()
+
     def add(self, institution_id: str, event_id: str, event_time_ns: int) -> None:
         key = (institution_id, event_id)
         bucket = event_time_ns // _BUCKET_NS
