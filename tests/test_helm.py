@@ -2,8 +2,9 @@
 
 Values are checked against values.schema.json with jsonschema; each ci/*-values.yaml set is linted
 and rendered by a real helm binary and every manifest is validated strictly against the Kubernetes
-1.31 schemas. The helm tests skip, saying so, when no helm binary exists (``scripts/helm.sh ensure``
-builds one from the Go module proxy).
+1.31 schemas, or, for a custom resource (KEDA's ScaledObject, TriggerAuthentication), against its
+CRD vendored in helm/schemas/crds (scripts/crd_schemas.py). The helm tests skip, saying so, when no
+helm binary exists (``scripts/helm.sh ensure`` builds one from the Go module proxy).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from suptech.common.topics import TOPICS
+from suptech.common.topics import TELEMETRY_TOPICS, TOPICS
+from suptech.detector.config import DetectorConfig
 
+from scripts import crd_schemas as crd
 from scripts import render_chart as rc
 
 CHART = rc.CHART
@@ -83,6 +86,14 @@ BAD_VALUES: dict[str, dict[str, Any]] = {
     "existing secret without name": {"secrets": {"create": False}},
     "env value as a list": {"components": {"gateway": {"env": {"GATEWAY_PORT": [1]}}}},
     "lower-case env name": {"components": {"gateway": {"env": {"gateway_port": "1"}}}},
+    "autoscaling to zero": {"components": {"detector": {"autoscaling": {"minReplicas": 0}}}},
+    "lag threshold as text": {"components": {"detector": {"autoscaling": {"lagThreshold": "1k"}}}},
+    "misspelt autoscaling key": {"components": {"detector": {"autoscaling": {"maxReplica": 4}}}},
+    "both PDB bounds": {
+        "components": {"gateway": {"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}}
+    },
+    "short detector state key": {"secrets": {"detectorStateKey": "too-short"}},
+    "unknown downward API field": {"components": {"detector": {"fieldEnv": {"X": "spec.secret"}}}},
 }
 
 
@@ -140,6 +151,21 @@ def env_of(manifest: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(manifest)["env"]}
 
 
+def environ_of(manifests: list[dict[str, Any]], workload: dict[str, Any]) -> dict[str, str]:
+    """The plain environment a pod of the workload starts with: its ConfigMaps, then its env."""
+    configmaps = by_kind(manifests, "ConfigMap")
+    out: dict[str, str] = {}
+    for source in container(workload).get("envFrom", []):
+        out.update(configmaps[source["configMapRef"]["name"]]["data"])
+    out.update({k: v for k, v in env_of(workload).items() if isinstance(v, str)})
+    return out
+
+
+def manifest_errors(manifest: dict[str, Any]) -> list[str]:
+    """Strict schema errors: Kubernetes' own kinds, or the CRD vendored for a custom resource."""
+    return crd.errors(manifest) if crd.is_custom(manifest) else rc.schema_errors(manifest)
+
+
 @pytest.mark.parametrize("values", [f.name for f in CI_FILES])
 def test_chart_lints_strictly(helm: str, values: str) -> None:
     # A lint failure raises (non-zero exit); the summary line says the same in words.
@@ -152,7 +178,7 @@ def test_every_manifest_validates_strictly_against_kubernetes_1_31(
 ) -> None:
     manifests = rendered[values]
     assert len(manifests) >= 8
-    problems = [p for m in manifests for p in rc.schema_errors(m)]
+    problems = [p for m in manifests for p in manifest_errors(m)]
     assert problems == []
 
 
@@ -273,11 +299,9 @@ def test_production_install_uses_postgres_mtls_and_an_existing_secret(
     assert probe_port == int(env["GATEWAY_HEALTH_PORT"]) != 50051
     pdbs = by_kind(m, "PodDisruptionBudget")
     assert pdbs["suptech-gateway"]["spec"]["minAvailable"] == 2
-    # The single detector worker gets no PodDisruptionBudget: with one replica it would block
-    # every node drain. The three brokers get one (one at a time).
-    assert set(pdbs) == {"suptech-gateway", "suptech-alerts", "suptech-kafka"}
-    detector = by_kind(m, "StatefulSet")["suptech-detector"]
-    assert detector["spec"]["replicas"] == 1
+    # The detector workers and the three brokers are drained one at a time.
+    assert set(pdbs) == {"suptech-gateway", "suptech-alerts", "suptech-kafka", "suptech-detector"}
+    assert pdbs["suptech-detector"]["spec"]["maxUnavailable"] == 1
 
 
 def test_helm_refuses_bad_values_with_a_reason(helm: str, tmp_path: Path) -> None:
@@ -413,3 +437,251 @@ def test_helm_refuses_min_insync_above_the_replication_factor(helm: str) -> None
             [CHART / "ci" / "default-values.yaml"],
             ["kafka.minInsyncReplicas=2", "kafka.replicationFactor=1"],
         )
+
+
+# --- the detector's workers: one consumer group, scaled on its lag ---------------------------
+
+PRODUCTION = CHART / "ci" / "production-values.yaml"
+DEFAULT = CHART / "ci" / "default-values.yaml"
+# A worker beyond the partition count of the largest telemetry topic is given nothing to read.
+TELEMETRY_PARTITIONS = max(spec.partitions for spec in TELEMETRY_TOPICS.values())
+
+
+def detector_of(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    return by_kind(manifests, "StatefulSet")["suptech-detector"]
+
+
+def secret_volumes(workload: dict[str, Any]) -> dict[str, tuple[str, list[dict[str, str]]]]:
+    """Mount path -> (Secret name, items) of each Secret volume of the workload's pods."""
+    spec = workload["spec"]["template"]["spec"]
+    volumes = {v["name"]: v["secret"] for v in spec["volumes"] if "secret" in v}
+    return {
+        mount["mountPath"]: (volumes[mount["name"]]["secretName"], volumes[mount["name"]]["items"])
+        for mount in container(workload)["volumeMounts"]
+        if mount["name"] in volumes
+    }
+
+
+def the_trigger(scaled: dict[str, Any]) -> dict[str, Any]:
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "kafka"
+    return dict(trigger)
+
+
+def test_the_crd_check_is_strict_like_the_api_server() -> None:
+    good = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "x"},
+        "spec": {
+            "scaleTargetRef": {"name": "x", "kind": "StatefulSet"},
+            "triggers": [{"type": "kafka", "metadata": {"lagThreshold": "10"}}],
+        },
+    }
+    assert crd.errors(good) == []
+    typo = copy.deepcopy(good)
+    typo["spec"]["maxReplicas"] = 3  # the field is maxReplicaCount
+    number = copy.deepcopy(good)
+    number["spec"]["triggers"][0]["metadata"]["lagThreshold"] = 10  # metadata values are strings
+    assert "'maxReplicas' was unexpected" in " ".join(crd.errors(typo))
+    assert "is not of type 'string'" in " ".join(crd.errors(number))
+    unknown = {**good, "apiVersion": "keda.sh/v1beta9"}
+    assert crd.errors(unknown) and not crd.is_custom(unknown)
+
+
+def test_production_detector_is_several_workers_that_keda_scales_on_the_groups_lag(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    m = rendered["production-values.yaml"]
+    detector = detector_of(m)
+    config = DetectorConfig.from_env(environ_of(m, detector))
+    (scaled,) = by_kind(m, "ScaledObject").values()
+    assert crd.errors(scaled) == []
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "name": "suptech-detector",
+    }
+    # KEDA owns the worker count: a helm upgrade must not reset it to a fixed number.
+    assert "replicas" not in detector["spec"]
+    assert 1 < spec["minReplicaCount"] <= spec["maxReplicaCount"] <= TELEMETRY_PARTITIONS
+    trigger = the_trigger(scaled)
+    meta = trigger["metadata"]
+    # The lag KEDA reads is the lag of the group the workers join, whatever its name.
+    assert meta["consumerGroup"] == config.app_id
+    assert "topic" not in meta, "every topic of the group counts"
+    # The workers commit only with a checkpoint: the lag left between two checkpoints alone
+    # must not add a worker.
+    assert int(meta["lagThreshold"]) > config.checkpoint_events
+    assert meta["offsetResetPolicy"] == "earliest"
+    # Every change of the worker count is a rebalance: scale down slowly.
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
+    pdb = by_kind(m, "PodDisruptionBudget")["suptech-detector"]
+    assert pdb["spec"] == {
+        "maxUnavailable": 1,
+        "selector": detector["spec"]["selector"],
+    }
+
+
+def test_keda_reaches_the_brokers_as_the_detectors_own_scram_user(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    m = rendered["production-values.yaml"]
+    detector = detector_of(m)
+    environ = environ_of(m, detector)
+    (scaled,) = by_kind(m, "ScaledObject").values()
+    (auth,) = by_kind(m, "TriggerAuthentication").values()
+    assert crd.errors(auth) == []
+    trigger = the_trigger(scaled)
+    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+    assert trigger["metadata"]["tls"] == "enable"
+    mechanism = environ["SUPTECH_KAFKA_SASL_MECHANISM"]
+    assert trigger["metadata"]["sasl"] == mechanism.lower().replace("-sha-", "_sha")
+    # The user the detector logs in as, and the password and CA of the Secrets its pods mount.
+    (username,) = auth["spec"]["env"]
+    assert username == {
+        "parameter": "username",
+        "name": "SUPTECH_KAFKA_SASL_USERNAME",
+        "containerName": "detector",
+    }
+    refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+    mounted = secret_volumes(detector)
+    password_dir = str(Path(environ["SUPTECH_KAFKA_SASL_PASSWORD_FILE"]).parent)
+    ca_dir = str(Path(environ["SUPTECH_KAFKA_SSL_CAFILE"]).parent)
+    (password_item,) = mounted[password_dir][1]
+    (ca_item,) = mounted[ca_dir][1]
+    assert refs == {
+        "password": (mounted[password_dir][0], password_item["key"]),
+        "ca": (mounted[ca_dir][0], ca_item["key"]),
+    }
+    assert password_item["key"] == f"{environ['SUPTECH_KAFKA_SASL_USERNAME']}.password"
+    # KEDA's operator runs in its own namespace: the brokers by fully qualified pod name (as they
+    # advertise themselves and as their certificate's wildcard SAN names them), one per broker.
+    brokers = by_kind(m, "StatefulSet")["suptech-kafka"]
+    hosts = trigger["metadata"]["bootstrapServers"].split(",")
+    assert hosts == [
+        f"suptech-kafka-{i}.suptech-kafka-headless.suptech.svc:9092"
+        for i in range(brokers["spec"]["replicas"])
+    ]
+    # ... and the brokers' NetworkPolicy lets it in on the client port.
+    rules = by_kind(m, "NetworkPolicy")["suptech-kafka"]["spec"]["ingress"]
+    keda = [
+        r
+        for r in rules
+        for peer in r["from"]
+        if peer.get("namespaceSelector", {}).get("matchLabels")
+        == {"kubernetes.io/metadata.name": "keda"}
+    ]
+    assert [r["ports"] for r in keda] == [[{"port": 9092, "protocol": "TCP"}]]
+
+
+def test_every_detector_worker_reads_the_same_state_key_and_keeps_its_own_state(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    m = rendered["production-values.yaml"]
+    detector = detector_of(m)
+    config = DetectorConfig.from_env(environ_of(m, detector))
+    # One pod template for every worker: the key is a file of one Secret, not of the pod's volume.
+    assert config.state_key_file is not None
+    key_dir = str(config.state_key_file.parent)
+    assert secret_volumes(detector)[key_dir] == (
+        "suptech-prod",
+        [{"key": "detector-state-key", "path": config.state_key_file.name}],
+    )
+    assert not config.state_key_file.is_relative_to(config.state_dir)
+    # Each worker's state directory is its own claim, dropped when the worker is scaled away.
+    mounts = {v["mountPath"]: v["name"] for v in container(detector)["volumeMounts"]}
+    assert mounts[str(config.state_dir)] == "state"
+    (claim,) = detector["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "state"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    assert detector["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+        "whenScaled": "Delete",
+        "whenDeleted": "Retain",
+    }
+    # A stable name per worker, spread over nodes and zones, and time for the final checkpoint.
+    assert env_of(detector)["DETECTOR_WORKER_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    pod = detector["spec"]["template"]["spec"]
+    spread = {c["topologyKey"]: c for c in pod["topologySpreadConstraints"]}
+    assert set(spread) == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    for constraint in spread.values():
+        assert constraint["labelSelector"] == detector["spec"]["selector"]
+    assert pod["terminationGracePeriodSeconds"] >= 120
+
+
+def test_production_without_keda_runs_a_fixed_number_of_workers(helm: str) -> None:
+    m = rc.render(helm, [PRODUCTION], ["components.detector.autoscaling.enabled=false"])
+    assert not by_kind(m, "ScaledObject") and not by_kind(m, "TriggerAuthentication")
+    assert detector_of(m)["spec"]["replicas"] == 3
+    assert "suptech-detector" in by_kind(m, "PodDisruptionBudget")
+    rules = by_kind(m, "NetworkPolicy")["suptech-kafka"]["spec"]["ingress"]
+    assert not [p for r in rules for p in r["from"] if "namespaceSelector" in p]
+
+
+def test_the_default_install_scales_its_detector_with_the_charts_own_key(
+    helm: str, tmp_path: Path
+) -> None:
+    values = tmp_path / "scaled.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "secrets": {"detectorStateKey": "k" * 64},
+                "components": {
+                    "detector": {
+                        "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 3},
+                        "env": {"DETECTOR_STATE_KEY_FILE": "/etc/suptech/detector/state.key"},
+                        "secretFiles": [
+                            {
+                                "name": "state-key",
+                                "secretName": "suptech-secrets",
+                                "mountPath": "/etc/suptech/detector",
+                                "items": [{"key": "detector-state-key", "path": "state.key"}],
+                            }
+                        ],
+                    }
+                },
+            }
+        )
+    )
+    assert schema_errors(merged(yaml.safe_load(values.read_text()))) == []
+    m = rc.render(helm, [DEFAULT, values])
+    assert [p for x in m for p in manifest_errors(x)] == []
+    assert by_kind(m, "Secret")["suptech-secrets"]["stringData"]["detector-state-key"] == "k" * 64
+    (scaled,) = by_kind(m, "ScaledObject").values()
+    # PLAINTEXT: KEDA needs no credentials.
+    assert "authenticationRef" not in the_trigger(scaled)
+    assert not by_kind(m, "TriggerAuthentication")
+    assert the_trigger(scaled)["metadata"]["bootstrapServers"] == (
+        "suptech-kafka-0.suptech-kafka-headless.suptech.svc:9092"
+    )
+    assert by_kind(m, "PodDisruptionBudget")["suptech-detector"]["spec"]["maxUnavailable"] == 1
+
+
+@pytest.mark.parametrize(
+    ("sets", "reason"),
+    [
+        (["components.detector.replicas=2"], "2 replicas must share one DETECTOR_STATE_KEY_FILE"),
+        (
+            [
+                "components.detector.replicas=2",
+                "components.detector.env.DETECTOR_STATE_KEY_FILE=/var/lib/suptech/detector/k",
+            ],
+            "is not in a secretFiles mount",
+        ),
+        (
+            [
+                "components.detector.autoscaling.enabled=true",
+                "components.detector.autoscaling.minReplicas=4",
+                "components.detector.autoscaling.maxReplicas=3",
+            ],
+            "minReplicas 4 exceeds maxReplicas 3",
+        ),
+    ],
+)
+def test_helm_refuses_detector_workers_that_could_not_share_their_state(
+    helm: str, sets: list[str], reason: str
+) -> None:
+    with pytest.raises(rc.RenderError, match=reason):
+        rc.render(helm, [DEFAULT], sets)

@@ -74,3 +74,32 @@ seccompProfile:
 {{- define "suptech.configChecksums" -}}
 checksum/config: {{ include (print .Template.BasePath "/config.yaml") . | sha256sum }}
 {{- end -}}
+
+{{/*
+Bootstrap servers for KEDA's operator, which runs in its own namespace: the bundled brokers by
+their pod names under the headless Service (fully qualified, and matching the brokers' TLS SAN
+*.<fullname>-kafka-headless.<namespace>.svc), else kafka.externalAddr; autoscaling.bootstrapServers
+overrides both. Call with (dict "root" $ "auto" $c.autoscaling).
+*/}}
+{{- define "suptech.kafkaBootstrapForKeda" -}}
+{{- $k := .root.Values.kafka -}}
+{{- if .auto.bootstrapServers -}}
+{{- .auto.bootstrapServers -}}
+{{- else if $k.enabled -}}
+{{- $fullname := printf "%s-kafka" (include "suptech.fullname" .root) -}}
+{{- $brokers := list -}}
+{{- range $i := until (int $k.replicas) -}}
+{{- $brokers = append $brokers (printf "%s-%d.%s-headless.%s.svc:9092" $fullname $i $fullname $.root.Release.Namespace) -}}
+{{- end -}}
+{{- join "," $brokers -}}
+{{- else -}}
+{{- required "kafka.externalAddr is required when kafka.enabled is false" $k.externalAddr -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether any enabled component is scaled by KEDA ("true" or ""). */}}
+{{- define "suptech.kedaUsed" -}}
+{{- range $name, $c := .Values.components -}}
+{{- if and $c.enabled ($c.autoscaling | default dict).enabled -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
