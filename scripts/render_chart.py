@@ -86,6 +86,14 @@ def schema_errors(manifest: dict[str, Any], kube_version: str = KUBE_VERSION) ->
     """Strict OpenAPI validation of one manifest (unknown fields are errors)."""
     import kubernetes_validate
 
+    try:
+        from scripts import crd_schemas
+    except ImportError:  # run as scripts/render_chart.py: scripts/ is on sys.path
+        import crd_schemas  # type: ignore[no-redef]
+
+    if crd_schemas.is_custom(manifest):
+        return crd_schemas.errors(manifest)
+
     version = ".".join(kube_version.split(".")[:2])
     try:
         kubernetes_validate.validate(manifest, version, strict=True)

@@ -305,6 +305,7 @@ def test_kafka_checkpoint_survives_a_torn_write(
             key=b"det-a/1",
             value=b"garbage",
             headers=[("x-suptech-checkpoint-id", second_id.encode())],
+            partition=store.partition,
         )
         producer.flush()
         producer.close()
@@ -416,9 +417,18 @@ class Worker:
         raise AssertionError(f"no {pattern!r} in worker log:\n{self.text()[-3000:]}")
 
     def last_stats(self, label: str) -> dict[str, int]:
-        found = re.findall(label + r".*?stats=(\{.*\})", self.text())
-        assert found, f"no {label!r} line in worker log"
-        stats: dict[str, int] = json.loads(found[-1])
+        """The worker's engine stats: of each shard's last ``label`` line, summed."""
+        latest: dict[str, dict[str, int]] = {}
+        for line in self.text().splitlines():
+            found = re.search(label + r".*?stats=(\{.*\})", line)
+            if found:
+                shard = re.search(r"\bshard (\d+)", line)
+                latest[shard.group(1) if shard else ""] = json.loads(found.group(1))
+        assert latest, f"no {label!r} line in worker log"
+        stats: dict[str, int] = {}
+        for one in latest.values():
+            for k, v in one.items():
+                stats[k] = stats.get(k, 0) + v
         return stats
 
     def kill(self, sig: int) -> int:

@@ -97,7 +97,11 @@ def test_a_checkpoint_someone_else_wrote_to_kafka_is_refused_unrun(
         forged = seal(pickle.dumps(_Payload(sentinel)), OTHER_KEY)
         producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
         producer.send(
-            topic, key=b"det-x/0", value=forged, headers=[(CHECKPOINT_ID_HEADER, b"forged")]
+            topic,
+            key=b"det-x/0",
+            value=forged,
+            headers=[(CHECKPOINT_ID_HEADER, b"forged")],
+            partition=store.partition,
         )
         manifest = {
             "checkpoint_id": "forged",
@@ -106,7 +110,12 @@ def test_a_checkpoint_someone_else_wrote_to_kafka_is_refused_unrun(
             "sha256": hashlib.sha256(forged).hexdigest(),
             "written_unix_s": 9e9,
         }
-        producer.send(topic, key=b"det-x/manifest", value=json.dumps(manifest).encode())
+        producer.send(
+            topic,
+            key=b"det-x/manifest",
+            value=json.dumps(manifest).encode(),
+            partition=store.partition,
+        )
         producer.flush()
         producer.close()
         loaded = store.load()

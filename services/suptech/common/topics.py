@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from kafka.partitioner.default import murmur2
+
 from suptech.common.kafka import load_replication, open_client
 
 __all__ = [
@@ -27,6 +29,8 @@ __all__ = [
     "DEAD_LETTER",
     "DETECTOR_CHECKPOINTS",
     "TELEMETRY_TOPICS",
+    "TELEMETRY_PARTITIONS",
+    "partition_of",
     "topic_name",
     "ensure_topics",
     "delete_topics_with_prefix",
@@ -52,14 +56,19 @@ class TopicSpec:
         return cfg
 
 
-DATA_ACCESS = TopicSpec("telemetry.data_access.v1", 6, 14 * DAY_MS)
-IT_POSTURE = TopicSpec("telemetry.it_posture.v1", 3, 30 * DAY_MS)
-SANDBOX = TopicSpec("telemetry.sandbox.v1", 3, 30 * DAY_MS)
-HEARTBEAT = TopicSpec("telemetry.heartbeat.v1", 3, 3 * DAY_MS)
-METRICS = TopicSpec("telemetry.metrics.v1", 6, 14 * DAY_MS)
+# Every telemetry topic has this many partitions, keyed by institution id (the gateway's key,
+# Kafka's default partitioner): an institution's telemetry is on the same partition number of
+# each, so one detector worker owns all of it (faust co-partitions co-subscribed topics of one
+# partition count), and partition n is the detector's state shard n (see partition_of).
+TELEMETRY_PARTITIONS = 6
+DATA_ACCESS = TopicSpec("telemetry.data_access.v1", TELEMETRY_PARTITIONS, 14 * DAY_MS)
+IT_POSTURE = TopicSpec("telemetry.it_posture.v1", TELEMETRY_PARTITIONS, 30 * DAY_MS)
+SANDBOX = TopicSpec("telemetry.sandbox.v1", TELEMETRY_PARTITIONS, 30 * DAY_MS)
+HEARTBEAT = TopicSpec("telemetry.heartbeat.v1", TELEMETRY_PARTITIONS, 3 * DAY_MS)
+METRICS = TopicSpec("telemetry.metrics.v1", TELEMETRY_PARTITIONS, 14 * DAY_MS)
 # What institutions declare about themselves (maintenance windows, business calendars): rare
 # records the detector needs long after they were sent.
-CONTEXT = TopicSpec("telemetry.context.v1", 3, 400 * DAY_MS)
+CONTEXT = TopicSpec("telemetry.context.v1", TELEMETRY_PARTITIONS, 400 * DAY_MS)
 # Per-event anomaly scores (AnomalyScoreBatch keyed by institution), for charts and ROC/PR.
 SCORES = TopicSpec("scores.v1", 3, 7 * DAY_MS)
 REGISTRY_SANDBOX = TopicSpec(
@@ -68,12 +77,13 @@ REGISTRY_SANDBOX = TopicSpec(
 FINDINGS = TopicSpec("findings.v1", 3, 90 * DAY_MS)
 FEEDBACK = TopicSpec("feedback.v1", 1, 365 * DAY_MS)
 DEAD_LETTER = TopicSpec("deadletter.v1", 1, 30 * DAY_MS)
-# Detector engine checkpoints in chunks of <= 1 MiB keyed <app id>/<n>, then <app id>/manifest.
-# One partition keeps a checkpoint's chunks and manifest in order; hourly segments let
-# compaction drop superseded checkpoints.
+# Detector state checkpoints, one per shard (telemetry partition n), in chunks of <= 1 MiB keyed
+# <app id>/shard-<n>/<i>, then <app id>/shard-<n>/manifest, all on partition n: a worker taking
+# over shard n reads that partition only, in order; hourly segments let compaction drop
+# superseded checkpoints.
 DETECTOR_CHECKPOINTS = TopicSpec(
     "detector.checkpoints.v1",
-    1,
+    TELEMETRY_PARTITIONS,
     -1,
     compacted=True,
     extra={
@@ -111,6 +121,13 @@ TOPICS: tuple[TopicSpec, ...] = (
 
 def topic_name(spec: TopicSpec, prefix: str = "") -> str:
     return f"{prefix}{spec.name}"
+
+
+def partition_of(key: str, partitions: int = TELEMETRY_PARTITIONS) -> int:
+    """The partition Kafka's default partitioner (Java's and kafka-python's: murmur2 of the key)
+    puts a record keyed ``key`` on: where an institution's telemetry is, so the detector shard
+    that owns it."""
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def ensure_topics(

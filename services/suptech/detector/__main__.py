@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     from suptech.common.logging_setup import setup_logging
     from suptech.common.metrics import MetricsEndpoint
     from suptech.common.topics import ensure_topics
-    from suptech.detector.app import build_app, build_worker, preload_registry
+    from suptech.detector.app import build_app, build_worker
     from suptech.detector.config import DetectorConfig
 
     setup_logging("detector")
@@ -40,7 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ensure_topics(config.kafka_addr, config.topic_prefix)
         detector = build_app(config)
-        preload_registry(detector)
     except Exception as exc:
         # Kafka not answering (or a state directory it cannot use): one line saying so, not a
         # traceback; the supervisor (Kubernetes) restarts the worker with its back-off.

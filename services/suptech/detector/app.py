@@ -1,16 +1,23 @@
-"""The faust app: one agent over the telemetry, the sandbox registry and the verdicts, one timer.
+"""The faust app: one agent over the telemetry, one timer, the state in shards.
 
-Delivery is at-least-once and the engine state is exact across a crash:
+Workers of one app id form a consumer group. Every telemetry topic has the same partitions,
+keyed by institution, and faust gives partition n of all of them to one worker: that worker holds
+shard n (:mod:`suptech.detector.shards`), the engine of those institutions, checkpointed on its
+own, and restored by whichever worker is assigned it next. The sandbox register and the verdicts
+are read whole by every worker (:mod:`suptech.detector.side_inputs`).
+
+Delivery is at-least-once and each shard's state is exact across a crash:
 
 * findings and dead letters of a record are written (producer futures awaited) before the record
   is acknowledged;
 * faust's own periodic commit is switched off; offsets are committed right after a checkpoint
   reached Kafka, and every other commit faust makes (at a rebalance, at shutdown) is clamped to
-  that checkpoint's offsets (:class:`~suptech.detector.commits.CommitGuard`), so the committed
+  the checkpoints' offsets (:class:`~suptech.detector.commits.CommitGuard`), so the committed
   offsets never pass the state that covers them;
-* after a restart, records below the checkpoint's offsets are skipped (already in the restored
-  engine), and the rest are processed again: the engine dedups by event_id, and finding ids are
-  deterministic, so a replay repeats ids and never invents new ones.
+* after a restart or a takeover, records below a shard checkpoint's offsets are skipped (already
+  in the restored engine), and the rest are processed again: the engine dedups by (institution,
+  event_id), and finding ids are deterministic, so a replay repeats ids and never invents new
+  ones.
 """
 
 from __future__ import annotations
@@ -20,14 +27,14 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
 from opentelemetry import trace
 
-from suptech.common.kafka import faust_credentials, open_client
+from suptech.common.kafka import faust_credentials
 from suptech.common.logging_setup import faust_logging
 from suptech.common.otel import extract_context, inject_headers, setup_telemetry
 from suptech.common.topics import (
@@ -37,21 +44,19 @@ from suptech.common.topics import (
     FINDINGS,
     REGISTRY_SANDBOX,
     SCORES,
+    TELEMETRY_PARTITIONS,
     TELEMETRY_TOPICS,
     topic_name,
 )
-from suptech.detector.checkpoint import (
-    Checkpoint,
-    CheckpointStore,
-    KafkaCheckpointStore,
-    newest_checkpoint,
-)
+from suptech.detector.checkpoint import Checkpoint, KafkaCheckpointStore
 from suptech.detector.commits import CommitGuard
 from suptech.detector.config import DetectorConfig
 from suptech.detector.health import HealthPort
 from suptech.detector.logic import EngineConfig
 from suptech.detector.metrics import DetectorMetrics
-from suptech.detector.processing import DeadLetter, DetectorCore, Outcome
+from suptech.detector.processing import DeadLetter, Outcome, refused_counts
+from suptech.detector.shards import Shard, ShardMaker
+from suptech.detector.side_inputs import SideReader, SideRecord
 from suptech.detector.state_key import load_state_key
 from suptech.v1 import findings_pb2
 
@@ -66,12 +71,10 @@ _NEVER_N = 2**62
 
 @dataclass
 class Detector:
-    """The faust app together with the state its agent drives."""
+    """The faust app together with the state shards its agent drives."""
 
     app: faust.App
-    core: DetectorCore
-    store: CheckpointStore
-    remote: KafkaCheckpointStore
+    maker: ShardMaker
     config: DetectorConfig
     lock: asyncio.Lock
     findings_topic: Any
@@ -79,9 +82,22 @@ class Detector:
     scores_topic: Any
     health: HealthPort
     tracer: trace.Tracer
+    # The shards this worker holds, by number (= telemetry partition).
+    shards: dict[int, Shard] = field(default_factory=dict)
+    # The sandbox register and the verdicts, read outside the group (opened at first assignment).
+    side: SideReader | None = None
     commits: CommitGuard = field(default_factory=CommitGuard)
+    failed: bool = False
     _last_progress: dict[str, int] = field(default_factory=dict)
     metrics: DetectorMetrics = field(default_factory=DetectorMetrics)
+
+    @property
+    def telemetry_topics(self) -> set[str]:
+        return self.maker.telemetry_topics
+
+    @property
+    def side_topics(self) -> list[str]:
+        return [self.maker.registry_topic, self.maker.feedback_topic]
 
     async def publish(self, outcome: Outcome) -> None:
         await self._publish(outcome.findings, outcome.dead_letters, outcome.scores)
@@ -129,94 +145,126 @@ class Detector:
             # Delivered (acks=all) before the source record may be acknowledged.
             await asyncio.gather(*futures)
 
-    async def checkpoint(self) -> None:
-        """Write a checkpoint to disk and Kafka, then commit offsets (never past the checkpoint's).
+    async def checkpoint(self, shard: Shard) -> None:
+        """Write a shard's checkpoint to disk and Kafka, then commit offsets (never past the
+        checkpoints').
 
         Offsets are committed only once Kafka has the checkpoint: a worker that loses its disk
         restores from Kafka, and must find there everything its committed offsets skip.
         """
-        if self.core.failed:
+        if self.failed:
             return
         # The snapshot itself must be taken between records, on the loop; writing and fsyncing
         # the file, and a few MiB at acks=all, go off it so heartbeats and health keep going.
-        checkpoint = self.core.checkpoint()
-        taken = checkpoint, await asyncio.to_thread(self.store.save, checkpoint)
+        checkpoint = shard.core.checkpoint()
+        data = await asyncio.to_thread(shard.store.save, checkpoint)
         try:
-            checkpoint_id = await asyncio.to_thread(self.remote.save, taken[1], taken[0])
+            checkpoint_id = await asyncio.to_thread(shard.remote.save, data, checkpoint)
         except Exception as exc:
-            self._remote_failed(exc)
+            self._remote_failed(shard, exc)
             return
-        self._written(taken[1], taken[0], checkpoint_id)
+        self._written(shard, data, checkpoint, checkpoint_id)
         await self.app.consumer.commit()
 
     async def commit_covered(self) -> None:
-        """Commit what the last durable checkpoint covers; a refusal only means the records
+        """Commit what the last durable checkpoints cover; a refusal only means the records
         above the previous commit are read again."""
         try:
             await self.app.consumer.commit()
         except Exception as exc:
             log.warning("offsets not committed after the checkpoint (%r): re-read later", exc)
 
-    def checkpoint_now(self) -> None:
+    def checkpoint_now(self, shard: Shard) -> None:
         """The same, blocking, for rebalances and shutdown (faust commits after those itself)."""
-        taken = self._write_local()
-        if taken is None:
+        if self.failed:
             return
+        checkpoint = shard.core.checkpoint()
+        data = shard.store.save(checkpoint)
         try:
-            checkpoint_id = self.remote.save(taken[1], taken[0])
+            checkpoint_id = shard.remote.save(data, checkpoint)
         except Exception as exc:
-            self._remote_failed(exc)
+            self._remote_failed(shard, exc)
             return
-        self._written(taken[1], taken[0], checkpoint_id)
+        self._written(shard, data, checkpoint, checkpoint_id)
 
-    def _write_local(self) -> tuple[Checkpoint, bytes] | None:
-        if self.core.failed:
-            return None
-        checkpoint = self.core.checkpoint()
-        return checkpoint, self.store.save(checkpoint)
-
-    def _written(self, data: bytes, checkpoint: Checkpoint, checkpoint_id: str) -> None:
-        self.metrics.checkpoint_bytes.set(len(data))
+    def _written(
+        self, shard: Shard, data: bytes, checkpoint: Checkpoint, checkpoint_id: str
+    ) -> None:
+        shard.checkpoint_bytes = len(data)
+        self.metrics.checkpoint_bytes.set(sum(s.checkpoint_bytes for s in self.shards.values()))
         self.commits.durable(checkpoint.offsets)
         log.info(
-            "checkpoint written: %d bytes to %s and Kafka %s as %s, stats=%s",
+            "checkpoint written: %s, %d bytes to %s and Kafka %s as %s, stats=%s",
+            shard.core.name,
             len(data),
-            self.store.path,
-            self.remote.topic,
+            shard.store.path,
+            shard.remote.topic,
             checkpoint_id,
-            json.dumps(self.core.engine.stats(), sort_keys=True),
+            json.dumps(shard.core.engine.stats(), sort_keys=True),
         )
 
-    def _remote_failed(self, exc: BaseException) -> None:
+    def _remote_failed(self, shard: Shard, exc: BaseException) -> None:
         log.error(
-            "checkpoint written to %s only, not to Kafka %s (%r): offsets not committed",
-            self.store.path,
-            self.remote.topic,
+            "checkpoint written to %s only, not to Kafka %s (%r): offsets of %s not committed",
+            shard.store.path,
+            shard.remote.topic,
             exc,
+            shard.core.name,
         )
 
     async def on_watermark(self) -> None:
+        await self.read_side_inputs()
         # Asked of the broker before taking the lock, so records keep flowing meanwhile. Offsets
         # can only move on in between: a partition seen lagging may have caught up, which holds
         # the watermark back a moment longer, never lets it run ahead.
         lagging = await self._lagging_partitions()
         async with self.lock:
-            if self.core.failed:
+            if self.failed:
                 return
-            with self.tracer.start_as_current_span("detector.advance"):
-                findings = self.core.advance(lagging)
+            for shard in list(self.shards.values()):
+                await self._advance(shard, lagging)
+            self._log_progress()
+
+    async def _advance(self, shard: Shard, lagging: frozenset[tuple[str, int]]) -> None:
+        own = frozenset(tp for tp in lagging if tp[1] == shard.number)
+        with self.tracer.start_as_current_span("detector.advance"):
+            findings = shard.core.advance(own)
+            try:
+                await self._publish(findings, ())
+            except Exception as exc:
+                await self._fail(exc)
+                return
+        if shard.core.checkpoint_due():
+            await self.checkpoint(shard)
+
+    def _log_progress(self) -> None:
+        cores = [s.core for s in self.shards.values()]
+        progress = {**_summed(c.counters() for c in cores), **refused_counts()}
+        if progress != self._last_progress:
+            self._last_progress = progress
+            log.info("detector progress %s", json.dumps(progress, sort_keys=True))
+        watermarks = [c.watermark_ns() for c in cores]
+        self.metrics.refresh(
+            _summed(c.engine.stats() for c in cores), min(watermarks) if watermarks else 0
+        )
+
+    async def read_side_inputs(self) -> None:
+        """Hand what came on the register and the verdicts to every shard held."""
+        if self.side is None:
+            return
+        records = await asyncio.to_thread(self.side.poll)
+        if records:
+            async with self.lock:
+                await self._feed_side(records)
+
+    async def _feed_side(self, records: list[SideRecord]) -> None:
+        for shard in self.shards.values():
+            for topic, partition, offset, key, value in records:
                 try:
-                    await self._publish(findings, ())
+                    await self.publish(shard.core.handle(topic, partition, offset, key, value))
                 except Exception as exc:
                     await self._fail(exc)
                     return
-            progress = self.core.progress()
-            if progress != self._last_progress:
-                self._last_progress = progress
-                log.info("detector progress %s", json.dumps(progress, sort_keys=True))
-            self.metrics.refresh(self.core.engine.stats(), self.core.watermark_ns(lagging=lagging))
-            if self.core.checkpoint_due():
-                await self.checkpoint()
 
     async def _lagging_partitions(self) -> frozenset[tuple[str, int]]:
         """Telemetry partitions with records not yet read, by their end offsets on the broker.
@@ -225,7 +273,7 @@ class Detector:
         stale for a partition it has not fetched lately, which is exactly the lagging one.
         """
         consumer = self.app.consumer
-        tps = [tp for tp in consumer.assignment() if tp.topic in self.core.telemetry_topics]
+        tps = [tp for tp in consumer.assignment() if tp.topic in self.telemetry_topics]
         if not tps:
             return frozenset()
         try:
@@ -233,109 +281,114 @@ class Detector:
         except Exception as exc:  # unknown: assume every partition may hold a backlog
             log.warning("cannot read end offsets (%r): holding the watermark", exc)
             return frozenset((tp.topic, tp.partition) for tp in tps)
-        offsets = self.core.offsets
+        lagging = []
         for tp in tps:
-            done = offsets.get((tp.topic, tp.partition), 0)
+            shard = self.shards.get(tp.partition)
+            done = shard.core.offsets.get((tp.topic, tp.partition), 0) if shard else 0
             self.metrics.lag(tp.topic, tp.partition, ends.get(tp, 0) - done)
-        return frozenset(
-            (tp.topic, tp.partition)
-            for tp in tps
-            if ends.get(tp, 0) > offsets.get((tp.topic, tp.partition), 0)
-        )
+            if ends.get(tp, 0) > done:
+                lagging.append((tp.topic, tp.partition))
+        return frozenset(lagging)
 
     async def on_record(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
     ) -> None:
         async with self.lock:
-            if self.core.failed:
+            if self.failed:
                 return
-            outcome = self.core.handle(topic, partition, offset, key, value)
+            shard = self.shards.get(partition)
+            if shard is None:  # not announced by an assignment: take it on now
+                await self._take_on({partition})
+                shard = self.shards[partition]
+            outcome = shard.core.handle(topic, partition, offset, key, value)
             try:
                 await self.publish(outcome)
             except Exception as exc:
                 await self._fail(exc)
                 return
             self.metrics.events.inc(outcome.events)
-            if self.core.checkpoint_due():
-                await self.checkpoint()
+            if shard.core.checkpoint_due():
+                await self.checkpoint(shard)
+
+    async def assigned(self, partitions: set[int]) -> None:
+        """The shards of a new assignment: drop the others (checkpointed at the revocation),
+        keep those held already (no one else ran them meanwhile), restore the new ones."""
+        async with self.lock:
+            for number in set(self.shards) - partitions:
+                log.info("shard %d handed over to another worker", number)
+                del self.shards[number]
+            await self._take_on(partitions - set(self.shards))
+
+    async def _take_on(self, numbers: set[int]) -> None:
+        if not numbers:
+            return
+        started = time.monotonic()
+        opened = await asyncio.gather(
+            *(asyncio.to_thread(self.maker.open, n) for n in sorted(numbers))
+        )
+        for shard in opened:
+            if shard.from_kafka:
+                self.commits.durable(shard.core.offsets)
+            self.shards[shard.number] = shard
+        await self._catch_up(opened)
+        log.info(
+            "shards %s taken on in %.2f s (%d held)",
+            sorted(numbers),
+            time.monotonic() - started,
+            len(self.shards),
+        )
+
+    async def _catch_up(self, opened: list[Shard]) -> None:
+        """Bring new shards to the ends of the register and the verdicts before their first
+        record (every shard skips what it has); the live reads go on from there."""
+        if self.side is None:
+            self.side = await asyncio.to_thread(
+                SideReader, self.config.kafka_addr, self.side_topics
+            )
+        start = {
+            (tp.topic, tp.partition): min(
+                s.core.offsets.get((tp.topic, tp.partition), 0) for s in opened
+            )
+            for tp in self.side.partitions
+        }
+        records, _ = await asyncio.to_thread(self.side.read_to_end, start)
+        await self._feed_side(records)
+        log.info(
+            "sandbox register preloaded: %d tests in shards %s",
+            opened[0].core.engine.stats()["sandbox_tests"],
+            sorted(s.number for s in opened),
+        )
+
+    async def revoked(self) -> None:
+        """Partitions may move to another worker: hand over every shard's state. faust has
+        committed already, clamped to the previous checkpoints; commit up to these."""
+        for shard in self.shards.values():
+            self.checkpoint_now(shard)
+        await self.commit_covered()
 
     async def _fail(self, exc: BaseException) -> None:
-        # The engine now holds a record whose outputs may be lost: it must never be checkpointed.
+        # A shard now holds a record whose outputs may be lost: it must never be checkpointed.
         # Crashing lets the restart replay from the last checkpoint instead.
-        self.core.failed = True
+        self.failed = True
         log.error("cannot publish detector output (%r): stopping the worker", exc)
         await self.app.crash(exc)
 
 
-def read_registry(
-    bootstrap: str, topic: str, timeout_s: float = 30.0
-) -> list[tuple[bytes | None, bytes | None]]:
-    """Every (key, value) on the (compacted) registry topic, from its beginning to its current
-    end, tombstones (value None) included, in log order."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = open_client(
-        KafkaConsumer, bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
-    )
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = {tp: o for tp, o in consumer.end_offsets(tps).items() if o > 0}
-        values: list[tuple[bytes | None, bytes | None]] = []
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < o for tp, o in end.items()):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"cannot read {topic} to its end in {timeout_s}s")
-            for records in consumer.poll(timeout_ms=500).values():
-                values.extend((r.key, r.value) for r in records)
-        return values
-    finally:
-        consumer.close()
-
-
-def preload_registry(detector: Detector) -> None:
-    """Load the whole sandbox register before any report is judged against it."""
-    config = detector.config
-    values = read_registry(config.kafka_addr, topic_name(REGISTRY_SANDBOX, config.topic_prefix))
-    log.info("sandbox register preloaded: %d tests", detector.core.preload_registry(values))
-
-
-def restore_point(
-    store: CheckpointStore, remote: KafkaCheckpointStore
-) -> tuple[Checkpoint | None, str]:
-    """The newer of the local checkpoint file and the checkpoint in Kafka, and where it is."""
-    local = store.load()
-    try:
-        found = remote.load()
-    except Exception as exc:  # the local file (or a cold start) still lets the worker run
-        log.error("cannot read Kafka checkpoints from %s (%r): ignoring them", remote.topic, exc)
-        found = None
-    checkpoint, source = newest_checkpoint(
-        local,
-        found[0] if found else None,
-        str(store.path),
-        f"{remote.topic} {found[1]}" if found else "",
-    )
-    log.info(
-        "checkpoint choice: local file %s, Kafka %s: using %s",
-        "present" if local else "absent",
-        found[1] if found else "none usable",
-        source if checkpoint else "none (cold start)",
-    )
-    return checkpoint, source
+def _summed(dicts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out
 
 
 def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None) -> Detector:
-    """The detector's faust app, its engine restored from the last checkpoint if there is one."""
+    """The detector's faust app; its shards are restored as partitions are assigned to it."""
     engine_config = dataclasses.replace(
         engine_config or EngineConfig(), record_scores=config.publish_scores
     )
     prefix = config.topic_prefix
     telemetry = sorted({topic_name(spec, prefix) for spec in TELEMETRY_TOPICS.values()})
-    registry = topic_name(REGISTRY_SANDBOX, prefix)
-    feedback = topic_name(FEEDBACK, prefix)
     (config.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         config.app_id,
@@ -359,27 +412,23 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
         producer_acks=-1,
     )
     key = load_state_key(config.state_key_path, create=config.state_key_file is None)
-    store = CheckpointStore(config.checkpoint_path, key)
     remote = KafkaCheckpointStore(
         config.kafka_addr, topic_name(DETECTOR_CHECKPOINTS, prefix), config.app_id, key
     )
-    restored, restored_from = restore_point(store, remote)
-    core = DetectorCore.resume(
-        restored,
-        restored_from,
+    maker = ShardMaker(
+        config,
+        dataclasses.replace(engine_config, auto_advance=False),
+        key,
+        remote,
         set(telemetry),
-        registry,
-        engine_config,
-        config.checkpoint_interval_s,
-        config.checkpoint_events,
-        config.partition_idle_s,
-        feedback_topic=feedback,
+        topic_name(REGISTRY_SANDBOX, prefix),
+        topic_name(FEEDBACK, prefix),
+        TELEMETRY_PARTITIONS,
+        remote.partition_count(),
     )
     detector = Detector(
         app,
-        core,
-        store,
-        remote,
+        maker,
         config,
         asyncio.Lock(),
         app.topic(topic_name(FINDINGS, prefix), key_type=bytes, value_type=bytes),
@@ -388,9 +437,9 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
         HealthPort(config.health_host, config.health_port),
         setup_telemetry("detector")[0],
     )
-    if restored is not None and restored_from.startswith("Kafka"):
-        detector.commits.durable(core.offsets)
-    source = app.topic(*telemetry, registry, feedback, key_type=bytes, value_type=bytes)
+    # The telemetry only, all of one partition count: faust assigns partition n of every topic
+    # to the same worker (shard n). The register and the verdicts are read outside the group.
+    source = app.topic(*telemetry, key_type=bytes, value_type=bytes)
 
     async def detect(stream: Any) -> None:
         async for event in stream.events():
@@ -412,6 +461,14 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
 
     app.agent(source, name=f"{config.app_id}.detect")(detect)
     app.timer(config.watermark_interval_s, name=f"{config.app_id}.watermark")(detector.on_watermark)
+    _connect_lifecycle(detector)
+    return detector
+
+
+def _connect_lifecycle(detector: Detector) -> None:
+    """Health, assignment, revocation and shutdown hooks of the faust app."""
+    app = detector.app
+    ready = asyncio.Event()
 
     async def start_health() -> None:
         # On faust's loop, after the app has started; SERVING waits for the first assignment.
@@ -419,37 +476,35 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
 
     app.task(start_health)
 
-    ready = asyncio.Event()
-
     async def on_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         assigned = args[0] if args else set()
         # Before faust's first commit at a revocation or a shutdown.
         detector.commits.install(detector.app.consumer)
+        # Partitions are paused until this returns: shards are restored before their records.
+        await detector.assigned(
+            {tp.partition for tp in assigned if tp.topic in detector.telemetry_topics}
+        )
         if assigned and not ready.is_set():
             ready.set()
-            # The engine was restored from its checkpoint before the worker started.
             await detector.health.mark_ready()
             log.info("detector ready: %d partitions assigned", len(assigned))
 
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-        # Partitions may move to another worker: hand over as much state as possible. faust has
-        # committed already, clamped to the previous checkpoint; commit up to this one.
         if args and args[0]:
-            detector.checkpoint_now()
-            await detector.commit_covered()
+            await detector.revoked()
 
     async def on_shutdown(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         # Streams are drained and faust's (clamped) commit is done: checkpoint, then commit.
         await detector.health.begin_shutdown()
-        detector.checkpoint_now()
-        await detector.commit_covered()
+        await detector.revoked()
         await detector.health.stop()
-        detector.remote.close()
+        detector.maker.remote.close()
+        if detector.side is not None:
+            detector.side.close()
 
     app.on_partitions_assigned.connect(cast(Any, on_assigned))
     app.on_partitions_revoked.connect(cast(Any, on_revoked))
     app.on_before_shutdown.connect(cast(Any, on_shutdown))
-    return detector
 
 
 def build_worker(detector: Detector) -> faust.Worker:

@@ -139,7 +139,7 @@ _KEEP_MANIFESTS = 2
 
 
 class KafkaCheckpointStore:
-    """Checkpoints of one app id on the (single-partition, compacted) checkpoint topic."""
+    """Checkpoints of one app id (or one shard of it) on the compacted checkpoint topic."""
 
     def __init__(
         self,
@@ -149,6 +149,7 @@ class KafkaCheckpointStore:
         key: bytes,
         chunk_bytes: int = CHUNK_BYTES,
         timeout_s: float = 30.0,
+        partition: int = 0,
     ) -> None:
         if not 0 < chunk_bytes <= CHUNK_BYTES:
             raise ValueError(f"chunk_bytes must be in 1..{CHUNK_BYTES}")
@@ -158,11 +159,29 @@ class KafkaCheckpointStore:
         self.key = key
         self.chunk_bytes = chunk_bytes
         self.timeout_s = timeout_s
+        # Every record of this store's checkpoints goes to (and is read from) this partition.
+        self.partition = partition
         self._producer: Any = None
+        self._parent: KafkaCheckpointStore | None = None
         # Rebalance and shutdown checkpoints may overlap one running in a thread.
         self._lock = threading.Lock()
         # Chunks beyond the latest count are tombstoned, so compaction can drop them.
         self._last_chunk_count = 0
+
+    def for_shard(self, shard: int, partitions: int) -> KafkaCheckpointStore:
+        """The store of one state shard: ids ``<app id>/shard-<n>``, on partition ``n`` of a
+        topic of ``partitions``, sharing this store's producer."""
+        store = KafkaCheckpointStore(
+            self.bootstrap,
+            self.topic,
+            f"{self.app_id}/shard-{shard}",
+            self.key,
+            self.chunk_bytes,
+            self.timeout_s,
+            shard % max(1, partitions),
+        )
+        store._parent = self
+        return store
 
     @property
     def manifest_key(self) -> bytes:
@@ -172,6 +191,8 @@ class KafkaCheckpointStore:
         return f"{self.app_id}/{index}".encode()
 
     def _get_producer(self) -> Any:
+        if self._parent is not None:
+            return self._parent._get_producer()
         if self._producer is None:
             from kafka import KafkaProducer
 
@@ -183,6 +204,11 @@ class KafkaCheckpointStore:
                 linger_ms=0,
             )
         return self._producer
+
+    def partition_count(self) -> int:
+        """Partitions of the checkpoint topic (1 if it cannot be told)."""
+        found = self._get_producer().partitions_for(self.topic)
+        return len(found) if found else 1
 
     def save(self, data: bytes, checkpoint: Checkpoint) -> str:
         """Write ``data`` (the encoded ``checkpoint``) and its manifest; return the checkpoint id.
@@ -209,7 +235,9 @@ class KafkaCheckpointStore:
         )
         producer = self._get_producer()
         for index in range(count, self._last_chunk_count):
-            producer.send(self.topic, key=self.chunk_key(index), value=None)
+            producer.send(
+                self.topic, key=self.chunk_key(index), value=None, partition=self.partition
+            )
         self._last_chunk_count = count
         producer.flush(timeout=self.timeout_s)
         return checkpoint_id
@@ -225,6 +253,7 @@ class KafkaCheckpointStore:
                 key=self.chunk_key(i),
                 value=data[i * self.chunk_bytes : (i + 1) * self.chunk_bytes],
                 headers=headers,
+                partition=self.partition,
             )
             for i in range(count)
         ]
@@ -236,13 +265,16 @@ class KafkaCheckpointStore:
     def send_manifest(self, manifest: dict[str, Any]) -> None:
         producer = self._get_producer()
         future = producer.send(
-            self.topic, key=self.manifest_key, value=json.dumps(manifest).encode()
+            self.topic,
+            key=self.manifest_key,
+            value=json.dumps(manifest).encode(),
+            partition=self.partition,
         )
         producer.flush(timeout=self.timeout_s)
         future.get(timeout=self.timeout_s)
 
     def close(self) -> None:
-        if self._producer is not None:
+        if self._parent is None and self._producer is not None:
             self._producer.close(timeout=5)
             self._producer = None
 
@@ -278,7 +310,7 @@ class KafkaCheckpointStore:
         return None
 
     def _read(self) -> tuple[list[dict[str, Any]], dict[str, dict[int, bytes]]]:
-        """Manifests in log order, and the chunks of the latest few, from the whole partition."""
+        """Manifests in log order, and the chunks of the latest few, from the store's partition."""
         from kafka import KafkaConsumer, TopicPartition
 
         consumer = open_client(
@@ -292,10 +324,7 @@ class KafkaCheckpointStore:
         manifests: list[dict[str, Any]] = []
         chunks: dict[str, dict[int, bytes]] = {}
         try:
-            tps = [
-                TopicPartition(self.topic, p)
-                for p in consumer.partitions_for_topic(self.topic) or ()
-            ]
+            tps = [TopicPartition(self.topic, self.partition)]
             consumer.assign(tps)
             consumer.seek_to_beginning(*tps)
             end = {tp: o for tp, o in consumer.end_offsets(tps).items() if o > 0}

@@ -33,8 +33,9 @@ class CommitGuard:
         self._installed: set[int] = set()
 
     def durable(self, offsets: Offsets) -> None:
-        """A checkpoint covering ``offsets`` is now in Kafka."""
-        self.covered = dict(offsets)
+        """A checkpoint covering ``offsets`` is now in Kafka (one shard's: the partitions it
+        names move to these offsets, the others keep theirs)."""
+        self.covered.update(offsets)
 
     def clamp(self, offsets: Mapping[Any, int]) -> dict[Any, int]:
         """The part of a commit the checkpoint covers (topic-partitions as faust's ``TP``)."""

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from google.protobuf.message import DecodeError
 
 from suptech.common.bundles import decode_bundle
+from suptech.common.topics import partition_of
 from suptech.detector.checkpoint import REFUSED, Checkpoint, CheckpointStore, Offsets
 from suptech.detector.logic import DetectionEngine, EngineConfig
 from suptech.detector.logic.scores import to_batches
 from suptech.v1 import alerts_pb2, findings_pb2, sandbox_pb2
 
-__all__ = ["DeadLetter", "Outcome", "DetectorCore", "REASON_HEADER"]
+__all__ = ["DeadLetter", "Outcome", "DetectorCore", "REASON_HEADER", "refused_counts"]
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,14 @@ class Outcome:
 
 
 class DetectorCore:
-    """The engine plus what it has seen: source offsets, watermark, counters."""
+    """The engine plus what it has seen: source offsets, watermark, counters.
+
+    A worker holds one core per state shard it owns (``shard`` n: partition n of every
+    telemetry topic, so the institutions Kafka's partitioner puts there). Every shard reads the
+    whole sandbox register and every verdict, but applies only the verdicts on its own
+    institutions, and only shard 0 (or an unsharded core) dead-letters a bad register or
+    feedback record, so each is reported once.
+    """
 
     def __init__(
         self,
@@ -76,8 +84,12 @@ class DetectorCore:
         checkpoint_events: int = 200_000,
         partition_idle_s: float = 30.0,
         feedback_topic: str | None = None,
+        shard: int | None = None,
+        shards: int = 1,
     ) -> None:
         self.engine = engine
+        self.shard = shard
+        self.shards = shards
         self.telemetry_topics = set(telemetry_topics)
         self.registry_topic = registry_topic
         # Supervisors' verdicts (feedback.v1); None when the detector does not learn from them.
@@ -138,6 +150,8 @@ class DetectorCore:
         checkpoint_events: int = 200_000,
         partition_idle_s: float = 30.0,
         feedback_topic: str | None = None,
+        shard: int | None = None,
+        shards: int = 1,
     ) -> DetectorCore:
         """Resume from ``checkpoint`` (``source`` says where it came from), or start fresh."""
         # The service drives the watermark over all its partitions (see watermark_ns).
@@ -147,12 +161,13 @@ class DetectorCore:
         max_event_time_ns = 0
         if engine is None:
             engine = DetectionEngine(engine_config)
-            log.info("no usable checkpoint: starting a fresh engine (cold)")
+            log.info("%s: no usable checkpoint: starting a fresh engine (cold)", _name(shard))
         elif checkpoint is not None:
             offsets = checkpoint.offsets
             max_event_time_ns = checkpoint.max_event_time_ns
             log.info(
-                "restored from checkpoint (%s): offsets=%s stats=%s",
+                "%s restored from checkpoint (%s): offsets=%s stats=%s",
+                _name(shard),
                 source,
                 {f"{t}:{p}": o for (t, p), o in sorted(offsets.items())},
                 json.dumps(engine.stats(), sort_keys=True),
@@ -167,7 +182,17 @@ class DetectorCore:
             checkpoint_events,
             partition_idle_s,
             feedback_topic,
+            shard,
+            shards,
         )
+
+    @property
+    def name(self) -> str:
+        return _name(self.shard)
+
+    def owns(self, institution_id: str) -> bool:
+        """Whether this core's shard holds ``institution_id``'s state."""
+        return self.shard is None or partition_of(institution_id, self.shards) == self.shard
 
     def handle(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
@@ -191,6 +216,8 @@ class DetectorCore:
                     DeadLetter("unknown_topic", topic, topic, partition, offset, key, value or b"")
                 ]
             )
+        if self.shard and topic not in self.telemetry_topics:
+            outcome.dead_letters = []  # shard 0's core reports them
         self.offsets[tp] = offset + 1
         self.findings += len(outcome.findings)
         self.dead_letters += len(outcome.dead_letters)
@@ -258,6 +285,8 @@ class DetectorCore:
             return dead("undecodable_feedback", str(exc))
         if not (fb.alert_id and fb.institution_id and fb.detector_id):
             return dead("incomplete_feedback", "needs alert_id, institution_id and detector_id")
+        if not self.owns(fb.institution_id):
+            return Outcome()  # routed to the shard that holds the entity
         try:
             self.engine.apply_feedback(fb)
         except Exception as exc:  # one bad verdict must not stop the worker
@@ -422,15 +451,26 @@ class DetectorCore:
             max_event_time_ns=self.max_event_time_ns,
         )
 
-    def progress(self) -> dict[str, int]:
+    def counters(self) -> dict[str, int]:
         return {
             "records": self.records,
             "events": self.events,
             "findings": self.findings,
             "dead_letters": self.dead_letters,
             "skipped_records": self.skipped_records,
-            **{f"checkpoints_refused_{reason}": n for reason, n in sorted(REFUSED.items())},
         }
+
+    def progress(self) -> dict[str, int]:
+        return {**self.counters(), **refused_counts()}
+
+
+def refused_counts() -> dict[str, int]:
+    """Checkpoints this process refused, by reason (one count for all its shards)."""
+    return {f"checkpoints_refused_{reason}": n for reason, n in sorted(REFUSED.items())}
+
+
+def _name(shard: int | None) -> str:
+    return "engine" if shard is None else f"shard {shard}"
 
 
 def _presumed_progress_ns(quiet_s: float, idle_s: float) -> int:
