@@ -27,6 +27,7 @@ BINARY_FEATURES = ("outbound", "new_destination")
 
 # Scales a mean absolute deviation to a standard deviation for normal data.
 _MAD_TO_SIGMA = 1.2533
+_LOG_HALF = math.log(0.5)
 # Layouts (continuous names, binary names) shared by every instance with the same settings, so an
 # instance holds one pointer to them, not its own copy.
 _LAYOUTS: dict[
@@ -319,7 +320,9 @@ class AccessScorer(base.AnomalyDetector):
         s = self._match(self._values(x))[0]
         return s + self._flag_surprise(x) if self._lay[1] else s
 
-    def _tail_probability(self, s: float) -> float:
+    def _log_tail_probability(self, s: float) -> float:
+        """``ln`` of the share of the actor's normal events more surprising than ``s`` nats,
+        worked out in logs: far in the tail the probability is below what ``1 - p`` can hold."""
         st = self._st
         j = len(st) - 3
         q50 = st[j]
@@ -329,12 +332,14 @@ class AccessScorer(base.AnomalyDetector):
             beta = st[j + 2]
             if beta < self.min_tail_scale:
                 beta = self.min_tail_scale
-            return tail * math.exp((q - s) / beta)
+            return math.log(tail) + (q - s) / beta
         if s > q50:
-            return tail + (0.5 - tail) * (q - s) / (q - q50)
-        return 1.0 - 0.5 * s / q50 if q50 > 0.0 else 0.5
+            return math.log(tail + (0.5 - tail) * (q - s) / (q - q50))
+        return math.log(1.0 - 0.5 * s / q50) if q50 > 0.0 else _LOG_HALF
 
-    def score_one(self, x: dict[Any, Any]) -> float:
+    def log_tail(self, x: dict[Any, Any]) -> float:
+        """``ln`` of the tail probability ``1 - score_one(x)``, exact where the score rounds to
+        1.0 (to rank, or carry forward, the evidence of events beyond one in 1e16)."""
         n = self.n
         if n == 0:
             return 0.0
@@ -343,11 +348,14 @@ class AccessScorer(base.AnomalyDetector):
         sf = self._flag_surprise(x) if self._lay[1] else 0.0
         # A learn_one of this same event right after need not work all this out again.
         self._memo = (x, n, vs, s, best, zmax, sf)
-        p = self._tail_probability(s + sf)
+        lp = self._log_tail_probability(s + sf)
         if n < self.warmup:
             # p ** c with c < 1: a young baseline needs more evidence for the same score.
-            p = p ** (n / self.warmup)
-        return 1.0 - p
+            lp *= n / self.warmup
+        return lp
+
+    def score_one(self, x: dict[Any, Any]) -> float:
+        return -math.expm1(self.log_tail(x))
 
     def _start_mode(self, j: int, vs: list[tuple[int, float]], weight: float) -> None:
         st = self._st

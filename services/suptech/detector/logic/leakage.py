@@ -29,6 +29,7 @@ from suptech.detector.logic.daily_drift import DailyDrift
 from suptech.detector.logic.hst import ScaledHalfSpaceTrees
 from suptech.detector.logic.idle import LastSeen
 from suptech.detector.logic.log_volume import LogVolume
+from suptech.detector.logic.recent_evidence import RecentEvidence
 from suptech.detector.logic.records_ratio import RecordsPerQuery
 from suptech.detector.logic.scores import Score, ScoreLog
 from suptech.detector.logic.slot_rate import SlotRate
@@ -142,6 +143,7 @@ class _Actor:
         "q",
         "rate",
         "access",
+        "session",
         "classes",
         "system0",
         "spread",
@@ -167,6 +169,8 @@ class _Actor:
         self.rate = SlotRate(cfg.rate_ratio, cfg.rate_min_events, 0.2, cfg.rate_warmup_hours)
         # Multivariate per-event score of the actor's accesses (the per-event anomaly score).
         self.access = AccessScorer()
+        # The evidence of its recent accesses, carried forward: the published per-event score.
+        self.session = RecentEvidence()
         self.classes = CategoryNovelty(lc.novelty_warmup_ns)
         # The one system the actor has used; systems tracked once it uses a second.
         self.system0 = -1
@@ -263,7 +267,8 @@ class LeakageFamily:
 
     def upgrade(self, now_ns: int = 0) -> None:
         """Fill what an older snapshot of the same shape lacks: since version 7, when each actor
-        and system was last seen (taken as ``now_ns``, the snapshot's last event time)."""
+        and system was last seen (taken as ``now_ns``, the snapshot's last event time); each
+        actor's carried session evidence."""
         if not hasattr(self, "actors_seen"):
             self.actors_seen = LastSeen()
             self.systems_seen = LastSeen()
@@ -272,6 +277,10 @@ class LeakageFamily:
                 self.actors_seen.touch(key, now_ns)
             for key in self.systems:
                 self.systems_seen.touch(key, now_ns)
+        # Before the session score, an actor had no carried evidence: it starts with none.
+        for actor in self.actors.values():
+            if not hasattr(actor, "session"):
+                actor.session = RecentEvidence()
 
     def evict_idle(self, before_ns: int) -> int:
         """Forget actors and systems not seen since ``before_ns``; return how many."""
@@ -821,11 +830,13 @@ class LeakageFamily:
         emit: Emit,
     ) -> None:
         """Score the event against the actor's multivariate habit (every access, on the scores
-        log). Alarm only on data leaving the institution that the other detectors of this event
-        did not already report, from an actor whose outbound habit is known; learn only what
-        was not flagged."""
+        log, as the session's tail probability: the accesses just after a glaring one share its
+        suspicion). Alarm only on data leaving the institution that the other detectors of this
+        event did not already report, from an actor whose outbound habit is known, on the
+        access's own tail probability; learn only what was not flagged."""
         scorer = actor.access
-        score = scorer.score_one(x)
+        lp = scorer.log_tail(x)
+        score = -math.expm1(lp)
         thr = self.cfg.access_alarm_score
         alarm = False
         if outbound and score >= 1.0 - self.lcfg.access_hot:
@@ -837,14 +848,17 @@ class LeakageFamily:
                 and actor.outbound_n > self.lcfg.access_min_outbound
             )
             actor.hot_ns = t
+        session = actor.session
+        ev = {"log_tail": lp}
         if self.scores.enabled:
             self.scores.add(
                 Score(
                     env.institution_id, "actor", env.data_access.actor_pseudonym, "leak.access",
-                    env.event_id, t, score, thr, x["records"], scorer.baseline("records"),
-                    alarm or flagged,
+                    env.event_id, t, session.score_one(ev), thr, x["records"],
+                    scorer.baseline("records"), alarm or flagged,
                 )
             )  # fmt: skip
+        session.learn_one(ev)
         if not (alarm or flagged):
             scorer.learn_one(x)
         if not alarm:
