@@ -27,7 +27,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -57,6 +57,7 @@ from suptech.detector.metrics import DetectorMetrics
 from suptech.detector.processing import DeadLetter, Outcome, refused_counts
 from suptech.detector.shards import Shard, ShardMaker
 from suptech.detector.side_inputs import SideReader, SideRecord
+from suptech.detector.snapshot import finish_snapshot, start_snapshot
 from suptech.detector.state_key import load_state_key
 from suptech.v1 import findings_pb2
 
@@ -88,6 +89,8 @@ class Detector:
     side: SideReader | None = None
     commits: CommitGuard = field(default_factory=CommitGuard)
     failed: bool = False
+    # Checkpoints between their snapshot and their commit.
+    _checkpoints: set[asyncio.Task[None]] = field(default_factory=set)
     _last_progress: dict[str, int] = field(default_factory=dict)
     metrics: DetectorMetrics = field(default_factory=DetectorMetrics)
 
@@ -145,26 +148,51 @@ class Detector:
             # Delivered (acks=all) before the source record may be acknowledged.
             await asyncio.gather(*futures)
 
-    async def checkpoint(self, shard: Shard) -> None:
-        """Write a shard's checkpoint to disk and Kafka, then commit offsets (never past the
-        checkpoints').
+    def checkpoint(self, shard: Shard) -> asyncio.Task[None] | None:
+        """Start a shard's checkpoint: the snapshot now, between two records (in a forked child
+        unless DETECTOR_FORK_SNAPSHOTS is off), then, in a task off the record path, the file,
+        Kafka, and a commit of the offsets the checkpoints cover.
 
         Offsets are committed only once Kafka has the checkpoint: a worker that loses its disk
         restores from Kafka, and must find there everything its committed offsets skip.
         """
-        if self.failed:
-            return
-        # The snapshot itself must be taken between records, on the loop; writing and fsyncing
-        # the file, and a few MiB at acks=all, go off it so heartbeats and health keep going.
-        checkpoint = shard.core.checkpoint()
-        data = await asyncio.to_thread(shard.store.save, checkpoint)
+        if self.failed or shard.snapshotting:
+            return None
+        shard.snapshotting = True
         try:
-            checkpoint_id = await asyncio.to_thread(shard.remote.save, data, checkpoint)
+            if self.config.fork_snapshots:
+                head, pid = start_snapshot(shard.core, shard.store)
+                written = finish_snapshot(pid, shard.store)
+            else:
+                head = shard.core.checkpoint()
+                written = asyncio.to_thread(shard.store.save, head)
+        except BaseException:
+            shard.snapshotting = False
+            raise
+        task = asyncio.ensure_future(self._finish_checkpoint(shard, head, written))
+        self._checkpoints.add(task)
+        task.add_done_callback(self._checkpoints.discard)
+        return task
+
+    async def _finish_checkpoint(
+        self, shard: Shard, head: Checkpoint, written: Awaitable[bytes]
+    ) -> None:
+        try:
+            data = await written
+            checkpoint_id = await asyncio.to_thread(shard.remote.save, data, head)
         except Exception as exc:
             self._remote_failed(shard, exc)
             return
-        self._written(shard, data, checkpoint, checkpoint_id)
-        await self.app.consumer.commit()
+        finally:
+            shard.snapshotting = False
+        self._written(shard, data, head, checkpoint_id)
+        await self.commit_covered()
+
+    async def checkpoint_all(self) -> None:
+        """Checkpoint every shard held and wait for all of them (rebalance, shutdown)."""
+        await asyncio.gather(*list(self._checkpoints), return_exceptions=True)
+        started = [self.checkpoint(shard) for shard in self.shards.values()]
+        await asyncio.gather(*(t for t in started if t is not None), return_exceptions=True)
 
     async def commit_covered(self) -> None:
         """Commit what the last durable checkpoints cover; a refusal only means the records
@@ -173,19 +201,6 @@ class Detector:
             await self.app.consumer.commit()
         except Exception as exc:
             log.warning("offsets not committed after the checkpoint (%r): re-read later", exc)
-
-    def checkpoint_now(self, shard: Shard) -> None:
-        """The same, blocking, for rebalances and shutdown (faust commits after those itself)."""
-        if self.failed:
-            return
-        checkpoint = shard.core.checkpoint()
-        data = shard.store.save(checkpoint)
-        try:
-            checkpoint_id = shard.remote.save(data, checkpoint)
-        except Exception as exc:
-            self._remote_failed(shard, exc)
-            return
-        self._written(shard, data, checkpoint, checkpoint_id)
 
     def _written(
         self, shard: Shard, data: bytes, checkpoint: Checkpoint, checkpoint_id: str
@@ -235,7 +250,7 @@ class Detector:
                 await self._fail(exc)
                 return
         if shard.core.checkpoint_due():
-            await self.checkpoint(shard)
+            self.checkpoint(shard)
 
     def _log_progress(self) -> None:
         cores = [s.core for s in self.shards.values()]
@@ -308,7 +323,7 @@ class Detector:
                 return
             self.metrics.events.inc(outcome.events)
             if shard.core.checkpoint_due():
-                await self.checkpoint(shard)
+                self.checkpoint(shard)
 
     async def assigned(self, partitions: set[int]) -> None:
         """The shards of a new assignment: drop the others (checkpointed at the revocation),
@@ -361,10 +376,9 @@ class Detector:
 
     async def revoked(self) -> None:
         """Partitions may move to another worker: hand over every shard's state. faust has
-        committed already, clamped to the previous checkpoints; commit up to these."""
-        for shard in self.shards.values():
-            self.checkpoint_now(shard)
-        await self.commit_covered()
+        committed already, clamped to the previous checkpoints; each checkpoint commits up to
+        its own."""
+        await self.checkpoint_all()
 
     async def _fail(self, exc: BaseException) -> None:
         # A shard now holds a record whose outputs may be lost: it must never be checkpointed.

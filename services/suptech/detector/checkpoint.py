@@ -109,9 +109,14 @@ class CheckpointStore:
     def save(self, checkpoint: Checkpoint) -> bytes:
         """Stamp and write ``checkpoint``; return its encoded bytes (what Kafka gets too)."""
         checkpoint.written_unix_s = time.time()
+        return self.write(checkpoint)
+
+    def write(self, checkpoint: Checkpoint) -> bytes:
+        """Write ``checkpoint`` as stamped; return its encoded bytes."""
         data = encode_checkpoint(checkpoint, self.key)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        # One temporary file per process: a forked snapshot may still be writing its own.
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()

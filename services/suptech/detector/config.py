@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,9 @@ class DetectorConfig:
     state_key_file: Path | None = None
     # Prometheus /metrics on every interface (SUPTECH_METRICS_PORT, 0 = off).
     metrics_port: int = 9465
+    # Snapshots in a forked child (DETECTOR_FORK_SNAPSHOTS), so the loop never waits for a
+    # pickle of the state; off, the pickle is taken on the loop (where fork does not exist).
+    fork_snapshots: bool = hasattr(os, "fork")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DetectorConfig:
@@ -72,6 +76,7 @@ class DetectorConfig:
             publish_scores=env_bool("DETECTOR_PUBLISH_SCORES", d.publish_scores, environ),
             state_key_file=_optional_path(env_str("DETECTOR_STATE_KEY_FILE", "", environ)),
             metrics_port=env_int("SUPTECH_METRICS_PORT", d.metrics_port, environ),
+            fork_snapshots=env_bool("DETECTOR_FORK_SNAPSHOTS", d.fork_snapshots, environ),
         )
         cfg.validate()
         return cfg
@@ -94,6 +99,8 @@ class DetectorConfig:
             raise ConfigError(f"DETECTOR_WEB_PORT out of range: {self.web_port}")
         if not 0 <= self.metrics_port < 65536:
             raise ConfigError(f"SUPTECH_METRICS_PORT out of range: {self.metrics_port}")
+        if self.fork_snapshots and not hasattr(os, "fork"):
+            raise ConfigError("DETECTOR_FORK_SNAPSHOTS: this platform cannot fork")
         if not 0 <= self.health_port < 65536:
             raise ConfigError(f"DETECTOR_HEALTH_PORT out of range: {self.health_port}")
 
@@ -131,6 +138,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DETECTOR_PUBLISH_SCORES", "true", "publish every anomaly score to scores.v1"),
     Setting("DETECTOR_STATE_KEY_FILE", "", "key sealing checkpoints (unset: made in state dir)"),
     Setting("SUPTECH_METRICS_PORT", _D.metrics_port, "Prometheus /metrics port (0 = off)"),
+    Setting(
+        "DETECTOR_FORK_SNAPSHOTS",
+        str(_D.fork_snapshots).lower(),
+        "take state snapshots in a forked child, off the event loop",
+    ),
 )
 
 

@@ -441,14 +441,22 @@ class DetectorCore:
 
     def checkpoint(self) -> Checkpoint:
         """State and the offsets it covers; call only when every output so far is published."""
+        checkpoint = self.checkpoint_head()
+        checkpoint.engine_blob = self.engine.snapshot()
+        return checkpoint
+
+    def checkpoint_head(self) -> Checkpoint:
+        """A checkpoint of now without its engine state (for a snapshot taken elsewhere, see
+        :mod:`suptech.detector.snapshot`), stamped; the next one is due from now."""
         self._events_at_checkpoint = self.events
         self._records_at_checkpoint = self.records
         self._dirty_advance = False
         self._checkpoint_at = time.monotonic()
         return Checkpoint(
-            engine_blob=self.engine.snapshot(),
+            engine_blob=b"",
             offsets=dict(self.offsets),
             max_event_time_ns=self.max_event_time_ns,
+            written_unix_s=time.time(),
         )
 
     def counters(self) -> dict[str, int]:

@@ -32,6 +32,8 @@ class Shard:
     from_kafka: bool
     # Size of its last checkpoint.
     checkpoint_bytes: int = 0
+    # A checkpoint of it is between its snapshot and Kafka.
+    snapshotting: bool = False
 
 
 @dataclass

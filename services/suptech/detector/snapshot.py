@@ -1,0 +1,53 @@
+"""Shard snapshots in a forked child, so the event loop never stops for a pickle.
+
+Pickling a shard's engine takes time in proportion to its state (seconds at a million actors),
+and on the loop that stops records, heartbeats and health alike: the group saw the worker as
+dead and rebalanced. Instead, as Redis's BGSAVE does, the worker forks: the child has the state
+exactly as it was between two records (copy-on-write pages), pickles and seals it, writes the
+checkpoint file and exits; the parent goes on at once and, once the child is done, reads the file
+back and sends it to Kafka, off the loop. The child touches nothing but the state and the file
+(no logging, no sockets: only the forking thread exists in it) and leaves by ``os._exit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+
+from suptech.detector.checkpoint import Checkpoint, CheckpointStore
+from suptech.detector.processing import DetectorCore
+
+__all__ = ["SnapshotFailed", "fork_available", "finish_snapshot", "start_snapshot"]
+
+
+class SnapshotFailed(RuntimeError):
+    """The child could not write the checkpoint (its exit status says how)."""
+
+
+def fork_available() -> bool:
+    return hasattr(os, "fork")
+
+
+def start_snapshot(core: DetectorCore, store: CheckpointStore) -> tuple[Checkpoint, int]:
+    """Fork a child that writes ``core``'s checkpoint to ``store``; the checkpoint (its engine
+    state left out) and the child's pid. Call between two records, as for any checkpoint."""
+    head = core.checkpoint_head()
+    pid = os.fork()
+    if pid == 0:  # the child: state as of the fork, then out without any cleanup
+        status = 1
+        try:
+            store.write(dataclasses.replace(head, engine_blob=core.engine.snapshot()))
+            status = 0
+        finally:
+            os._exit(status)
+    return head, pid
+
+
+async def finish_snapshot(pid: int, store: CheckpointStore) -> bytes:
+    """Wait (off the loop) for the child ``pid``; the bytes it wrote."""
+    _, wait_status = await asyncio.to_thread(os.waitpid, pid, 0)
+    code = os.waitstatus_to_exitcode(wait_status)
+    if code != 0:
+        raise SnapshotFailed(f"snapshot child {pid} exited with {code}")
+    return await asyncio.to_thread(store.path.read_bytes)
