@@ -1,5 +1,10 @@
 """IT autonomy family: controllability index and its drift, health against its own rhythm and
-after changes, vulnerability backlogs, shared vendors."""
+after changes, vulnerability backlogs; what shared vendors need, stated as vendor facts.
+
+Vendor concentration and shared-vendor outages need every institution's inventory, more than one
+partition of telemetry holds: the family states vendor facts (a system's vendors when its
+inventory changes, a system down) for :mod:`suptech.detector.logic.vendor_stage` to decide on.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +13,26 @@ from collections.abc import Callable
 from typing import Any
 
 from suptech.detector.logic.calendar import InstitutionContext
-from suptech.detector.logic.candidate import SYSTEMIC_INSTITUTION, Candidate, grade_for
+from suptech.detector.logic.candidate import Candidate, grade_for
 from suptech.detector.logic.config import EngineConfig
 from suptech.detector.logic.controllability_drift import ControllabilityDrift
 from suptech.detector.logic.seasonal import SeasonalBaseline
 from suptech.detector.logic.threshold import update_quantile
+from suptech.detector.logic.vendor_stage import inventory_facts, outage_facts
 from suptech.detector.logic.version_regression import VersionRegression
 from suptech.detector.logic.vuln_backlog import VulnBacklog
-from suptech.v1 import findings_pb2, telemetry_pb2
+from suptech.v1 import findings_pb2, telemetry_pb2, vendor_facts_pb2
 
 __all__ = ["LAYER_WEIGHTS", "TIER_WEIGHTS", "AutonomyFamily", "controllability_index"]
 
 FAMILY = findings_pb2.FAMILY_IT_AUTONOMY
 Emit = Callable[[Candidate], None]
+Facts = Callable[[vendor_facts_pb2.VendorFact], None]
+
+
+def _drop(fact: vendor_facts_pb2.VendorFact) -> None:
+    """Where vendor facts go when nobody takes them (the family driven on its own)."""
+
 
 # Layers whose loss of control is hardest to work around weigh most.
 LAYER_WEIGHTS: dict[int, float] = {
@@ -158,23 +170,22 @@ class AutonomyFamily:
         self.context = context
         self._slots: dict[str, tuple[int, int]] = {}
         self.systems: dict[tuple[str, str], _System] = {}
-        # vendor -> institutions with a core system depending on it
-        self.vendor_core: dict[str, set[str]] = {}
-        self.vendor_flagged: dict[str, int] = {}
-        # vendor -> {(institution, system): (first, last) event time of its current outage}
-        self.vendor_hits: dict[str, dict[tuple[str, str], tuple[int, int]]] = {}
-        # vendor -> event time it was reported as the cause of a shared outage
-        self.vendor_outages: dict[str, int] = {}
         self.cascades: dict[str, _Cascade] = {}
-        self.core_institutions: set[str] = set()
         self.folded = 0
 
     def stats(self) -> dict[str, int]:
-        return {
-            "it_systems": len(self.systems),
-            "vendors": len(self.vendor_core),
-            "cascade_findings_folded": self.folded,
-        }
+        return {"it_systems": len(self.systems), "cascade_findings_folded": self.folded}
+
+    def take_legacy_vendor_state(self) -> dict[str, Any] | None:
+        """What a family restored from before the vendor stage decided vendors with (engine
+        snapshots up to version 7), removed from it; None when it holds none."""
+        names = ("core_institutions", "vendor_core", "vendor_flagged", "vendor_hits")
+        if not all(hasattr(self, n) for n in names):
+            return None
+        state = {n: self.__dict__.pop(n) for n in names}
+        state["vendor_outages"] = self.__dict__.pop("vendor_outages", {})
+        state["systems"] = {k: s.vendors for k, s in self.systems.items() if s.vendors}
+        return state
 
     def institution_index(self, inst_id: str) -> float:
         """Tier-weighted controllability index of an institution's systems."""
@@ -187,7 +198,15 @@ class AutonomyFamily:
                 acc += w * s.index
         return acc / total if total else 1.0
 
-    def process(self, env: telemetry_pb2.TelemetryEnvelope, t: int, emit: Emit) -> None:
+    def process(
+        self,
+        env: telemetry_pb2.TelemetryEnvelope,
+        t: int,
+        emit: Emit,
+        facts: Facts = _drop,
+    ) -> None:
+        """Run the family's detectors on one posture report; ``facts`` takes its vendor facts
+        (in order with the candidates: the engine's in-process stage reports at once)."""
         cfg = self.cfg
         rep = env.it_posture
         inst_id = env.institution_id
@@ -209,7 +228,7 @@ class AutonomyFamily:
             s.components = [telemetry_pb2.Component(layer=c.layer) for c in comps]
             for mine, c in zip(s.components, comps, strict=True):
                 mine.CopyFrom(c)
-            self._inventory(s, list(comps), inst_id, sys_id, core, tier_grade, t, eid, emit)
+            self._inventory(s, list(comps), inst_id, sys_id, core, tier_grade, t, eid, emit, facts)
         declared = self._declared(inst_id, sys_id, t)
         held = declared or self._declared(inst_id, sys_id, t, any_kind=True)
         seen = s.vulns_seen
@@ -291,11 +310,11 @@ class AutonomyFamily:
             )
         if not hit and s.n > cfg.warmup_events:
             s.q = update_quantile(s.q, score, cfg.false_alarm_budget, 0.05)
-        if outage:
+        if outage and s.vendors:
             # Only hard outages count towards a shared-vendor outage: health wobbles at two
             # institutions sharing a popular vendor are a coincidence, not a systemic event.
-            interval_ns = rep.interval_seconds * 1_000_000_000
-            self._vendor_outage(inst_id, sys_id, s.vendors, t, interval_ns, eid, emit)
+            for fact in outage_facts(inst_id, sys_id, s.vendors, t, rep.interval_seconds, eid):
+                facts(fact)
 
     def _inventory(
         self,
@@ -308,6 +327,7 @@ class AutonomyFamily:
         t: int,
         eid: str,
         emit: Emit,
+        facts: Facts,
     ) -> None:
         cfg = self.cfg
         index = controllability_index(comps)
@@ -361,11 +381,15 @@ class AutonomyFamily:
         s.index = index
         if inventory != s.inventory:
             s.inventory = inventory
-            s.vendors = frozenset(c.vendor for c in comps)
-            if core:
-                # Concentration risk is dependence on what the institutions cannot control.
-                foreign = frozenset(c.vendor for c in comps if not c.independently_controllable)
-                self._concentration(inst_id, foreign, t, eid, emit)
+            old, s.vendors = s.vendors, frozenset(c.vendor for c in comps)
+            # Concentration risk is dependence on what the institutions cannot control.
+            foreign = (
+                frozenset(c.vendor for c in comps if not c.independently_controllable)
+                if core
+                else None
+            )
+            for fact in inventory_facts(inst_id, sys_id, old, s.vendors, foreign, t, eid):
+                facts(fact)
 
     def _drift(
         self,
@@ -591,112 +615,5 @@ class AutonomyFamily:
                 c.evidence,
                 [("dependent_systems", 1.0, 0.0, 1.0)],
                 basis=f"since{cas.start_ns}",
-            )
-        )
-
-    def _concentration(
-        self, inst_id: str, vendors: frozenset[str], t: int, eid: str, emit: Emit
-    ) -> None:
-        cfg = self.cfg
-        self.core_institutions.add(inst_id)
-        for v in vendors:
-            insts = self.vendor_core.setdefault(v, set())
-            insts.add(inst_id)
-            n = len(insts)
-            share = n / len(self.core_institutions)
-            if (
-                n >= cfg.vendor_concentration_min
-                and share >= cfg.vendor_concentration_share
-                and n > self.vendor_flagged.get(v, 0)
-                and len(self.core_institutions) >= cfg.vendor_concentration_min
-            ):
-                # Once per vendor and level: a larger concentration is news, the same one is not.
-                self.vendor_flagged[v] = n * 2
-                emit(
-                    Candidate(
-                        FAMILY,
-                        SYSTEMIC_INSTITUTION,
-                        "vendor",
-                        v,
-                        "it.vendor_concentration",
-                        True,
-                        float(n),
-                        float(cfg.vendor_concentration_min),
-                        findings_pb2.GRADE_SIGNIFICANT,
-                        f"Core systems of {n} institutions ({share:.0%}) depend on vendor {v}",
-                        t,
-                        [eid],
-                        [("institutions", float(n), 0.0, 1.0)],
-                        related=sorted(insts),
-                        basis=str(n),
-                    )
-                )
-
-    def _vendor_outage(
-        self,
-        inst_id: str,
-        sys_id: str,
-        vendors: frozenset[str],
-        t: int,
-        interval_ns: int,
-        eid: str,
-        emit: Emit,
-    ) -> None:
-        """Blame one vendor for outages at several institutions at once.
-
-        The decision waits one report interval after a vendor's first failed system, so every
-        system it serves has reported; then the vendor with the largest share of its systems
-        down (ties: the one explaining more failures) is the cause, and the other vendors of
-        those systems (the OS, the chips under the same cloud) are not blamed as well.
-        """
-        cfg = self.cfg
-        window = cfg.vendor_outage_window_ns
-        # A vendor already blamed for an outage in the window explains this system too.
-        if any(t - self.vendor_outages.get(v, -window - 1) <= window for v in vendors):
-            return
-        best: tuple[float, int, str, list[str]] | None = None
-        for v in vendors:
-            hits = self.vendor_hits.setdefault(v, {})
-            seen = hits.get((inst_id, sys_id))
-            if seen is None or t - seen[1] > window:
-                hits[(inst_id, sys_id)] = (t, t)
-            else:
-                hits[(inst_id, sys_id)] = (seen[0], t)
-            for k in [k for k, (_, last) in hits.items() if t - last > window]:
-                del hits[k]
-            insts = sorted({i for i, _ in hits})
-            if len(insts) < cfg.vendor_outage_min_institutions:
-                continue
-            if t - min(first for first, _ in hits.values()) < interval_ns:
-                continue
-            footprint = sum(1 for s in self.systems.values() if v in s.vendors)
-            coverage = len(hits) / max(footprint, 1)
-            if coverage < cfg.vendor_outage_coverage:
-                continue
-            cand = (-coverage, -len(hits), v, insts)
-            if best is None or cand < best:
-                best = cand
-        if best is None:
-            return
-        coverage, failed, v, recent = -best[0], -best[1], best[2], best[3]
-        self.vendor_outages[v] = t
-        emit(
-            Candidate(
-                FAMILY,
-                SYSTEMIC_INSTITUTION,
-                "vendor",
-                v,
-                "it.vendor_outage",
-                True,
-                float(len(recent)),
-                float(cfg.vendor_outage_min_institutions),
-                findings_pb2.GRADE_CRITICAL,
-                f"Systems of {len(recent)} institutions depending on vendor {v} failed "
-                f"within {window // 60_000_000_000} minutes ({failed} systems, {coverage:.0%} of "
-                f"those using it)",
-                t,
-                [eid],
-                [("institutions", float(len(recent)), 0.0, 1.0)],
-                related=recent,
             )
         )

@@ -70,6 +70,11 @@ class EngineConfig:
     vendor_outage_min_institutions: int = 3
     # Share of a vendor's systems that must be down together before the vendor is blamed.
     vendor_outage_coverage: float = 0.5
+    # Vendor findings need every institution's inventory. Off: the engine decides them itself
+    # (one engine sees all telemetry: the replay, the simulator, one worker). On: it queues the
+    # vendor facts for the caller (DetectionEngine.take_vendor_facts) to route, keyed by vendor,
+    # to the vendor stage (suptech.detector.logic.vendor_stage), and decides none itself.
+    external_vendor_stage: bool = False
     # Systems of one institution failing within this window of each other are one disruption.
     cascade_window_ns: int = HOUR_NS
     # A source is silent after this many missed heartbeat intervals.

@@ -16,16 +16,18 @@ from suptech.detector.logic.metrics import MetricsFamily
 from suptech.detector.logic.sandbox import SandboxFamily
 from suptech.detector.logic.scores import Score, ScoreLog
 from suptech.detector.logic.silence import SilenceWatch
-from suptech.v1 import alerts_pb2, findings_pb2, sandbox_pb2, telemetry_pb2
+from suptech.detector.logic.vendor_stage import VendorStage
+from suptech.v1 import alerts_pb2, findings_pb2, sandbox_pb2, telemetry_pb2, vendor_facts_pb2
 
 __all__ = ["DetectionEngine"]
 
 # Raised whenever per-entity state changes shape: an older snapshot is refused, not half-loaded.
-_SNAPSHOT_VERSION = 7
+_SNAPSHOT_VERSION = 8
 # Version 2 lacked the feedback memory, 3 the metric streams, conditions and declared context:
 # they load with those empty. Version 4 held the data-leakage state of before the calendar.
 # Version 5 remembered bare event ids: it loads with an empty memory of processed events.
 # Version 6 did not know when entities were last seen: they load as seen at its last event.
+# Up to version 7 the IT-autonomy family held the vendor state: it moves to the vendor stage.
 _UPGRADABLE = {2, 3}
 _NEW_DEDUP = {2, 3, 5}
 _GRADE_DOWN: dict[int, int] = {
@@ -48,7 +50,9 @@ class DetectionEngine:
     detector, the entity and the onset or window, so a replay or a redelivery makes the same ids.
     Findings whose evidence falls in a window the institution declared (maintenance, change,
     batch) are graded down and say so. Every scored event leaves a :class:`Score` in
-    :attr:`scores` for the caller to take.
+    :attr:`scores` for the caller to take. Vendor findings (concentration, shared outages) come
+    from :attr:`vendor_stage`, fed the IT-autonomy family's vendor facts as they are made; with
+    ``EngineConfig.external_vendor_stage`` the facts wait in :meth:`take_vendor_facts` instead.
     """
 
     def __init__(self, config: EngineConfig | None = None) -> None:
@@ -57,6 +61,8 @@ class DetectionEngine:
         self.context = InstitutionContext(cfg.default_time_zone)
         self.leakage = LeakageFamily(cfg, self.scores, self.context)
         self.autonomy = AutonomyFamily(cfg, self.context)
+        self.vendor_stage = VendorStage(cfg)
+        self._vendor_facts: list[vendor_facts_pb2.VendorFact] = []
         self.sandbox = SandboxFamily(cfg, self.context)
         self.silence = SilenceWatch(cfg, self.context)
         self.feedback = FeedbackMemory()
@@ -120,7 +126,7 @@ class DetectionEngine:
             self.leakage.process(env, t, self._emit)
             self.silence.institution_seen(inst_id, t, eid)
         elif kind == "it_posture":
-            self.autonomy.process(env, t, self._emit)
+            self.autonomy.process(env, t, self._emit, self._vendor_fact)
             rep = env.it_posture
             self.silence.seen(
                 inst_id,
@@ -161,6 +167,21 @@ class DetectionEngine:
             self.context.upsert_window(inst_id, env.maintenance)
         elif kind == "calendar":
             self.context.upsert_calendar(inst_id, env.calendar)
+
+    def _vendor_fact(self, fact: vendor_facts_pb2.VendorFact) -> None:
+        if self.config.external_vendor_stage:
+            self._vendor_facts.append(fact)
+            return
+        for c in self.vendor_stage.process(fact):
+            self._emit(c)
+
+    def take_vendor_facts(self) -> list[vendor_facts_pb2.VendorFact]:
+        """The vendor facts made since the last call, in order (with
+        ``EngineConfig.external_vendor_stage``; otherwise always empty): send each to the
+        vendor stage's topic under ``vendor_stage.vendor_fact_key(fact)``, and one whose key is
+        None to every partition of it."""
+        facts, self._vendor_facts = self._vendor_facts, []
+        return facts
 
     def _heartbeat(self, inst_id: str, hb: telemetry_pb2.Heartbeat, t: int, eid: str) -> None:
         """A heartbeat keeps alive its source's heartbeats, and exactly the streams it vouches
@@ -227,6 +248,7 @@ class DetectionEngine:
             idle_since = wm - self.config.idle_evict_ns
             self.leakage.evict_idle(idle_since)
             self.metrics.evict_idle(idle_since)
+            self.vendor_stage.advance(wm)
         # Late events land at most a window back; older coalescing keys can go.
         horizon = (wm - 2 * self.config.coalesce_window_ns) // self.config.coalesce_window_ns
         if horizon > self._pruned_window:
@@ -308,14 +330,17 @@ class DetectionEngine:
             state["metrics"] = MetricsFamily(cfg, state["scores"])
             state["context"] = InstitutionContext(cfg.default_time_zone)
             state["conditions"] = Conditions(cfg.condition_clear_ns)
-        elif version not in (_SNAPSHOT_VERSION, 5, 6):
+        elif version not in (_SNAPSHOT_VERSION, 5, 6, 7):
             raise ValueError(f"snapshot version {version} is not {_SNAPSHOT_VERSION}")
         if version in _NEW_DEDUP:
             cfg = config or state["config"]
             state.pop("_seen_order", None)
             state["_seen"] = SeenEvents(cfg.dedup_horizon_ns, cfg.dedup_capacity)
+        state.setdefault("_vendor_facts", [])
         engine = cls.__new__(cls)
         engine.__dict__.update(state)
+        if "vendor_stage" not in state:
+            engine.vendor_stage = _legacy_vendor_stage(engine.autonomy, engine.config)
         engine.leakage.upgrade(engine._max_event_ns)
         engine.metrics.upgrade(engine._max_event_ns)
         engine.metrics.scores = engine.leakage.scores = engine.scores
@@ -329,6 +354,7 @@ class DetectionEngine:
         self.config = config
         for part in (self.leakage, self.autonomy, self.sandbox, self.silence, self.metrics):
             part.cfg = config
+        self.vendor_stage.cfg = config
         self.scores.enabled = config.record_scores
         self.conditions.clear_after_ns = config.condition_clear_ns
         self._seen.horizon_ns = config.dedup_horizon_ns
@@ -339,6 +365,8 @@ class DetectionEngine:
         out: dict[str, int] = {}
         for part in (self.leakage, self.autonomy, self.sandbox, self.silence, self.metrics):
             out.update(part.stats())
+        out.update(self.vendor_stage.stats())
+        out["vendor_facts_queued"] = len(self._vendor_facts)
         out.update(self.context.stats())
         out["open_conditions"] = len(self.conditions)
         out["events_processed"] = self._events
@@ -349,3 +377,9 @@ class DetectionEngine:
         out["metric_findings_in_declared_windows"] = self._in_windows
         out.update(self.feedback.stats())
         return out
+
+
+def _legacy_vendor_stage(autonomy: AutonomyFamily, cfg: EngineConfig) -> VendorStage:
+    """The vendor stage of a snapshot from before it (the family held its state)."""
+    legacy = autonomy.take_legacy_vendor_state()
+    return VendorStage.from_legacy(cfg, **legacy) if legacy else VendorStage(cfg)
