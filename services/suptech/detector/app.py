@@ -56,7 +56,7 @@ from suptech.detector.logic import EngineConfig
 from suptech.detector.metrics import DetectorMetrics
 from suptech.detector.processing import DeadLetter, Outcome, refused_counts
 from suptech.detector.shards import Shard, ShardMaker
-from suptech.detector.side_inputs import SideReader, SideRecord
+from suptech.detector.side_inputs import SideFollower, SideReader, SideRecord
 from suptech.detector.snapshot import finish_snapshot, start_snapshot
 from suptech.detector.state_key import load_state_key
 from suptech.v1 import findings_pb2
@@ -85,8 +85,8 @@ class Detector:
     tracer: trace.Tracer
     # The shards this worker holds, by number (= telemetry partition).
     shards: dict[int, Shard] = field(default_factory=dict)
-    # The sandbox register and the verdicts, read outside the group (opened at first assignment).
-    side: SideReader | None = None
+    # The sandbox register and the verdicts, read outside the group (from the first assignment).
+    side: SideFollower | None = None
     commits: CommitGuard = field(default_factory=CommitGuard)
     failed: bool = False
     # Checkpoints between their snapshot and their commit.
@@ -227,8 +227,14 @@ class Detector:
             shard.core.name,
         )
 
-    async def on_watermark(self) -> None:
+    async def on_tick(self) -> None:
+        """The register and verdicts come since the last tick, and the progress line. A timer of
+        its own: the watermark's waits for the broker's end offsets (a second or more while the
+        worker is busy), and progress is what shows a stalled worker."""
         await self.read_side_inputs()
+        self._log_progress()
+
+    async def on_watermark(self) -> None:
         # Asked of the broker before taking the lock, so records keep flowing meanwhile. Offsets
         # can only move on in between: a partition seen lagging may have caught up, which holds
         # the watermark back a moment longer, never lets it run ahead.
@@ -238,7 +244,6 @@ class Detector:
                 return
             for shard in list(self.shards.values()):
                 await self._advance(shard, lagging)
-            self._log_progress()
 
     async def _advance(self, shard: Shard, lagging: frozenset[tuple[str, int]]) -> None:
         own = frozenset(tp for tp in lagging if tp[1] == shard.number)
@@ -267,7 +272,7 @@ class Detector:
         """Hand what came on the register and the verdicts to every shard held."""
         if self.side is None:
             return
-        records = await asyncio.to_thread(self.side.poll)
+        records = self.side.take()
         if records:
             async with self.lock:
                 await self._feed_side(records)
@@ -356,18 +361,23 @@ class Detector:
     async def _catch_up(self, opened: list[Shard]) -> None:
         """Bring new shards to the ends of the register and the verdicts before their first
         record (every shard skips what it has); the live reads go on from there."""
-        if self.side is None:
-            self.side = await asyncio.to_thread(
-                SideReader, self.config.kafka_addr, self.side_topics
-            )
+        reader = await asyncio.to_thread(SideReader, self.config.kafka_addr, self.side_topics)
         start = {
             (tp.topic, tp.partition): min(
                 s.core.offsets.get((tp.topic, tp.partition), 0) for s in opened
             )
-            for tp in self.side.partitions
+            for tp in reader.partitions
         }
-        records, _ = await asyncio.to_thread(self.side.read_to_end, start)
-        await self._feed_side(records)
+        try:
+            records, ends = await asyncio.to_thread(reader.read_to_end, start)
+        except BaseException:
+            reader.close()
+            raise
+        await self._feed_side(records + (self.side.take() if self.side else []))
+        if self.side is None:  # the first: it follows on from there
+            self.side = SideFollower(reader, ends)
+        else:
+            reader.close()
         log.info(
             "sandbox register preloaded: %d tests in shards %s",
             opened[0].core.engine.stats()["sandbox_tests"],
@@ -475,6 +485,7 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
 
     app.agent(source, name=f"{config.app_id}.detect")(detect)
     app.timer(config.watermark_interval_s, name=f"{config.app_id}.watermark")(detector.on_watermark)
+    app.timer(config.watermark_interval_s, name=f"{config.app_id}.tick")(detector.on_tick)
     _connect_lifecycle(detector)
     return detector
 

@@ -12,6 +12,8 @@ handed to every shard), then the worker hands each later record to all the shard
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping
 
@@ -20,7 +22,9 @@ from kafka.structs import TopicPartition
 
 from suptech.common.kafka import open_client
 
-__all__ = ["SideRecord", "SideReader"]
+__all__ = ["SideRecord", "SideReader", "SideFollower"]
+
+log = logging.getLogger(__name__)
 
 # (topic, partition, offset, key, value)
 SideRecord = tuple[str, int, int, bytes | None, bytes | None]
@@ -84,3 +88,40 @@ class SideReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+class SideFollower:
+    """A :class:`SideReader` polled by a thread of its own from given positions; the loop takes
+    what has come with :meth:`take`, without waiting (a poll in a worker thread of a busy
+    process waits for the GIL: taken on every watermark tick, it stretched the tick to 1 s)."""
+
+    def __init__(self, reader: SideReader, positions: Positions) -> None:
+        self._reader = reader
+        reader.seek(positions)
+        self._lock = threading.Lock()
+        self._pending: list[SideRecord] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="side-inputs", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                records = self._reader.poll(timeout_ms=500)
+            except Exception as exc:  # the broker away: try again, the positions are kept
+                log.warning("cannot read the register and verdicts (%r): retrying", exc)
+                self._stop.wait(1.0)
+                continue
+            if records:
+                with self._lock:
+                    self._pending.extend(records)
+
+    def take(self) -> list[SideRecord]:
+        with self._lock:
+            records, self._pending = self._pending, []
+        return records
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._reader.close()
