@@ -41,7 +41,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 from suptech.common.bundles import encode_bundle
-from suptech.common.topics import DATA_ACCESS, HEARTBEAT, ensure_topics, topic_name
+from suptech.common.topics import TELEMETRY_TOPICS, ensure_topics, topic_name
 from suptech.detector.logic import DetectionEngine
 from suptech.v1 import telemetry_pb2
 
@@ -59,17 +59,25 @@ CHECKPOINT = re.compile(r"checkpoint written: (\d+) bytes")
 Bundle = tuple[str, str, list[telemetry_pb2.TelemetryEnvelope]]
 
 
-def make_bundles(n_events: int, seed: int = 11, actors_per_institution: int = 40) -> list[Bundle]:
+def make_bundles(
+    n_events: int,
+    seed: int = 11,
+    actors_per_institution: int = 40,
+    institutions: int = INSTITUTIONS,
+    cycle_actors: bool = False,
+) -> list[Bundle]:
     """(topic kind, institution, events): routine access by ``actors_per_institution`` actors
     per institution, in time order per institution, with one heartbeat bundle per institution
-    every 20 access bundles."""
+    every 20 access bundles. Each event's actor is drawn at random, or with ``cycle_actors``
+    taken in turn (so ``n_events`` events touch ``min(n_events, actors)`` actors exactly)."""
     rng = random.Random(seed)
-    clock = {f"BANK-{i:03d}": T0_NS for i in range(INSTITUTIONS)}
+    clock = {f"BANK-{i:03d}": T0_NS for i in range(institutions)}
+    turn = dict.fromkeys(clock, 0)
     out: list[Bundle] = []
     made = 0
     k = 0
     while made < n_events:
-        inst = f"BANK-{k % INSTITUTIONS:03d}"
+        inst = f"BANK-{k % institutions:03d}"
         events = []
         for _ in range(min(BUNDLE, n_events - made)):
             clock[inst] += rng.randint(1, 4) * 1_000_000_000
@@ -77,7 +85,12 @@ def make_bundles(n_events: int, seed: int = 11, actors_per_institution: int = 40
             env.event_time.FromNanoseconds(clock[inst])
             da = env.data_access
             da.system_id = f"sys-{rng.randint(0, 3)}"
-            da.actor_pseudonym = f"{inst}-actor-{rng.randrange(actors_per_institution):07d}"
+            if cycle_actors:
+                actor = turn[inst] % actors_per_institution
+                turn[inst] += 1
+            else:
+                actor = rng.randrange(actors_per_institution)
+            da.actor_pseudonym = f"{inst}-actor-{actor:07d}"
             da.actor_role = telemetry_pb2.ACTOR_ROLE_EMPLOYEE
             da.channel = telemetry_pb2.CHANNEL_API
             da.operation = rng.choice([telemetry_pb2.OPERATION_QUERY, telemetry_pb2.OPERATION_READ])
@@ -136,46 +149,79 @@ def stamp(text: str) -> float:
     return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
+# (topic kind, key, value): a bundle as the gateway writes it.
+Record = tuple[str, bytes, bytes]
+
+
+def encode_records(bundles: list[Bundle]) -> list[Record]:
+    return [
+        (kind, inst.encode(), encode_bundle(inst, uuid.uuid4().hex, time.time_ns(), events))
+        for kind, inst, events in bundles
+    ]
+
+
+def send_records(bootstrap: str, prefix: str, records: list[Record]) -> None:
+    """Write ``records`` to the telemetry topics of ``prefix`` (keyed by institution, as the
+    gateway does), all delivered on return."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=8 << 20)
+    try:
+        for kind, key, value in records:
+            producer.send(topic_name(TELEMETRY_TOPICS[kind], prefix), key=key, value=value)
+        producer.flush(timeout=120)
+    finally:
+        producer.close()
+
+
+def worker_env(
+    bootstrap: str, prefix: str, state_dir: Path, app_id: str | None = None, **extra: str
+) -> dict[str, str]:
+    """The environment of one benchmark worker (``extra``: other or further settings)."""
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{REPO / 'services'}{os.pathsep}{REPO}",
+        KAFKA_ADDR=bootstrap,
+        SUPTECH_TOPIC_PREFIX=prefix,
+        SUPTECH_LOG_FORMAT="text",
+        DETECTOR_APP_ID=app_id or f"perf-detector-{prefix.rstrip('.')}",
+        DETECTOR_STATE_DIR=str(state_dir),
+        DETECTOR_WATERMARK_INTERVAL_S="0.25",
+        DETECTOR_SESSION_TIMEOUT_S="6",
+        # Ephemeral health port, no metrics port: fixed ports may be taken on a shared machine,
+        # and by the other workers of a benchmark.
+        DETECTOR_HEALTH_PORT="0",
+        SUPTECH_METRICS_PORT="0",
+    )
+    env.update(extra)
+    return env
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """``python -m suptech.detector worker`` with its output (stdout and stderr) in log_path."""
+    with open(log_path, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "suptech.detector", "worker"],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def progress_points(text: str) -> list[tuple[float, int]]:
+    """(time, events processed) of every progress line of a worker's log."""
+    return [(stamp(m.group(1)), json.loads(m.group(2))["events"]) for m in PROGRESS.finditer(text)]
+
+
 def worker_rate(
     bootstrap: str, bundles: list[Bundle], n_events: int, timeout_s: float
 ) -> dict[str, Any]:
     prefix = f"perf{uuid.uuid4().hex[:8]}."
     ensure_topics(bootstrap, prefix)
-    topics = {
-        "data_access": topic_name(DATA_ACCESS, prefix),
-        "heartbeat": topic_name(HEARTBEAT, prefix),
-    }
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=8 << 20)
-    try:
-        for kind, inst, events in bundles:
-            value = encode_bundle(inst, uuid.uuid4().hex, time.time_ns(), events)
-            producer.send(topics[kind], key=inst.encode(), value=value)
-        producer.flush(timeout=120)
-    finally:
-        producer.close()
+    send_records(bootstrap, prefix, encode_records(bundles))
 
     with tempfile.TemporaryDirectory(prefix="detector-speed-") as tmp:
         log_path = Path(tmp) / "worker.log"
-        env = dict(
-            os.environ,
-            PYTHONPATH=f"{REPO / 'services'}{os.pathsep}{REPO}",
-            KAFKA_ADDR=bootstrap,
-            SUPTECH_TOPIC_PREFIX=prefix,
-            DETECTOR_APP_ID=f"perf-detector-{prefix.rstrip('.')}",
-            DETECTOR_STATE_DIR=str(Path(tmp) / "state"),
-            DETECTOR_WATERMARK_INTERVAL_S="0.25",
-            DETECTOR_SESSION_TIMEOUT_S="6",
-            # An ephemeral health port: 50071 may be taken on a shared machine.
-            DETECTOR_HEALTH_PORT="0",
-        )
-        with open(log_path, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "suptech.detector", "worker"],
-                env=env,
-                cwd=REPO,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        proc = start_worker(worker_env(bootstrap, prefix, Path(tmp) / "state"), log_path)
         peak_kib = 0
         try:
             points: list[tuple[float, int]] = []
@@ -183,11 +229,8 @@ def worker_rate(
             while time.monotonic() < deadline:
                 time.sleep(0.5)
                 text = log_path.read_text(errors="replace")
-                points = [
-                    (stamp(m.group(1)), json.loads(m.group(2))["events"])
-                    for m in PROGRESS.finditer(text)
-                ]
-                peak_kib = max(peak_kib, _vm_hwm_kib(proc.pid))
+                points = progress_points(text)
+                peak_kib = max(peak_kib, vm_hwm_kib(proc.pid))
                 if points and points[-1][1] >= n_events:
                     break
                 if proc.poll() is not None:
@@ -214,7 +257,7 @@ def worker_rate(
     }
 
 
-def _vm_hwm_kib(pid: int) -> int:
+def vm_hwm_kib(pid: int) -> int:
     """Peak resident memory of a process so far (Linux), 0 when it cannot be read."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
