@@ -212,3 +212,36 @@ def test_better_than_chance_on_a_labelled_stream(seed: int) -> None:
             scorer.learn_one(x)
     assert sum(labels) >= 10
     assert roc_auc(scores, labels) > 0.95
+
+
+def test_the_most_glaring_exports_keep_their_order_below_a_score_of_one() -> None:
+    """Beyond ``trusted_tail`` the tail falls as a power law, not exponentially: exports of
+    100, 10,000 and a million times the usual records stay ranked (their scores would all round
+    to 1.0 otherwise), and every score up to ``1 - trusted_tail`` is what the exponential tail
+    gives."""
+    rng = random.Random(8)
+    scorer, exponential = AccessScorer(), AccessScorer(trusted_tail=1e-300)
+    for _ in range(1500):
+        x = normal_event(rng, 40.0)
+        for s in (scorer, exponential):
+            s.learn_one(x)
+    typical = {"records": 40.0, "bytes_out": 32_000.0, "bytes_in": 600.0, "duration_s": 1.0}
+    glaring = [{**typical, "records": 40.0 * k, "bytes_out": 32_000.0 * k} for k in (1e2, 1e4, 1e6)]
+    scores = [scorer.score_one(x) for x in glaring]
+    assert ALARM < scores[0] < scores[1] < scores[2] < 1.0
+    assert exponential.score_one(glaring[1]) == exponential.score_one(glaring[2]) == 1.0
+    for _ in range(500):
+        x = normal_event(rng, 40.0)
+        x["records"] *= rng.choice([1.0, 3.0, 10.0])
+        if exponential.score_one(x) < 1.0 - scorer.trusted_tail:
+            assert scorer.score_one(x) == exponential.score_one(x)
+
+
+def test_a_scorer_pickled_before_trusted_tail_restores_with_it() -> None:
+    scorer = warmed(40.0, n=300)
+    state = scorer.__getstate__()
+    del state["trusted_tail"]
+    old = AccessScorer.__new__(AccessScorer)
+    old.__setstate__(state)
+    x = {"records": 4e6, "bytes_out": 3.2e9}
+    assert old.trusted_tail == 1e-8 and old.score_one(x) == scorer.score_one(x) < 1.0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -209,3 +210,49 @@ def test_a_batch_window_for_one_system_marks_only_that_systems_findings() -> Non
     [plain] = [f for f in beside if f.rule_id == "leak.new_destination"]
     assert marked.declared_window_id == "w1" and marked.grade < plain.grade
     assert not plain.declared_window_id and "declared window" not in plain.summary
+
+
+def _mail(n: int, t_s: int, bytes_out: int, bytes_in: int) -> T.TelemetryEnvelope:
+    """One send of a mail gateway's single actor to the one external destination it uses."""
+    env = T.TelemetryEnvelope(event_id=f"m{n}", institution_id="bank-2")
+    env.event_time.FromSeconds(t_s)
+    env.data_access.CopyFrom(
+        T.DataAccessEvent(
+            system_id="bank-2-mail",
+            actor_pseudonym="a" * 64,
+            channel=T.CHANNEL_API,
+            operation=T.OPERATION_TRANSFER,
+            bytes_out=bytes_out,
+            bytes_in=bytes_in,
+            duration_ms=1000,
+            destination_kind=T.DESTINATION_KIND_EXTERNAL,
+            destination_pseudonym="d" * 64,
+        )
+    )
+    return env
+
+
+def test_the_score_of_an_ordinary_send_right_after_a_glaring_one_carries_its_suspicion() -> None:
+    """The published leak.access score of a send of the usual size is high right after a send
+    unlike anything the actor did (the session's evidence), and low for the same send in the
+    actor's routine, before it and twenty sends after it."""
+    rng = random.Random(4)
+    engine = DetectionEngine()
+    t0 = 1_790_000_000
+
+    def score(n: int, bytes_out: int, bytes_in: int) -> float:
+        engine.process(_mail(n, t0 + 60 * n, bytes_out, bytes_in))
+        [s] = [s.score for s in engine.take_scores() if s.model_id == "leak.access"]
+        return s
+
+    for n in range(600):
+        score(n, int(rng.lognormvariate(7.0, 0.4)), int(rng.lognormvariate(5.8, 0.1)))
+    usual = (1100, 330)
+    before = score(600, *usual)
+    assert score(601, 6, 120) > 0.99999  # six bytes out: nothing like its sends
+    after = score(602, *usual)
+    for n in range(603, 623):
+        score(n, int(rng.lognormvariate(7.0, 0.4)), int(rng.lognormvariate(5.8, 0.1)))
+    later = score(623, *usual)
+    assert before < 0.9 and later < 0.9
+    assert after > 0.999

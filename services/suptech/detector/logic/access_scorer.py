@@ -81,7 +81,8 @@ class AccessScorer(base.AnomalyDetector):
     normal events", whatever its volumes, so one threshold fits every actor; the actor's history
     supports that to about ``1/cal_alpha`` (beyond it the exponential tail is an extrapolation,
     and real traffic has heavier tails: on ODDS SMTP 0.03 % of normal events score above
-    0.999999). Until ``warmup``
+    0.999999); beyond ``trusted_tail`` it falls as a power law instead, so the most glaring
+    events keep their order below a score of 1.0. Until ``warmup``
     events are learned the tail probability ``p`` is reported as ``1 - p ** (n / warmup)``: a new
     actor needs stronger evidence for the same score.
 
@@ -124,6 +125,14 @@ class AccessScorer(base.AnomalyDetector):
     min_tail_scale
         Smallest mean excess, in nats, of the exponential tail: going from score ``1 - tail`` to
         ``1 - tail / 100`` takes at least a likelihood ratio of ``100 ** min_tail_scale``.
+    trusted_tail
+        Smallest tail probability the exponential tail is taken at its word for. Beyond it the
+        tail probability falls as a power of the further surprise, ``trusted_tail / (1 + e)``
+        for ``e`` more nats, not exponentially: the actor's history says nothing about one in
+        1e20 against one in 1e40, real traffic's tails are heavier than the extrapolation, and
+        ``1 - p`` rounds to 1.0 below 1e-16, which would tie the most glaring events with
+        every merely odd one. Monotone, so it ranks the same; scores up to
+        ``1 - trusted_tail`` are unchanged.
     warmup
         Events after which the score has full confidence.
 
@@ -157,6 +166,7 @@ class AccessScorer(base.AnomalyDetector):
         "tail",
         "cal_alpha",
         "min_tail_scale",
+        "trusted_tail",
         "warmup",
         "n",
         "_seen",
@@ -180,6 +190,7 @@ class AccessScorer(base.AnomalyDetector):
         tail: float = 0.1,
         cal_alpha: float = 0.002,
         min_tail_scale: float = 1.0,
+        trusted_tail: float = 1e-8,
         warmup: int = 30,
     ) -> None:
         self.features = tuple(features)
@@ -195,6 +206,7 @@ class AccessScorer(base.AnomalyDetector):
         self.tail = tail
         self.cal_alpha = cal_alpha
         self.min_tail_scale = min_tail_scale
+        self.trusted_tail = trusted_tail
         self.warmup = warmup
         #: Events learned.
         self.n = 0
@@ -217,6 +229,8 @@ class AccessScorer(base.AnomalyDetector):
         return {k: getattr(self, k) for k in self.__slots__ if k not in ("_lay", "_memo")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # Snapshots from before trusted_tail extrapolated exponentially all the way.
+        object.__setattr__(self, "trusted_tail", 1e-8)
         for k, v in state.items():
             object.__setattr__(self, k, v)
         self._lay = _layout(self.features, self.binary)
@@ -332,7 +346,10 @@ class AccessScorer(base.AnomalyDetector):
             beta = st[j + 2]
             if beta < self.min_tail_scale:
                 beta = self.min_tail_scale
-            return math.log(tail) + (q - s) / beta
+            lp = math.log(tail) + (q - s) / beta
+            trust = math.log(self.trusted_tail)
+            # Beyond the trusted tail, evidence counts logarithmically: a power law.
+            return lp if lp > trust else trust - math.log1p(trust - lp)
         if s > q50:
             return math.log(tail + (0.5 - tail) * (q - s) / (q - q50))
         return math.log(1.0 - 0.5 * s / q50) if q50 > 0.0 else _LOG_HALF
