@@ -17,6 +17,7 @@ from suptech.detector.logic.daily_drift import DailyDrift
 from suptech.detector.logic.hst import ScaledHalfSpaceTrees
 from suptech.detector.logic.log_volume import LogVolume
 from suptech.detector.logic.metric_anomaly import MetricAnomaly
+from suptech.detector.logic.recent_evidence import RecentEvidence
 from suptech.detector.logic.records_ratio import RecordsPerQuery
 from suptech.detector.logic.robust_zscore import RobustZScore
 from suptech.detector.logic.seasonal import SeasonalBaseline
@@ -44,6 +45,7 @@ DETECTORS = [
     CategoryNovelty(warmup_ns=DAY_NS),
     SystemSpread(warmup_ns=DAY_NS, window_ns=DAY_NS),
     RecordsPerQuery(),
+    RecentEvidence(),
 ]
 
 
@@ -68,6 +70,15 @@ def labelled_stream(kind: str, n: int = 1200, seed: int = 1) -> list[tuple[dict[
                 "bytes_out": records * 480 + rng.randint(0, 200),
             }
             out.append((x, anomalous))
+            continue
+        if kind == "RecentEvidence":
+            # Per-event log tail probabilities of one actor. Anomalies are the three accesses
+            # that follow one far outside the habit and look ordinary on their own; the glaring
+            # one is left unlabelled, so that it is learned (what carries it forward).
+            lead = i > 300 and i % 40 == 0
+            follows = i > 300 and 1 <= i % 40 <= 3
+            lt = math.log(1e-7) if lead else math.log(max(rng.random(), 1e-12))
+            out.append(({"log_tail": lt}, follows))
             continue
         if kind == "ControllabilityDrift":
             # An index that rarely moves a point; anomalies have slid well below what it held.
@@ -207,7 +218,7 @@ def test_better_than_chance_in_stream_order(detector: Any) -> None:
 
 
 # Detectors whose score is a calibrated probability (what scores.v1 publishes).
-CALIBRATED = ("MetricAnomaly", "AccessScorer", "CountSurge")
+CALIBRATED = ("MetricAnomaly", "AccessScorer", "CountSurge", "RecentEvidence")
 
 
 def test_calibrated_scores_stay_within_0_and_1(detector: Any) -> None:

@@ -157,8 +157,12 @@ async def test_after_a_broker_restart_under_load_the_gateway_writes_again_and_le
 
     async with Running(config) as gw:
         flooding = [asyncio.create_task(flood(gw)) for _ in range(3)]
-        await asyncio.sleep(1.0)
+        # The new topics' partitions need their leaders first (seconds on a loaded machine).
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not acked:
+            await asyncio.sleep(0.2)
         assert acked
+        await asyncio.sleep(1.0)  # batches in flight when the broker stops
         await asyncio.to_thread(kafka_down, port)
         stopped_at = time.monotonic()
         await asyncio.sleep(3.0)
