@@ -16,11 +16,13 @@ from suptech.common.topics import (
     DATA_ACCESS,
     FEEDBACK,
     FINDINGS,
+    IT_POSTURE,
     TELEMETRY_PARTITIONS,
     ensure_topics,
     partition_of,
     topic_name,
 )
+from suptech.detector.logic import DetectionEngine
 from suptech.v1 import alerts_pb2, findings_pb2
 
 from tests.test_detector_service import (
@@ -177,3 +179,36 @@ def held(worker: Worker) -> set[int]:
         elif m := re.search(r"shard (\d+) handed over", line):
             shards.discard(int(m.group(1)))
     return shards
+
+
+@pytest.mark.integration
+def test_a_vendor_outage_across_shards_is_found_through_the_vendor_topic(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Banks on different shards share a cloud: each shard sees only its own banks, the stage
+    behind the vendor topic sees them all, and finds what one engine seeing everything finds
+    (the concentration and the shared outage, none on the coincidences beside them)."""
+    from tests.test_vendor_stage import replay, scenario, vendor_findings
+
+    events = scenario()
+    assert len({partition_of(e.institution_id) for e in events}) >= 3
+    whole = [(r[1], r[2], r[5]) for r in vendor_findings(replay(DetectionEngine(), events))]
+    posture = topic_name(IT_POSTURE, topic_prefix)
+    records = [(posture, e.institution_id.encode(), bundle([e], e.institution_id)) for e in events]
+    w = Worker(kafka_bootstrap, topic_prefix, tmp_path / "w", tmp_path / "w.log")
+    w.start()
+    try:
+        produce(kafka_bootstrap, records)
+        found = read_until(
+            kafka_bootstrap,
+            topic_name(FINDINGS, topic_prefix),
+            lambda rs: len(vendor_findings(findings_of(rs))) >= len(whole),
+            timeout_s=120,
+        )
+    finally:
+        w.kill(signal.SIGTERM)
+    got = [(r[1], r[2], r[5]) for r in vendor_findings(findings_of(found))]
+    # Which five banks make the concentration depends on the order the shards' facts arrive.
+    assert [g[:2] for g in got] == [w[:2] for w in whole]
+    assert got[0][2] != () and set(got[0][2]) <= {f"bank-{b}" for b in range(6)}
+    assert got[1] == whole[1]  # the outage: all six banks on the cloud that failed

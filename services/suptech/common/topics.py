@@ -28,6 +28,7 @@ __all__ = [
     "FEEDBACK",
     "DEAD_LETTER",
     "DETECTOR_CHECKPOINTS",
+    "VENDOR_FACTS",
     "TELEMETRY_TOPICS",
     "TELEMETRY_PARTITIONS",
     "partition_of",
@@ -93,6 +94,12 @@ DETECTOR_CHECKPOINTS = TopicSpec(
     },
 )
 
+# The IT-autonomy family's vendor facts (VendorFact), keyed by vendor, between the detector's
+# shards (which see their own institutions) and the vendor stage (which sees every institution's
+# dependence on one vendor). As many partitions as the telemetry, read by the same agent, so
+# partition n goes with shard n and its stage state is in shard n's checkpoint.
+VENDOR_FACTS = TopicSpec("detector.vendor_facts.v1", TELEMETRY_PARTITIONS, 30 * DAY_MS)
+
 TELEMETRY_TOPICS: dict[str, TopicSpec] = {
     "data_access": DATA_ACCESS,
     "it_posture": IT_POSTURE,
@@ -116,6 +123,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     FEEDBACK,
     DEAD_LETTER,
     DETECTOR_CHECKPOINTS,
+    VENDOR_FACTS,
 )
 
 

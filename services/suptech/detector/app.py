@@ -46,6 +46,7 @@ from suptech.common.topics import (
     SCORES,
     TELEMETRY_PARTITIONS,
     TELEMETRY_TOPICS,
+    VENDOR_FACTS,
     topic_name,
 )
 from suptech.detector.checkpoint import Checkpoint, KafkaCheckpointStore
@@ -53,13 +54,14 @@ from suptech.detector.commits import CommitGuard
 from suptech.detector.config import DetectorConfig
 from suptech.detector.health import HealthPort
 from suptech.detector.logic import EngineConfig
+from suptech.detector.logic.vendor_stage import vendor_fact_key
 from suptech.detector.metrics import DetectorMetrics
 from suptech.detector.processing import DeadLetter, Outcome, refused_counts
 from suptech.detector.shards import Shard, ShardMaker
 from suptech.detector.side_inputs import SideFollower, SideReader, SideRecord
 from suptech.detector.snapshot import finish_snapshot, start_snapshot
 from suptech.detector.state_key import load_state_key
-from suptech.v1 import findings_pb2
+from suptech.v1 import findings_pb2, vendor_facts_pb2
 
 __all__ = ["Detector", "build_app", "build_worker"]
 
@@ -81,6 +83,7 @@ class Detector:
     findings_topic: Any
     dead_letter_topic: Any
     scores_topic: Any
+    vendor_facts_topic: Any
     health: HealthPort
     tracer: trace.Tracer
     # The shards this worker holds, by number (= telemetry partition).
@@ -99,19 +102,28 @@ class Detector:
         return self.maker.telemetry_topics
 
     @property
+    def source_topics(self) -> set[str]:
+        return {*self.maker.telemetry_topics, self.maker.vendor_facts_topic}
+
+    @property
     def side_topics(self) -> list[str]:
         return [self.maker.registry_topic, self.maker.feedback_topic]
 
     async def publish(self, outcome: Outcome) -> None:
-        await self._publish(outcome.findings, outcome.dead_letters, outcome.scores)
+        await self._publish(
+            outcome.findings, outcome.dead_letters, outcome.scores, outcome.vendor_facts
+        )
 
     async def _publish(
         self,
         findings: Iterable[findings_pb2.Finding],
         dead_letters: Iterable[DeadLetter],
         scores: Iterable[findings_pb2.AnomalyScoreBatch] = (),
+        vendor_facts: Iterable[vendor_facts_pb2.VendorFact] = (),
     ) -> None:
         futures = []
+        for fact in vendor_facts:
+            futures.extend(await self._send_vendor_fact(fact))
         for batch in scores:
             futures.append(
                 await self.scores_topic.send(
@@ -147,6 +159,19 @@ class Detector:
         if futures:
             # Delivered (acks=all) before the source record may be acknowledged.
             await asyncio.gather(*futures)
+
+    async def _send_vendor_fact(self, fact: vendor_facts_pb2.VendorFact) -> list[Any]:
+        """To the partition of its vendor, or (no vendor: an institution's core system, which
+        every vendor's share counts) to every partition."""
+        key = vendor_fact_key(fact)
+        value = fact.SerializeToString()
+        topic = self.vendor_facts_topic
+        if key is not None:
+            return [await topic.send(key=key, value=value, force=True)]
+        return [
+            await topic.send(key=None, value=value, partition=p, force=True)
+            for p in range(self.maker.shards)
+        ]
 
     def checkpoint(self, shard: Shard) -> asyncio.Task[None] | None:
         """Start a shard's checkpoint: the snapshot now, between two records (in a forked child
@@ -413,6 +438,7 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
     )
     prefix = config.topic_prefix
     telemetry = sorted({topic_name(spec, prefix) for spec in TELEMETRY_TOPICS.values()})
+    vendor_facts = topic_name(VENDOR_FACTS, prefix)
     (config.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         config.app_id,
@@ -447,6 +473,7 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
         set(telemetry),
         topic_name(REGISTRY_SANDBOX, prefix),
         topic_name(FEEDBACK, prefix),
+        vendor_facts,
         TELEMETRY_PARTITIONS,
         remote.partition_count(),
     )
@@ -458,12 +485,14 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
         app.topic(topic_name(FINDINGS, prefix), key_type=bytes, value_type=bytes),
         app.topic(topic_name(DEAD_LETTER, prefix), key_type=bytes, value_type=bytes),
         app.topic(topic_name(SCORES, prefix), key_type=bytes, value_type=bytes),
+        app.topic(vendor_facts, key_type=bytes, value_type=bytes),
         HealthPort(config.health_host, config.health_port),
         setup_telemetry("detector")[0],
     )
-    # The telemetry only, all of one partition count: faust assigns partition n of every topic
-    # to the same worker (shard n). The register and the verdicts are read outside the group.
-    source = app.topic(*telemetry, key_type=bytes, value_type=bytes)
+    # The telemetry and the vendor facts, all of one partition count: faust assigns partition n
+    # of every topic to the same worker (shard n). The register and the verdicts are read
+    # outside the group.
+    source = app.topic(*telemetry, vendor_facts, key_type=bytes, value_type=bytes)
 
     async def detect(stream: Any) -> None:
         async for event in stream.events():
@@ -507,7 +536,7 @@ def _connect_lifecycle(detector: Detector) -> None:
         detector.commits.install(detector.app.consumer)
         # Partitions are paused until this returns: shards are restored before their records.
         await detector.assigned(
-            {tp.partition for tp in assigned if tp.topic in detector.telemetry_topics}
+            {tp.partition for tp in assigned if tp.topic in detector.source_topics}
         )
         if assigned and not ready.is_set():
             ready.set()

@@ -19,8 +19,9 @@ from suptech.common.bundles import decode_bundle
 from suptech.common.topics import partition_of
 from suptech.detector.checkpoint import REFUSED, Checkpoint, CheckpointStore, Offsets
 from suptech.detector.logic import DetectionEngine, EngineConfig
+from suptech.detector.logic.candidate import SYSTEMIC_INSTITUTION
 from suptech.detector.logic.scores import to_batches
-from suptech.v1 import alerts_pb2, findings_pb2, sandbox_pb2
+from suptech.v1 import alerts_pb2, findings_pb2, sandbox_pb2, vendor_facts_pb2
 
 __all__ = ["DeadLetter", "Outcome", "DetectorCore", "REASON_HEADER", "refused_counts"]
 
@@ -58,6 +59,8 @@ class Outcome:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     # Per-event anomaly scores, one batch per institution, for scores.v1.
     scores: list[findings_pb2.AnomalyScoreBatch] = field(default_factory=list)
+    # Vendor facts for the vendor stage's topic (a sharded engine's; see vendor_facts_topic).
+    vendor_facts: list[vendor_facts_pb2.VendorFact] = field(default_factory=list)
     events: int = 0
     # The record was already in the restored engine state.
     skipped: bool = False
@@ -86,8 +89,12 @@ class DetectorCore:
         feedback_topic: str | None = None,
         shard: int | None = None,
         shards: int = 1,
+        vendor_facts_topic: str | None = None,
     ) -> None:
         self.engine = engine
+        # With a topic, the engine's vendor facts go out on it (Outcome.vendor_facts), and its
+        # vendor stage decides the facts read back from this shard's partition of it.
+        self.vendor_facts_topic = vendor_facts_topic
         self.shard = shard
         self.shards = shards
         self.telemetry_topics = set(telemetry_topics)
@@ -152,10 +159,15 @@ class DetectorCore:
         feedback_topic: str | None = None,
         shard: int | None = None,
         shards: int = 1,
+        vendor_facts_topic: str | None = None,
     ) -> DetectorCore:
         """Resume from ``checkpoint`` (``source`` says where it came from), or start fresh."""
         # The service drives the watermark over all its partitions (see watermark_ns).
-        engine_config = dataclasses.replace(engine_config or EngineConfig(), auto_advance=False)
+        engine_config = dataclasses.replace(
+            engine_config or EngineConfig(),
+            auto_advance=False,
+            external_vendor_stage=vendor_facts_topic is not None,
+        )
         engine = _restored_engine(checkpoint, source, engine_config)
         offsets: Offsets = {}
         max_event_time_ns = 0
@@ -184,6 +196,7 @@ class DetectorCore:
             feedback_topic,
             shard,
             shards,
+            vendor_facts_topic,
         )
 
     @property
@@ -208,6 +221,8 @@ class DetectorCore:
             outcome = self._handle_registry(topic, partition, offset, key, value)
         elif topic in self.telemetry_topics:
             outcome = self._handle_telemetry(topic, partition, offset, key, value)
+        elif topic == self.vendor_facts_topic:
+            outcome = self._handle_vendor_fact(topic, partition, offset, key, value)
         elif topic == self.feedback_topic:
             outcome = self._handle_feedback(topic, partition, offset, key, value)
         else:
@@ -216,7 +231,7 @@ class DetectorCore:
                     DeadLetter("unknown_topic", topic, topic, partition, offset, key, value or b"")
                 ]
             )
-        if self.shard and topic not in self.telemetry_topics:
+        if self.shard and topic in (self.registry_topic, self.feedback_topic):
             outcome.dead_letters = []  # shard 0's core reports them
         self.offsets[tp] = offset + 1
         self.findings += len(outcome.findings)
@@ -285,7 +300,9 @@ class DetectorCore:
             return dead("undecodable_feedback", str(exc))
         if not (fb.alert_id and fb.institution_id and fb.detector_id):
             return dead("incomplete_feedback", "needs alert_id, institution_id and detector_id")
-        if not self.owns(fb.institution_id):
+        # A vendor's finding (institution "*") is held by the shard of the vendor's partition.
+        systemic = fb.institution_id == SYSTEMIC_INSTITUTION
+        if not self.owns(fb.entity_id if systemic else fb.institution_id):
             return Outcome()  # routed to the shard that holds the entity
         try:
             self.engine.apply_feedback(fb)
@@ -293,6 +310,38 @@ class DetectorCore:
             log.exception("engine rejected feedback on alert %s", fb.alert_id)
             return dead("engine_error", repr(exc))
         return Outcome()
+
+    def _handle_vendor_fact(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> Outcome:
+        fact = vendor_facts_pb2.VendorFact()
+        try:
+            fact.ParseFromString(value or b"")
+        except DecodeError as exc:
+            return Outcome(
+                dead_letters=[
+                    DeadLetter(
+                        "undecodable_vendor_fact",
+                        str(exc),
+                        topic,
+                        partition,
+                        offset,
+                        key,
+                        value or b"",
+                    )
+                ]
+            )
+        try:
+            return Outcome(findings=self.engine.process_vendor_fact(fact))
+        except Exception as exc:  # one bad fact must not stop the partition
+            log.exception("vendor stage failed on a fact of %s", fact.vendor)
+            return Outcome(
+                dead_letters=[
+                    DeadLetter(
+                        "engine_error", repr(exc), topic, partition, offset, key, value or b""
+                    )
+                ]
+            )
 
     def preload_registry(self, records: list[tuple[bytes | None, bytes | None]]) -> int:
         """Load the sandbox register read ahead of the stream, (key, value) in log order, a
@@ -373,6 +422,7 @@ class DetectorCore:
         made = self.engine.take_scores()
         if made:
             outcome.scores = to_batches(made)
+        outcome.vendor_facts = self.engine.take_vendor_facts()
         if bundle.events:
             last = bundle.events[-1].event_time
             t_last = last.seconds * 1_000_000_000 + last.nanos

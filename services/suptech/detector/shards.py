@@ -47,6 +47,7 @@ class ShardMaker:
     telemetry_topics: set[str]
     registry_topic: str
     feedback_topic: str
+    vendor_facts_topic: str
     # Partitions of every telemetry topic (shards), and of the checkpoint topic.
     shards: int
     checkpoint_partitions: int
@@ -69,6 +70,7 @@ class ShardMaker:
             feedback_topic=self.feedback_topic,
             shard=number,
             shards=self.shards,
+            vendor_facts_topic=self.vendor_facts_topic,
         )
         from_kafka = restored is not None and source.startswith("Kafka")
         return Shard(number, core, store, remote, from_kafka)

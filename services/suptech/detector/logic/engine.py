@@ -175,6 +175,19 @@ class DetectionEngine:
         for c in self.vendor_stage.process(fact):
             self._emit(c)
 
+    def process_vendor_fact(self, fact: vendor_facts_pb2.VendorFact) -> list[findings_pb2.Finding]:
+        """A fact read back from the vendor stage's topic (``external_vendor_stage``): this
+        engine's :attr:`vendor_stage` (the stage of one partition of that topic, in the same
+        snapshot) decides, and its findings take the engine's path (verdicts, windows, ids)."""
+        out: list[findings_pb2.Finding] = []
+        self._out = out
+        try:
+            for c in self.vendor_stage.process(fact):
+                self._emit(c)
+        finally:
+            self._out = []
+        return out
+
     def take_vendor_facts(self) -> list[vendor_facts_pb2.VendorFact]:
         """The vendor facts made since the last call, in order (with
         ``EngineConfig.external_vendor_stage``; otherwise always empty): send each to the
