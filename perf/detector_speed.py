@@ -54,7 +54,7 @@ INSTITUTIONS = 20
 # faust's lines put the time in brackets, ours (suptech.common.logging_setup) do not.
 PROGRESS = re.compile(r"\[?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]?.*detector progress (\{.*\})")
 
-CHECKPOINT = re.compile(r"checkpoint written: (\d+) bytes")
+CHECKPOINT = re.compile(r"checkpoint written: (?:shard \d+, )?(\d+) bytes")
 
 Bundle = tuple[str, str, list[telemetry_pb2.TelemetryEnvelope]]
 

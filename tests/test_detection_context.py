@@ -78,15 +78,22 @@ def metric_stream(days: int, anomaly: dict[int, float] | None = None) -> list[T.
     return out
 
 
-def test_outage_in_a_declared_maintenance_window_is_graded_down_and_says_so() -> None:
+def test_a_system_down_in_its_declared_change_window_is_no_finding_until_the_window_ends() -> None:
     reports = [posture(i, T0 + i * 15 * MIN) for i in range(8)]
     down_in = posture(8, T0 + 8 * 15 * MIN, availability=0.2)
-    inside = replay([window(T0 + 7 * 15 * MIN, T0 + 9 * 15 * MIN), *reports, down_in])
+    declared = window(T0 + 7 * 15 * MIN, T0 + 9 * 15 * MIN)
     outside = replay([*reports, down_in])
-    [found_in] = [f for f in inside if f.rule_id == "it.outage"]
-    [found_out] = [f for f in outside if f.rule_id == "it.outage"]
-    assert found_in.declared_window_id == "chg-1" and "declared window chg-1" in found_in.summary
-    assert found_in.grade == found_out.grade - 1 and not found_out.declared_window_id
+    assert [f.rule_id for f in outside if f.rule_id == "it.outage"] == ["it.outage"]
+    # The announced work: quiet while the window lasts ...
+    assert [f for f in replay([declared, *reports, down_in]) if f.rule_id == "it.outage"] == []
+    # ... still down after it: reported, at full grade.
+    still_down = [posture(9 + k, T0 + (9 + k) * 15 * MIN, availability=0.2) for k in range(3)]
+    after = [
+        f for f in replay([declared, *reports, down_in, *still_down]) if f.rule_id == "it.outage"
+    ]
+    assert len(after) == 1 and not after[0].declared_window_id
+    assert after[0].event_time.ToNanoseconds() > T0 + 9 * 15 * MIN
+    assert after[0].grade == [f for f in outside if f.rule_id == "it.outage"][0].grade
 
 
 def test_a_batch_window_does_not_excuse_an_outage() -> None:

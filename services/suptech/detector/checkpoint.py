@@ -333,11 +333,19 @@ class KafkaCheckpointStore:
             consumer.assign(tps)
             consumer.seek_to_beginning(*tps)
             end = {tp: o for tp, o in consumer.end_offsets(tps).items() if o > 0}
+            # A deadline on progress, not on the whole read: a shard of a million actors is
+            # hundreds of MB, more than any fixed time on a busy machine (a timeout there meant a
+            # cold start, the state lost); a broker that delivers nothing for timeout_s is down.
             deadline = time.monotonic() + self.timeout_s
             while any(consumer.position(tp) < o for tp, o in end.items()):
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"cannot read {self.topic} to its end in {self.timeout_s}s")
-                for records in consumer.poll(timeout_ms=500).values():
+                    raise TimeoutError(
+                        f"nothing read from {self.topic} for {self.timeout_s}s before its end"
+                    )
+                polled = consumer.poll(timeout_ms=500)
+                if polled:
+                    deadline = time.monotonic() + self.timeout_s
+                for records in polled.values():
                     for r in records:
                         if r.key is None or r.value is None or not r.key.startswith(prefix):
                             continue

@@ -30,6 +30,8 @@ _SNAPSHOT_VERSION = 8
 # Up to version 7 the IT-autonomy family held the vendor state: it moves to the vendor stage.
 _UPGRADABLE = {2, 3}
 _NEW_DEDUP = {2, 3, 5}
+# Findings of a system being down, which a maintenance or change window on it explains away.
+_PLANNED_DOWNTIME = frozenset({"it.outage", "it.outage_cascade"})
 _GRADE_DOWN: dict[int, int] = {
     findings_pb2.GRADE_CRITICAL: findings_pb2.GRADE_MAJOR,
     findings_pb2.GRADE_MAJOR: findings_pb2.GRADE_SIGNIFICANT,
@@ -297,12 +299,19 @@ class DetectionEngine:
     def _in_declared_window(self, c: Candidate) -> Candidate | None:
         """Mark (and grade down) a finding whose evidence fell in a window the institution
         declared; None for a metric stream's statistical finding inside any declared window on
-        its system: maintenance, a change or a batch job is what moves a system's metrics, and
-        the window was announced before it."""
+        its system (maintenance, a change or a batch job is what moves a system's metrics, and
+        the window was announced before it), and for a system down inside a maintenance or
+        change window on it."""
         if c.entity_kind == "metric" and not c.is_rule:
             system = c.entity_id.split("/", 1)[0]
             if self.context.window_at(c.institution_id, system, c.family, c.event_time_ns, True):
                 return None
+        # A system down inside a maintenance or change window declared for it is the work that
+        # was announced; still down once the window is over, it is reported then.
+        if c.detector_id in _PLANNED_DOWNTIME and self.context.window_at(
+            c.institution_id, c.entity_id, c.family, c.event_time_ns
+        ):
+            return None
         # An actor's finding does not name the system its evidence came from: the family that
         # knows it marks the window itself (a window for one system says nothing of another).
         wid = c.declared_window_id
