@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
+from faust.types import TP
 from opentelemetry import trace
 
 from suptech.common.kafka import faust_credentials
@@ -52,6 +53,7 @@ from suptech.common.topics import (
 from suptech.detector.checkpoint import Checkpoint, KafkaCheckpointStore
 from suptech.detector.commits import CommitGuard
 from suptech.detector.config import DetectorConfig
+from suptech.detector.continuity import DROP, OK, Continuity
 from suptech.detector.health import HealthPort
 from suptech.detector.logic import EngineConfig
 from suptech.detector.logic.vendor_stage import vendor_fact_key
@@ -95,6 +97,11 @@ class Detector:
     # Checkpoints between their snapshot and their commit.
     _checkpoints: set[asyncio.Task[None]] = field(default_factory=set)
     _last_progress: dict[str, int] = field(default_factory=dict)
+    # What faust delivers, checked against what each shard needs next (see continuity.py).
+    continuity: Continuity = field(default_factory=lambda: Continuity(stall_s=30.0))
+    _ends: dict[tuple[str, int], int] = field(default_factory=dict)
+    _log_starts: dict[tuple[str, int], int] = field(default_factory=dict)
+    _background: set[asyncio.Future[None]] = field(default_factory=set)
     metrics: DetectorMetrics = field(default_factory=DetectorMetrics)
 
     @property
@@ -269,6 +276,7 @@ class Detector:
                 return
             for shard in list(self.shards.values()):
                 await self._advance(shard, lagging)
+            await self._rewind_stalled()
 
     async def _advance(self, shard: Shard, lagging: frozenset[tuple[str, int]]) -> None:
         own = frozenset(tp for tp in lagging if tp[1] == shard.number)
@@ -326,6 +334,7 @@ class Detector:
         except Exception as exc:  # unknown: assume every partition may hold a backlog
             log.warning("cannot read end offsets (%r): holding the watermark", exc)
             return frozenset((tp.topic, tp.partition) for tp in tps)
+        self._ends = {(tp.topic, tp.partition): end for tp, end in ends.items()}
         lagging = []
         for tp in tps:
             shard = self.shards.get(tp.partition)
@@ -334,6 +343,69 @@ class Detector:
             if ends.get(tp, 0) > done:
                 lagging.append((tp.topic, tp.partition))
         return frozenset(lagging)
+
+    async def _rewind_stalled(self) -> None:
+        """Rewind the partitions that have records on the broker and delivered none for a while
+        (see :mod:`suptech.detector.continuity`); under the lock."""
+        now = time.monotonic()
+        for (topic, partition), end in self._ends.items():
+            shard = self.shards.get(partition)
+            if shard is None:
+                continue
+            needed = shard.core.offsets.get((topic, partition))
+            if needed is not None and self.continuity.stalled((topic, partition), needed, end, now):
+                log.warning(
+                    "%s:%d has records up to %d but delivered none past %d for %.0f s: "
+                    "rewinding to %d",
+                    topic,
+                    partition,
+                    end,
+                    needed,
+                    self.continuity.stall_s,
+                    needed,
+                )
+                await self._rewind((topic, partition), needed)
+
+    async def _continue(self, shard: Shard, tp: tuple[str, int], offset: int, verdict: str) -> bool:
+        """Whether to process a record that came past the offset its shard needs next."""
+        if verdict == DROP:
+            return False
+        needed = shard.core.offsets[tp]
+        if offset <= self._log_starts.get(tp, -1) or offset <= (
+            await self._read_log_starts(shard.number)
+        ).get(tp, -1):
+            self.continuity.accept_gap(tp)
+            log.warning(
+                "records %d-%d of %s:%d are gone from the broker (retention): going on from %d",
+                needed,
+                offset - 1,
+                *tp,
+                offset,
+            )
+            return True
+        log.warning(
+            "record %d of %s:%d came while %d was due: the consumer skipped records; rewinding",
+            offset,
+            *tp,
+            needed,
+        )
+        await self._rewind(tp, needed)
+        return False
+
+    async def _rewind(self, tp: tuple[str, int], offset: int) -> None:
+        await self.app.consumer.seek_wait({TP(*tp): offset})
+        self.continuity.rewinding(tp, offset)
+
+    async def _read_log_starts(self, partition: int) -> dict[tuple[str, int], int]:
+        """The first offsets the broker still has of ``partition`` of every source topic."""
+        tps = [TP(topic, partition) for topic in sorted(self.source_topics)]
+        try:
+            starts = await self.app.consumer.earliest_offsets(*tps)
+        except Exception as exc:  # unknown: rewinding is safe, and the next gap asks again
+            log.warning("cannot read the first offsets of partition %d (%r)", partition, exc)
+            return self._log_starts
+        self._log_starts.update({(tp.topic, tp.partition): o for tp, o in starts.items()})
+        return self._log_starts
 
     async def on_record(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
@@ -345,6 +417,10 @@ class Detector:
             if shard is None:  # not announced by an assignment: take it on now
                 await self._take_on({partition})
                 shard = self.shards[partition]
+            tp = (topic, partition)
+            verdict = self.continuity.check(tp, offset, shard.core.offsets.get(tp))
+            if verdict != OK and not await self._continue(shard, tp, offset, verdict):
+                return
             outcome = shard.core.handle(topic, partition, offset, key, value)
             try:
                 await self.publish(outcome)
@@ -362,6 +438,7 @@ class Detector:
             for number in set(self.shards) - partitions:
                 log.info("shard %d handed over to another worker", number)
                 del self.shards[number]
+                self.continuity.forget({tp for tp in self._ends if tp[1] == number})
             await self._take_on(partitions - set(self.shards))
 
     async def _take_on(self, numbers: set[int]) -> None:
@@ -375,6 +452,7 @@ class Detector:
             if shard.from_kafka:
                 self.commits.durable(shard.core.offsets)
             self.shards[shard.number] = shard
+        self._in_background(self._seed_empty(opened))
         await self._catch_up(opened)
         log.info(
             "shards %s taken on in %.2f s (%d held)",
@@ -382,6 +460,33 @@ class Detector:
             time.monotonic() - started,
             len(self.shards),
         )
+
+    async def _seed_empty(self, opened: list[Shard]) -> None:
+        """A partition a new shard has never read and the broker held nothing of: the shard
+        needs its end offset of then next, so that a record past it shows a gap (continuity.py).
+        Off the assignment (the broker's answer takes seconds on a busy consumer); a record read
+        meanwhile sets the offset itself."""
+        tps = [TP(topic, s.number) for s in opened for topic in sorted(self.source_topics)]
+        consumer = self.app.consumer
+        try:
+            starts = await consumer.earliest_offsets(*tps)
+            ends = await consumer.highwaters(*tps)
+        except Exception as exc:  # unknown: those partitions start where the consumer does
+            log.warning("cannot read the offsets of the new shards' partitions (%r)", exc)
+            return
+        mine = {id(s) for s in opened}
+        async with self.lock:
+            for tp in tps:
+                shard = self.shards.get(tp.partition)
+                end = ends.get(tp)
+                if shard is None or id(shard) not in mine or end is None or starts.get(tp) != end:
+                    continue
+                shard.core.offsets.setdefault((tp.topic, tp.partition), end)
+
+    def _in_background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _catch_up(self, opened: list[Shard]) -> None:
         """Bring new shards to the ends of the register and the verdicts before their first
@@ -488,6 +593,7 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
         app.topic(vendor_facts, key_type=bytes, value_type=bytes),
         HealthPort(config.health_host, config.health_port),
         setup_telemetry("detector")[0],
+        continuity=Continuity(stall_s=config.stall_rewind_s),
     )
     # The telemetry and the vendor facts, all of one partition count: faust assigns partition n
     # of every topic to the same worker (shard n). The register and the verdicts are read

@@ -37,6 +37,8 @@ class DetectorConfig:
     # Kafka group session timeout (DETECTOR_SESSION_TIMEOUT_S): a killed worker's partitions
     # are reassigned after this long.
     session_timeout_s: float = 10.0
+    # A partition with records on the broker that delivered none this long is read again.
+    stall_rewind_s: float = 30.0
     # grpc.health.v1 for Kubernetes probes (DETECTOR_HEALTH_PORT, 0 = ephemeral). All interfaces
     # by default (DETECTOR_HEALTH_HOST): the kubelet probes the pod's IP, not loopback.
     health_host: str = "0.0.0.0"
@@ -71,6 +73,7 @@ class DetectorConfig:
             web_enabled=env_bool("DETECTOR_WEB_ENABLED", d.web_enabled, environ),
             web_port=env_int("DETECTOR_WEB_PORT", d.web_port, environ),
             session_timeout_s=env_float("DETECTOR_SESSION_TIMEOUT_S", d.session_timeout_s, environ),
+            stall_rewind_s=env_float("DETECTOR_STALL_REWIND_S", d.stall_rewind_s, environ),
             health_host=env_str("DETECTOR_HEALTH_HOST", d.health_host, environ),
             health_port=env_int("DETECTOR_HEALTH_PORT", d.health_port, environ),
             publish_scores=env_bool("DETECTOR_PUBLISH_SCORES", d.publish_scores, environ),
@@ -92,6 +95,8 @@ class DetectorConfig:
             raise ConfigError("DETECTOR_WATERMARK_INTERVAL_S must be positive")
         if self.partition_idle_s <= 0:
             raise ConfigError("DETECTOR_PARTITION_IDLE_S must be positive")
+        if self.stall_rewind_s <= 0:
+            raise ConfigError("DETECTOR_STALL_REWIND_S must be positive")
         if self.session_timeout_s < 6:
             # Kafka's default group.min.session.timeout.ms is 6 s.
             raise ConfigError("DETECTOR_SESSION_TIMEOUT_S must be at least 6")
@@ -133,6 +138,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DETECTOR_WEB_ENABLED", "false", "faust's own web server"),
     Setting("DETECTOR_WEB_PORT", _D.web_port, "its port"),
     Setting("DETECTOR_SESSION_TIMEOUT_S", _D.session_timeout_s, "Kafka group session timeout, s"),
+    Setting(
+        "DETECTOR_STALL_REWIND_S",
+        _D.stall_rewind_s,
+        "a partition with records on the broker that delivered none this long is read again, s",
+    ),
     Setting("DETECTOR_HEALTH_HOST", _D.health_host, "address of grpc.health.v1"),
     Setting("DETECTOR_HEALTH_PORT", _D.health_port, "port of grpc.health.v1 (0 = ephemeral)"),
     Setting("DETECTOR_PUBLISH_SCORES", "true", "publish every anomaly score to scores.v1"),
