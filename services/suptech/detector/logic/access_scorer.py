@@ -8,7 +8,7 @@ from typing import Any
 
 from river import base
 
-__all__ = ["AccessScorer", "FEATURES", "BINARY_FEATURES"]
+__all__ = ["AccessScorer", "FEATURES", "BINARY_FEATURES", "COUNT_FEATURES"]
 
 #: Features read from ``x`` by default; a missing feature counts as 0, other keys are ignored.
 FEATURES = (
@@ -28,25 +28,41 @@ BINARY_FEATURES = ("outbound", "new_destination")
 # Scales a mean absolute deviation to a standard deviation for normal data.
 _MAD_TO_SIGMA = 1.2533
 _LOG_HALF = math.log(0.5)
-# Layouts (continuous names, binary names) shared by every instance with the same settings, so an
-# instance holds one pointer to them, not its own copy.
-_LAYOUTS: dict[
-    tuple[tuple[str, ...], tuple[str, ...]], tuple[tuple[str, ...], tuple[str, ...]]
-] = {}
+#: The count features of the default layout, in the order :meth:`AccessScorer.log_tail_logs`
+#: takes their ``log1p``; the default flags are bits 0 and 1 of its ``hits``, in
+#: :data:`BINARY_FEATURES` order.
+COUNT_FEATURES = tuple(f for f in FEATURES if f not in BINARY_FEATURES)
 
 
-def _layout(
-    features: tuple[str, ...], binary: tuple[str, ...]
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    key = (features, binary)
+class _Layout:
+    """What every instance with the same settings shares (so an instance holds one pointer to
+    it, not its own copy): the count and flag names and the offsets in the state array."""
+
+    __slots__ = ("cont", "flags", "n_cont", "block", "flags_at", "cal_at")
+
+    def __init__(self, features: tuple[str, ...], binary: tuple[str, ...], modes: int) -> None:
+        flags = frozenset(binary)
+        self.cont = tuple(f for f in features if f not in flags)
+        self.flags = tuple(f for f in features if f in flags)
+        self.n_cont = len(self.cont)
+        # Per mode: weight, events learned, sum of log deviations, mean and deviation per count.
+        self.block = 3 + 2 * self.n_cont
+        self.flags_at = modes * self.block
+        self.cal_at = self.flags_at + len(self.flags)
+
+
+_LAYOUTS: dict[tuple[tuple[str, ...], tuple[str, ...], int], _Layout] = {}
+
+
+def _layout(features: tuple[str, ...], binary: tuple[str, ...], modes: int) -> _Layout:
+    key = (features, binary, modes)
     lay = _LAYOUTS.get(key)
     if lay is None:
-        flags = frozenset(binary)
-        lay = _LAYOUTS[key] = (
-            tuple(f for f in features if f not in flags),
-            tuple(f for f in features if f in flags),
-        )
+        lay = _LAYOUTS[key] = _Layout(features, binary, modes)
     return lay
+
+
+_DEFAULT_LAYOUT = _layout(FEATURES, BINARY_FEATURES, 3)
 
 
 class AccessScorer(base.AnomalyDetector):
@@ -213,14 +229,14 @@ class AccessScorer(base.AnomalyDetector):
         # Bit i: count feature i has been non-zero once. A feature never seen is 0 in every mode
         # with no deviation (a constant history), so it is left out of the loops until it shows.
         self._seen = 0
-        self._lay = _layout(self.features, self.binary)
+        self._lay = _layout(self.features, self.binary, modes)
         # One flat array of doubles. Per mode: weight (0 = unused), events learned, sum of the
         # log deviations, then mean and mean absolute deviation per count feature. Then the rate
         # of each flag; then the calibration's median, upper quantile and mean excess.
-        size = modes * (3 + 2 * len(self._lay[0])) + len(self._lay[1]) + 3
+        size = self._lay.cal_at + 3
         self._st = array("d", bytes(8 * size))
-        # What score_one worked out for the event it scored, for a learn_one of the same event
-        # right after: (x, n, values, surprise of the counts, best mode, its |z|, flags').
+        # What the last log_tail worked out, for a learn of the same event right after:
+        # (the event's counts, n, values, surprise of the counts, best mode, its |z|, flags').
         self._memo: tuple[Any, ...] | None = None
 
     # Pickle the slots (river's Base has no __getstate__ for them); the layout is rebuilt and
@@ -233,25 +249,46 @@ class AccessScorer(base.AnomalyDetector):
         object.__setattr__(self, "trusted_tail", 1e-8)
         for k, v in state.items():
             object.__setattr__(self, k, v)
-        self._lay = _layout(self.features, self.binary)
+        self._lay = _layout(self.features, self.binary, self.modes)
         self._memo = None
 
-    def _values(self, x: dict[Any, Any]) -> list[tuple[int, float]]:
-        """(offset in a mode's block, log1p value) of the count features seen or non-zero."""
+    # --- an event's features --------------------------------------------------------------
+    # The dict API (river's) and the positional one (the leakage family's, for every data
+    # access) meet here: ``logs`` are the log1p of the count features in layout order (0.0 for
+    # a value of 0 or less), ``hits`` bit i is flag i (a value > 0).
+
+    def _logs(self, x: dict[Any, Any]) -> list[float]:
         log1p = math.log1p
+        out = []
+        for k in self._lay.cont:
+            v = x.get(k, 0.0)
+            out.append(log1p(v) if v > 0.0 else 0.0)
+        return out
+
+    def _hits(self, x: dict[Any, Any]) -> int:
+        hits = 0
+        bit = 1
+        for k in self._lay.flags:
+            if x.get(k, 0.0) > 0.0:
+                hits |= bit
+            bit <<= 1
+        return hits
+
+    def _vs(self, logs: Any) -> list[tuple[int, float]]:
+        """(offset in a mode's block, log1p value) of the count features seen or non-zero."""
         seen = self._seen
         out = []
         o = 3
         bit = 1
-        for k in self._lay[0]:
-            v = x.get(k, 0.0)
-            if v > 0.0:
-                out.append((o, log1p(v)))
-            elif seen & bit:
-                out.append((o, 0.0))
+        for v in logs:
+            if v > 0.0 or seen & bit:
+                out.append((o, v))
             o += 2
             bit <<= 1
         return out
+
+    def _values(self, x: dict[Any, Any]) -> list[tuple[int, float]]:
+        return self._vs(self._logs(x))
 
     def _match(self, vs: list[tuple[int, float]]) -> tuple[float, int, float]:
         """(surprise of the counts, offset of the best mode, its largest |z|)."""
@@ -259,20 +296,45 @@ class AccessScorer(base.AnomalyDetector):
         st = self._st
         floor = self.floor
         nu = self.nu
-        gauss = nu is None
-        inv_nu = 0.0 if nu is None else 1.0 / nu
-        h = 0.5 if nu is None else 0.5 * (nu + 1.0)
-        log1p = math.log1p
-        log = math.log
-        block = 3 + 2 * len(self._lay[0])
+        block = self._lay.block
         best_nll = ref = math.inf
         best = 0
         best_zmax = 0.0
-        j = 0
-        for _ in range(self.modes):
+        log = math.log
+        if nu is None:
+            for j in range(0, self.modes * block, block):
+                u = st[j]
+                if u > 0.0:
+                    # Log of the mode's peak density, up to a constant: narrow and heavy is
+                    # likely.
+                    lw = st[j + 2] - log(u)
+                    if lw < ref:
+                        ref = lw
+                    acc = 0.0
+                    zmax = 0.0
+                    for o, v in vs:
+                        i = j + o
+                        r = v - st[i]
+                        if r:
+                            sd = st[i + 1] * _MAD_TO_SIGMA
+                            z = r / (sd if sd > floor else floor)
+                            if z < 0.0:
+                                z = -z
+                            if z > zmax:
+                                zmax = z
+                            acc += z * z
+                    nll = acc * 0.5 + lw
+                    if nll < best_nll:
+                        best_nll = nll
+                        best = j
+                        best_zmax = zmax
+            return best_nll - ref, best, best_zmax
+        inv_nu = 1.0 / nu
+        h = 0.5 * (nu + 1.0)
+        log1p = math.log1p
+        for j in range(0, self.modes * block, block):
             u = st[j]
             if u > 0.0:
-                # Log of the mode's peak density, up to a constant: narrow and heavy is likely.
                 lw = st[j + 2] - log(u)
                 if lw < ref:
                     ref = lw
@@ -287,17 +349,16 @@ class AccessScorer(base.AnomalyDetector):
                             z = -z
                         if z > zmax:
                             zmax = z
-                        acc += z * z if gauss else log1p(z * z * inv_nu)
+                        acc += log1p(z * z * inv_nu)
                 nll = acc * h + lw
                 if nll < best_nll:
                     best_nll = nll
                     best = j
                     best_zmax = zmax
-            j += block
         return best_nll - ref, best, best_zmax
 
-    def _flag_surprise(self, x: dict[Any, Any]) -> float:
-        cont, flags = self._lay
+    def _flag_surprise(self, hits: int) -> float:
+        lay = self._lay
         st = self._st
         s = 0.0
         # Rate with half a pseudo-event each way over at most 1/mode_alpha events of memory.
@@ -305,40 +366,41 @@ class AccessScorer(base.AnomalyDetector):
         cap = 1.0 / self.mode_alpha
         if ne > cap:
             ne = cap
-        i = self.modes * (3 + 2 * len(cont))
-        for k in flags:
+        bit = 1
+        for i in range(lay.flags_at, lay.cal_at):
             p = (st[i] * ne + 0.5) / (ne + 1.0)
-            if x.get(k, 0.0) > 0.0:
+            if hits & bit:
                 if p < 0.5:
                     s += math.log((1.0 - p) / p)
             elif p > 0.5:
                 s += math.log(p / (1.0 - p))
-            i += 1
+            bit <<= 1
         return s
 
-    def _learn_flags(self, x: dict[Any, Any]) -> None:
+    def _learn_flags(self, hits: int) -> None:
+        lay = self._lay
         st = self._st
         w = 1.0 / (self.n + 1)
         if w < self.mode_alpha:
             w = self.mode_alpha
-        i = self.modes * (3 + 2 * len(self._lay[0]))
-        for k in self._lay[1]:
-            b = 1.0 if x.get(k, 0.0) > 0.0 else 0.0
+        bit = 1
+        for i in range(lay.flags_at, lay.cal_at):
+            b = 1.0 if hits & bit else 0.0
             st[i] += w * (b - st[i])
-            i += 1
+            bit <<= 1
 
     def surprise(self, x: dict[Any, Any]) -> float:
         """Raw surprise of ``x`` in nats (0 for the actor's most typical event), uncalibrated."""
         if not self.n:
             return 0.0
         s = self._match(self._values(x))[0]
-        return s + self._flag_surprise(x) if self._lay[1] else s
+        return s + self._flag_surprise(self._hits(x)) if self._lay.flags else s
 
     def _log_tail_probability(self, s: float) -> float:
         """``ln`` of the share of the actor's normal events more surprising than ``s`` nats,
         worked out in logs: far in the tail the probability is below what ``1 - p`` can hold."""
         st = self._st
-        j = len(st) - 3
+        j = self._lay.cal_at
         q50 = st[j]
         q = st[j + 1]
         tail = self.tail
@@ -357,14 +419,40 @@ class AccessScorer(base.AnomalyDetector):
     def log_tail(self, x: dict[Any, Any]) -> float:
         """``ln`` of the tail probability ``1 - score_one(x)``, exact where the score rounds to
         1.0 (to rank, or carry forward, the evidence of events beyond one in 1e16)."""
-        n = self.n
-        if n == 0:
+        if self.n == 0:
             return 0.0
-        vs = self._values(x)
+        return self._log_tail(self._logs(x), self._hits(x), x)
+
+    def log_tail_logs(self, logs: tuple[float, ...], hits: int) -> float:
+        """:meth:`log_tail` of an event given positionally, for a scorer with the default
+        features: ``logs`` the ``log1p`` of its :data:`COUNT_FEATURES` (0.0 for a value of 0),
+        ``hits`` its flags, bit i for ``BINARY_FEATURES[i]``. A :meth:`learn_logs` of the same
+        ``logs`` right after reuses what this worked out."""
+        if self.n == 0:
+            return 0.0
+        if self._lay is _DEFAULT_LAYOUT:
+            return self._log_tail(logs, hits, logs)
+        mine, relaid = self._relayout(logs, hits)
+        return self._log_tail(relaid, mine, logs)
+
+    def _relayout(self, logs: tuple[float, ...], hits: int) -> tuple[int, list[float]]:
+        """(hits, logs) of the default features in this scorer's layout (a feature it does not
+        know is left out, one it has and the defaults lack is 0)."""
+        by_name = dict(zip(COUNT_FEATURES, logs, strict=True))
+        lay = self._lay
+        mine = 0
+        for i, k in enumerate(lay.flags):
+            if k in BINARY_FEATURES and hits >> BINARY_FEATURES.index(k) & 1:
+                mine |= 1 << i
+        return mine, [by_name.get(k, 0.0) for k in lay.cont]
+
+    def _log_tail(self, logs: Any, hits: int, key: Any) -> float:
+        n = self.n
+        vs = self._vs(logs)
         s, best, zmax = self._match(vs)
-        sf = self._flag_surprise(x) if self._lay[1] else 0.0
-        # A learn_one of this same event right after need not work all this out again.
-        self._memo = (x, n, vs, s, best, zmax, sf)
+        sf = self._flag_surprise(hits) if self._lay.flags else 0.0
+        # A learn of this same event right after need not work all this out again.
+        self._memo = (key, n, vs, s, best, zmax, sf, hits)
         lp = self._log_tail_probability(s + sf)
         if n < self.warmup:
             # p ** c with c < 1: a young baseline needs more evidence for the same score.
@@ -380,44 +468,61 @@ class AccessScorer(base.AnomalyDetector):
         sd0 = self.prior_scale if self.prior_scale > floor else floor
         st[j] = weight
         st[j + 1] = 1.0
-        st[j + 2] = len(vs) * math.log(sd0) + (len(self._lay[0]) - len(vs)) * math.log(floor)
+        st[j + 2] = len(vs) * math.log(sd0) + (self._lay.n_cont - len(vs)) * math.log(floor)
         dev0 = self.prior_scale / _MAD_TO_SIGMA
         for o, v in vs:
             st[j + o] = v
             st[j + o + 1] = dev0
 
     def learn_one(self, x: dict[Any, Any]) -> None:
+        memo = self._memo
+        if memo is not None and memo[0] is x and memo[1] == self.n:
+            self._learn(memo, memo[7], None)
+        else:
+            self._learn(None, self._hits(x), self._logs(x))
+
+    def learn_logs(self, logs: tuple[float, ...], hits: int) -> None:
+        """:meth:`learn_one` of an event given as for :meth:`log_tail_logs`."""
+        memo = self._memo
+        if memo is not None and memo[0] is logs and memo[1] == self.n:
+            self._learn(memo, memo[7], None)
+        elif self._lay is _DEFAULT_LAYOUT:
+            self._learn(None, hits, logs)
+        else:
+            self._learn(None, *self._relayout(logs, hits))
+
+    def _learn(self, memo: tuple[Any, ...] | None, hits: int, logs: Any) -> None:
         st = self._st
         n = self.n
-        memo = self._memo
+        lay = self._lay
         self._memo = None
         if n == 0:
-            vs = self._values(x)
+            vs = self._vs(logs)
             self._start_mode(0, vs, 1.0)
             self._mark_seen(vs)
-            i = self.modes * (3 + 2 * len(self._lay[0]))
-            for k in self._lay[1]:
-                st[i] = 1.0 if x.get(k, 0.0) > 0.0 else 0.0
-                i += 1
+            bit = 1
+            for i in range(lay.flags_at, lay.cal_at):
+                st[i] = 1.0 if hits & bit else 0.0
+                bit <<= 1
             self.n = 1
             return
-        if memo is not None and memo[0] is x and memo[1] == n:
-            vs, s, best, zmax, sf = memo[2:]
+        if memo is not None:
+            vs, s, best, zmax, sf = memo[2:7]
         else:
-            vs = self._values(x)
+            vs = self._vs(logs)
             s, best, zmax = self._match(vs)
-            sf = self._flag_surprise(x) if self._lay[1] else 0.0
-        if self._lay[1]:
+            sf = self._flag_surprise(hits) if lay.flags else 0.0
+        if lay.flags:
             s += sf
-            self._learn_flags(x)
+            self._learn_flags(hits)
         self._learn_calibration(s, n)
         self.n = n + 1
         # Mode weights: exponentially weighted shares of the events each mode learned.
         a = 1.0 / (n + 1)
         if a < self.mode_alpha:
             a = self.mode_alpha
-        block = 3 + 2 * len(self._lay[0])
-        end = self.modes * block
+        block = lay.block
+        end = lay.flags_at
         keep = 1.0 - a
         for j in range(0, end, block):
             st[j] *= keep
@@ -445,7 +550,7 @@ class AccessScorer(base.AnomalyDetector):
         floor = self.floor
         clip = self.clip
         log = math.log
-        lsig = (len(self._lay[0]) - len(vs)) * log(floor)
+        lsig = (lay.n_cont - len(vs)) * log(floor)
         for o, v in vs:
             i = j + o
             r = v - st[i]
@@ -507,9 +612,9 @@ class AccessScorer(base.AnomalyDetector):
 
     def _main_mode(self) -> int:
         st = self._st
-        block = 3 + 2 * len(self._lay[0])
+        block = self._lay.block
         main = 0
-        for j in range(block, self.modes * block, block):
+        for j in range(block, self._lay.flags_at, block):
             if st[j] > st[main]:
                 main = j
         return main
@@ -517,17 +622,21 @@ class AccessScorer(base.AnomalyDetector):
     def baseline(self, feature: str) -> float:
         """Normal level of ``feature`` in its own units: the main habit's typical count, or a
         flag's rate (0 when unknown)."""
-        cont, flags = self._lay
-        if feature in cont:
-            return math.expm1(self._st[self._main_mode() + 3 + 2 * cont.index(feature)])
-        if feature in flags:
-            return self._st[self.modes * (3 + 2 * len(cont)) + flags.index(feature)]
+        lay = self._lay
+        if feature in lay.cont:
+            return math.expm1(self._st[self._main_mode() + 3 + 2 * lay.cont.index(feature)])
+        if feature in lay.flags:
+            return self._st[lay.flags_at + lay.flags.index(feature)]
         return 0.0
+
+    def baseline_count(self, i: int) -> float:
+        """:meth:`baseline` of the count feature ``i`` (in layout order), for every event."""
+        return math.expm1(self._st[self._main_mode() + 3 + 2 * i])
 
     def contributions(self, x: dict[Any, Any]) -> dict[str, float]:
         """Surprise of each feature in nats (0 for the usual value), under the mode that best
         explains ``x``, for explanations: the features of the largest values made the score."""
-        cont, flags = self._lay
+        cont, flags = self._lay.cont, self._lay.flags
         out: dict[str, float] = {}
         if not self.n:
             return out
@@ -543,7 +652,7 @@ class AccessScorer(base.AnomalyDetector):
             out[cont[(o - 3) >> 1]] = (
                 0.5 * z * z if nu is None else 0.5 * (nu + 1.0) * math.log1p(z * z / nu)
             )
-        j = self.modes * (3 + 2 * len(cont))
+        j = self._lay.flags_at
         ne = min(float(self.n), 1.0 / self.mode_alpha)
         for k in flags:
             p = (st[j] * ne + 0.5) / (ne + 1.0)

@@ -295,6 +295,9 @@ class LeakageFamily:
     # --- the event ----------------------------------------------------------------------------
 
     def process(self, env: telemetry_pb2.TelemetryEnvelope, t: int, emit: Emit) -> None:
+        # It runs for every data access: each field is read once, and the detectors' routine
+        # outcome (nothing to report) is decided here, their methods called only when they may
+        # report or when they have more than a step to do.
         cfg = self.cfg
         da = env.data_access
         inst_id = env.institution_id
@@ -303,7 +306,9 @@ class LeakageFamily:
         bytes_out = da.bytes_out
         dk = da.destination_kind
         op = da.operation
+        channel = da.channel
         outbound = dk in _OUTBOUND
+        foreign = dk in _FOREIGN
         fields = da.fields
         n_c1 = fields.c1
         n_c2 = fields.c2
@@ -324,7 +329,8 @@ class LeakageFamily:
         slot = local_hour + 24 if clock.rest else local_hour
 
         # Hard rule: authentication-class data never leaves the institution.
-        if c3 and outbound:
+        reported = c3 and outbound
+        if reported:
             emit(
                 self._actor_finding(
                     env, t, "leak.c3_outbound", True, float(n_c3 or 1), 0.0,
@@ -336,35 +342,56 @@ class LeakageFamily:
             )  # fmt: skip
 
         new_destination = False
-        reported = c3 and outbound
-        if dk in _FOREIGN:
+        if foreign:
             new_destination, alarmed = self._new_destination(env, inst, t, emit)
             reported = reported or alarmed
 
-        actor = self.actors.get((inst_id, actor_id))
+        key = (inst_id, actor_id)
+        actor = self.actors.get(key)
         if actor is None:
-            actor = self.actors[(inst_id, actor_id)] = _Actor(cfg, self.lcfg)
-        self.actors_seen.touch((inst_id, actor_id), t)
+            actor = self.actors[key] = _Actor(cfg, self.lcfg)
+        self.actors_seen.touch(key, t)
         frozen = t < actor.frozen_until
         moving = outbound or op in _MOVING_OPS
         lr = math.log1p(records)
         lb = math.log1p(bytes_out)
 
-        flagged = self._volume(env, actor, t, moving, outbound, lr, lb, frozen, clock, emit)
+        # The actor's reading or moving habit (records and bytes of one access).
+        if moving:
+            vol = actor.move
+            if vol is None:
+                vol = actor.move = LogVolume(alpha=0.05, clip=3.0, floor=0.5)
+            warm = vol.n >= cfg.warmup_moves
+        else:
+            vol = actor.read
+            warm = vol.n >= cfg.warmup_events
+        score = vol.score(lr, lb)
+        thr = max(cfg.z_threshold, actor.q)
+        flagged = False
+        if warm and score > thr:
+            flagged = self._volume(env, vol, t, moving, outbound, lr, lb, score, thr, clock, emit)
+        elif not frozen:
+            vol.learn(lr, lb)
+            if warm:
+                actor.q = update_quantile(actor.q, score, cfg.false_alarm_budget, 0.05)
         flagged = flagged or reported
         abs_hour = t // HOUR_NS
         rate = actor.rate
-        count = rate.add(abs_hour, slot)
+        if abs_hour == rate.hour:
+            count = rate.count = rate.count + 1
+        else:
+            count = rate.add(abs_hour, slot)
         if count > rate.cap:
             flagged = self._rate(env, actor, t, count, slot, emit) or flagged
         if outbound and cfg.off_hours_start <= local_hour < cfg.off_hours_end:
             flagged = self._off_hours(env, actor, t, local_hour, emit) or flagged
-        if da.channel == T.CHANNEL_PARTNER and op == T.OPERATION_QUERY:
+        if channel == T.CHANNEL_PARTNER and op == T.OPERATION_QUERY:
             flagged = self._ratio(env, actor, t, abs_hour, flagged or frozen, emit) or flagged
         system_id = da.system_id
-        idx = inst.systems.get(system_id)
-        if idx is None and len(inst.systems) < _MAX_SYSTEMS:
-            idx = inst.systems[system_id] = len(inst.systems)
+        systems = inst.systems
+        idx = systems.get(system_id)
+        if idx is None and len(systems) < _MAX_SYSTEMS:
+            idx = systems[system_id] = len(systems)
         if idx is not None:
             spread = actor.spread
             if spread is None:
@@ -382,37 +409,41 @@ class LeakageFamily:
                 flagged = self._spread(env, spread, t, idx, emit) or flagged
         if flagged:
             actor.frozen_until = t + cfg.coalesce_window_ns
-        elif dk in _FOREIGN and not frozen and not c3:
+        elif foreign and not frozen and not c3:
             # What actors of this role send out, learned from actors not under suspicion.
             sends = self.sends.get(int(da.actor_role))
             if sends is not None:
                 sends.learn(lr, lr)
         # Data classes by channel and direction: bit 6 * channel + 2 * class + outbound.
-        base = int(da.channel) * 6 + (1 if outbound else 0)
+        base = channel * 6 + (1 if outbound else 0)
         bits = (
             (1 << base if n_c1 else 0)
             | (1 << base + 2 if n_c2 else 0)
             | (1 << base + 4 if n_c3 else 0)
         )
         if not bits and data_class:
-            bits = 1 << base + 2 * (int(data_class) - 1)
+            bits = 1 << base + 2 * (data_class - 1)
         if bits & ~actor.classes.mask:
             self._classes(env, inst, actor, t, bits, base, outbound, emit)
-        self._drift(env, inst, actor, int(da.actor_role), t, clock, dk in _FOREIGN, emit)
+        if foreign or clock.day != actor.day:
+            self._drift(env, inst, actor, int(da.actor_role), t, clock, foreign, emit)
         if outbound:
             actor.outbound_n += 1
-        x = {
-            "records": float(records),
-            "bytes_out": float(bytes_out),
-            "bytes_in": float(da.bytes_in),
-            "duration_s": da.duration_ms / 1000.0,
-            "c1": float(n_c1),
-            "c2": float(n_c2),
-            "c3": float(n_c3),
-            "outbound": 1.0 if outbound else 0.0,
-            "new_destination": 1.0 if new_destination else 0.0,
-        }
-        self._access_score(env, actor, t, x, outbound, flagged or frozen or reported, emit)
+        bytes_in = da.bytes_in
+        duration_ms = da.duration_ms
+        log1p = math.log1p
+        # log1p of the scorer's count features (COUNT_FEATURES), its flags as bits.
+        logs = (
+            lr,
+            lb,
+            log1p(bytes_in) if bytes_in > 0 else 0.0,
+            log1p(duration_ms / 1000.0) if duration_ms > 0 else 0.0,
+            log1p(n_c1) if n_c1 > 0 else 0.0,
+            log1p(n_c2) if n_c2 > 0 else 0.0,
+            log1p(n_c3) if n_c3 > 0 else 0.0,
+        )
+        hits = (1 if outbound else 0) | (2 if new_destination else 0)
+        self._access_score(env, actor, t, logs, hits, outbound, flagged or frozen or reported, emit)
         if moving:
             self._system(env, lr, lb, t, actor, flagged, emit)
         if outbound and cfg.hst_enabled:
@@ -508,57 +539,40 @@ class LeakageFamily:
     def _volume(
         self,
         env: telemetry_pb2.TelemetryEnvelope,
-        actor: _Actor,
+        vol: LogVolume,
         t: int,
         moving: bool,
         outbound: bool,
         lr: float,
         lb: float,
-        frozen: bool,
+        score: float,
+        thr: float,
         clock: _Clock,
         emit: Emit,
     ) -> bool:
-        """Records and bytes of one access against the actor's reading or moving habit."""
-        cfg = self.cfg
-        if moving:
-            vol = actor.move
-            if vol is None:
-                vol = actor.move = LogVolume(alpha=0.05, clip=3.0, floor=0.5)
-            warm = vol.n >= cfg.warmup_moves
-        else:
-            vol = actor.read
-            warm = vol.n >= cfg.warmup_events
-        score = vol.score(lr, lb)
-        thr = max(cfg.z_threshold, actor.q)
-        if warm and score > thr and moving and not outbound:
-            # Internal bulk moves: the month's close, or a window the institution declared for
-            # them, explains them. Not reported, and not learned either.
+        """Records and bytes of one access past the threshold of the actor's reading or moving
+        habit (``vol``, warmed up): reported, unless it is an internal bulk move that the
+        month's close or a declared window explains (neither reported nor learned)."""
+        da = env.data_access
+        if moving and not outbound:
             if score <= thr * self._close_factor(clock):
                 return False
-            da = env.data_access
             if self.context.window_at(env.institution_id, da.system_id, FAMILY, t):
                 return False
-        if warm and score > thr:
-            da = env.data_access
-            x = {"records": lr, "bytes": lb}
-            emit(
-                self._actor_finding(
-                    env, t, "leak.actor_volume", False, score, thr, grade_for(score, thr),
-                    f"{_op_name(da.operation)} of {da.records} records ({da.bytes_out} bytes) "
-                    f"from {da.system_id}, about {math.expm1(vol.baseline('records')):.0f} "
-                    f"normal for this actor",
-                    [
-                        (k, math.expm1(x[k]), math.expm1(vol.baseline(k)), v)
-                        for k, v in vol.contributions(x).items()
-                    ],
-                )
-            )  # fmt: skip
-            return True
-        if not frozen:
-            vol.learn(lr, lb)
-            if warm:
-                actor.q = update_quantile(actor.q, score, cfg.false_alarm_budget, 0.05)
-        return False
+        x = {"records": lr, "bytes": lb}
+        emit(
+            self._actor_finding(
+                env, t, "leak.actor_volume", False, score, thr, grade_for(score, thr),
+                f"{_op_name(da.operation)} of {da.records} records ({da.bytes_out} bytes) "
+                f"from {da.system_id}, about {math.expm1(vol.baseline('records')):.0f} "
+                f"normal for this actor",
+                [
+                    (k, math.expm1(x[k]), math.expm1(vol.baseline(k)), v)
+                    for k, v in vol.contributions(x).items()
+                ],
+            )
+        )  # fmt: skip
+        return True
 
     def _rate(
         self,
@@ -824,7 +838,8 @@ class LeakageFamily:
         env: telemetry_pb2.TelemetryEnvelope,
         actor: _Actor,
         t: int,
-        x: dict[str, float],
+        logs: tuple[float, ...],
+        hits: int,
         outbound: bool,
         flagged: bool,
         emit: Emit,
@@ -833,9 +848,10 @@ class LeakageFamily:
         log, as the session's tail probability: the accesses just after a glaring one share its
         suspicion). Alarm only on data leaving the institution that the other detectors of this
         event did not already report, from an actor whose outbound habit is known, on the
-        access's own tail probability; learn only what was not flagged."""
+        access's own tail probability; learn only what was not flagged. ``logs`` and ``hits``
+        are the event as :meth:`AccessScorer.log_tail_logs` takes it."""
         scorer = actor.access
-        lp = scorer.log_tail(x)
+        lp = scorer.log_tail_logs(logs, hits)
         score = -math.expm1(lp)
         thr = self.cfg.access_alarm_score
         alarm = False
@@ -848,22 +864,23 @@ class LeakageFamily:
                 and actor.outbound_n > self.lcfg.access_min_outbound
             )
             actor.hot_ns = t
-        session = actor.session
-        ev = {"log_tail": lp}
-        if self.scores.enabled:
-            self.scores.add(
+        session_lp = actor.session.learn_log_tail(lp)
+        scores = self.scores
+        if scores.enabled:
+            da = env.data_access
+            scores.add(
                 Score(
-                    env.institution_id, "actor", env.data_access.actor_pseudonym, "leak.access",
-                    env.event_id, t, session.score_one(ev), thr, x["records"],
-                    scorer.baseline("records"), alarm or flagged,
+                    env.institution_id, "actor", da.actor_pseudonym, "leak.access",
+                    env.event_id, t, -math.expm1(session_lp), thr, float(da.records),
+                    scorer.baseline_count(0), alarm or flagged,
                 )
             )  # fmt: skip
-        session.learn_one(ev)
         if not (alarm or flagged):
-            scorer.learn_one(x)
+            scorer.learn_logs(logs, hits)
         if not alarm:
             return
         da = env.data_access
+        x = _access_features(da, hits)
         top = sorted(scorer.contributions(x).items(), key=lambda kv: -kv[1])[:3]
         tail = 1.0 - score
         grade = findings_pb2.GRADE_SIGNIFICANT if tail < 1e-7 else findings_pb2.GRADE_GENERAL
@@ -973,6 +990,22 @@ class LeakageFamily:
             inst.hst.learn_one(hx)
             inst.hst_q.update(score)
             inst.hst_n += 1
+
+
+def _access_features(da: telemetry_pb2.DataAccessEvent, hits: int) -> dict[str, float]:
+    """The access as the scorer's features (FEATURES), for the explanation of an alarm."""
+    fields = da.fields
+    return {
+        "records": float(da.records),
+        "bytes_out": float(da.bytes_out),
+        "bytes_in": float(da.bytes_in),
+        "duration_s": da.duration_ms / 1000.0,
+        "c1": float(fields.c1),
+        "c2": float(fields.c2),
+        "c3": float(fields.c3),
+        "outbound": 1.0 if hits & 1 else 0.0,
+        "new_destination": 1.0 if hits & 2 else 0.0,
+    }
 
 
 def _peer_rate(peers: list[float]) -> float | None:

@@ -9,6 +9,16 @@ from river import base
 
 __all__ = ["RecentEvidence"]
 
+# ln K per decay (K = 1 / (1 - exp(-decay))): worked out once, not held by each of 1M actors.
+_LN_K: dict[float, float] = {}
+
+
+def _ln_k(decay: float) -> float:
+    lnk = _LN_K.get(decay)
+    if lnk is None:
+        lnk = _LN_K[decay] = -math.log(-math.expm1(-decay))
+    return lnk
+
 
 class RecentEvidence(base.AnomalyDetector):
     """How unusual an entity's recent events were, as a calibrated tail probability per event.
@@ -79,8 +89,20 @@ class RecentEvidence(base.AnomalyDetector):
 
     def log_tail(self, x: dict[Any, Any]) -> float:
         """``ln`` of the session's tail probability at this event (at most 0)."""
-        # ln K, K = 1 / (1 - exp(-decay)): worked out per call, not held by each of 1M actors.
-        lp = -math.log(-math.expm1(-self.decay)) - self._evidence(x)
+        lp = _ln_k(self.decay) - self._evidence(x)
+        return lp if lp < 0.0 else 0.0
+
+    def learn_log_tail(self, log_tail: float) -> float:
+        """:meth:`learn_one` of ``{"log_tail": log_tail}``; returns what :meth:`log_tail` of it
+        was just before (one step for the family, which does both for every access)."""
+        e = -log_tail
+        c = self.carry
+        if c > self.cap:
+            c = self.cap
+        c -= self.decay
+        e = e if e > c else c
+        self.carry = e
+        lp = _ln_k(self.decay) - e
         return lp if lp < 0.0 else 0.0
 
     def score_one(self, x: dict[Any, Any]) -> float:
