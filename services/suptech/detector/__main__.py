@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from suptech.common.config import ConfigError
+    from suptech.common.gc_tuning import tune_gc
     from suptech.common.logging_setup import setup_logging
     from suptech.common.metrics import MetricsEndpoint
     from suptech.common.topics import ensure_topics
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     MetricsEndpoint(detector.metrics.registry, config.metrics_port).start()
     worker = build_worker(detector)
+    tune_gc()
     worker.execute_from_commandline()
     return 0
 

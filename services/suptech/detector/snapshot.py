@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import os
 
 from suptech.detector.checkpoint import Checkpoint, CheckpointStore
@@ -35,6 +36,9 @@ def start_snapshot(core: DetectorCore, store: CheckpointStore) -> tuple[Checkpoi
     head = core.checkpoint_head()
     pid = os.fork()
     if pid == 0:  # the child: state as of the fork, then out without any cleanup
+        # No collection in the child: it would run finalizers of the parent's garbage (a socket
+        # closed here deregisters it from the event loop's epoll, which the parent shares).
+        gc.disable()
         status = 1
         try:
             store.write(dataclasses.replace(head, engine_blob=core.engine.snapshot()))

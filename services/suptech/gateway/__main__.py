@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import sys
 import threading
 
 from suptech.common.config import ConfigError, exit_if_help
+from suptech.common.gc_tuning import tune_gc
 from suptech.common.kafka import KAFKA_SETTINGS
 from suptech.common.logging_setup import setup_logging
 from suptech.common.metrics import MetricsEndpoint
@@ -22,9 +22,6 @@ USAGE = """usage: python -m suptech.gateway  (or suptech-gateway)
 
 The ingest gateway: authenticates institutions' SDKs, validates their telemetry batches, writes
 them to Kafka and acknowledges each batch once Kafka has it. Runs until SIGTERM, then drains."""
-
-# Container allocations between young collections (CPython's default is 700).
-GC_GEN0_THRESHOLD = 20_000
 
 
 async def serve(config: GatewayConfig) -> None:
@@ -60,21 +57,6 @@ def check_kafka(server: GatewayServer, config: GatewayConfig) -> None:
             log.warning("Kafka at %s not ready: batches fail with UNAVAILABLE", config.kafka_addr)
 
     threading.Thread(target=run, name="kafka-check", daemon=True).start()
-
-
-def tune_gc() -> None:
-    """Cheaper garbage collection for the request path, once start-up is done.
-
-    Validating a batch wraps every event's sub-messages in short-lived Python objects, so young
-    collections ran every few hundred events and the older ones, walking the start-up heap of
-    gRPC, Kafka and OpenTelemetry modules, often enough to cost ~1 µs per event (measured end to
-    end). Frozen, that heap is never walked again; the larger first threshold makes collections
-    rare (the request path frees its objects by reference counting; cycles are still collected).
-    """
-    gc.collect()
-    gc.freeze()
-    _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 def main() -> None:
