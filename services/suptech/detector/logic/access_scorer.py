@@ -301,6 +301,7 @@ class AccessScorer(base.AnomalyDetector):
         best = 0
         best_zmax = 0.0
         log = math.log
+        mad = _MAD_TO_SIGMA
         if nu is None:
             for j in range(0, self.modes * block, block):
                 u = st[j]
@@ -316,7 +317,7 @@ class AccessScorer(base.AnomalyDetector):
                         i = j + o
                         r = v - st[i]
                         if r:
-                            sd = st[i + 1] * _MAD_TO_SIGMA
+                            sd = st[i + 1] * mad
                             z = r / (sd if sd > floor else floor)
                             if z < 0.0:
                                 z = -z
@@ -512,6 +513,43 @@ class AccessScorer(base.AnomalyDetector):
             vs = self._vs(logs)
             s, best, zmax = self._match(vs)
             sf = self._flag_surprise(hits) if lay.flags else 0.0
+        self._update(n, vs, s, best, zmax, sf, hits)
+
+    def log_tail_learn(self, logs: tuple[float, ...], hits: int) -> tuple[float, float]:
+        """:meth:`log_tail_logs` then :meth:`learn_logs` of the same event, in one step (the
+        family's routine access); returns the log tail and what ``baseline("records")`` was
+        before the event was learnt."""
+        n = self.n
+        if n == 0 or self._lay is not _DEFAULT_LAYOUT:
+            lp = self.log_tail_logs(logs, hits)
+            expected = self.baseline("records")
+            self.learn_logs(logs, hits)
+            return lp, expected
+        self._memo = None
+        vs = self._vs(logs)
+        s, best, zmax = self._match(vs)
+        sf = self._flag_surprise(hits)
+        lp = self._log_tail_probability(s + sf)
+        if n < self.warmup:
+            lp *= n / self.warmup
+        expected = self.baseline_count(0)
+        self._update(n, vs, s, best, zmax, sf, hits)
+        return lp, expected
+
+    def _update(
+        self,
+        n: int,
+        vs: list[tuple[int, float]],
+        s: float,
+        best: int,
+        zmax: float,
+        sf: float,
+        hits: int,
+    ) -> None:
+        """Learn an event of ``n`` learnt before: its values, surprises (counts, flags'), best
+        mode and that mode's largest |z|, as :meth:`_match` and :meth:`_flag_surprise` found."""
+        st = self._st
+        lay = self._lay
         if lay.flags:
             s += sf
             self._learn_flags(hits)
@@ -550,13 +588,15 @@ class AccessScorer(base.AnomalyDetector):
         floor = self.floor
         clip = self.clip
         log = math.log
-        lsig = (lay.n_cont - len(vs)) * log(floor)
+        mad = _MAD_TO_SIGMA
+        log_floor = log(floor)
+        lsig = (lay.n_cont - len(vs)) * log_floor
         for o, v in vs:
             i = j + o
             r = v - st[i]
             d = st[i + 1]
             if r:
-                lim = d * _MAD_TO_SIGMA
+                lim = d * mad
                 lim = clip * (lim if lim > floor else floor)
                 if r > lim:
                     r = lim
@@ -567,8 +607,8 @@ class AccessScorer(base.AnomalyDetector):
             else:
                 d -= wd * d
             st[i + 1] = d
-            sd = d * _MAD_TO_SIGMA
-            lsig += log(sd if sd > floor else floor)
+            sd = d * mad
+            lsig += log(sd) if sd > floor else log_floor
         st[j + 2] = lsig
         if len(vs) > self._seen.bit_count():
             self._mark_seen(vs)

@@ -851,19 +851,26 @@ class LeakageFamily:
         access's own tail probability; learn only what was not flagged. ``logs`` and ``hits``
         are the event as :meth:`AccessScorer.log_tail_logs` takes it."""
         scorer = actor.access
-        lp = scorer.log_tail_logs(logs, hits)
-        score = -math.expm1(lp)
         thr = self.cfg.access_alarm_score
         alarm = False
-        if outbound and score >= 1.0 - self.lcfg.access_hot:
-            alarm = (
-                score >= thr
-                and t - actor.hot_ns <= HOUR_NS
-                and not flagged
-                and scorer.n >= scorer.warmup
-                and actor.outbound_n > self.lcfg.access_min_outbound
-            )
-            actor.hot_ns = t
+        if not (outbound or flagged):
+            # Nothing to alarm on, the event is learnt: one step.
+            lp, expected = scorer.log_tail_learn(logs, hits)
+        else:
+            lp = scorer.log_tail_logs(logs, hits)
+            score = -math.expm1(lp)
+            if outbound and score >= 1.0 - self.lcfg.access_hot:
+                alarm = (
+                    score >= thr
+                    and t - actor.hot_ns <= HOUR_NS
+                    and not flagged
+                    and scorer.n >= scorer.warmup
+                    and actor.outbound_n > self.lcfg.access_min_outbound
+                )
+                actor.hot_ns = t
+            expected = scorer.baseline_count(0)
+            if not (alarm or flagged):
+                scorer.learn_logs(logs, hits)
         session_lp = actor.session.learn_log_tail(lp)
         scores = self.scores
         if scores.enabled:
@@ -872,11 +879,9 @@ class LeakageFamily:
                 Score(
                     env.institution_id, "actor", da.actor_pseudonym, "leak.access",
                     env.event_id, t, -math.expm1(session_lp), thr, float(da.records),
-                    scorer.baseline_count(0), alarm or flagged,
+                    expected, alarm or flagged,
                 )
             )  # fmt: skip
-        if not (alarm or flagged):
-            scorer.learn_logs(logs, hits)
         if not alarm:
             return
         da = env.data_access
