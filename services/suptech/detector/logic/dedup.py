@@ -53,12 +53,18 @@ class SeenEvents:
         self._buckets.clear()
 
     def add(self, institution_id: str, event_id: str, event_time_ns: int) -> None:
-        key = (institution_id, event_id)
+        self.add_key((institution_id, event_id), event_time_ns)
+
+    def add_key(self, key: tuple[str, str], event_time_ns: int) -> None:
+        """:meth:`add` of the pair ``key`` (the engine made it to ask whether it was seen)."""
         bucket = event_time_ns // _BUCKET_NS
         if self._bucket_of.get(key, bucket - 1) >= bucket:
             return
         self._bucket_of[key] = bucket
-        self._buckets.setdefault(bucket, deque()).append(key)
+        keys = self._buckets.get(bucket)
+        if keys is None:
+            keys = self._buckets[bucket] = deque()
+        keys.append(key)
         while len(self._bucket_of) > self.capacity:
             self._drop_oldest_key()
 

@@ -98,10 +98,13 @@ class DetectionEngine:
         """
         eid = env.event_id
         inst_id = env.institution_id
-        if (inst_id, eid) in self._seen:
+        key = (inst_id, eid)
+        seen = self._seen
+        if key in seen:
             self._duplicates += 1
             return []
-        t = env.event_time.seconds * 1_000_000_000 + env.event_time.nanos
+        et = env.event_time
+        t = et.seconds * 1_000_000_000 + et.nanos
         out: list[findings_pb2.Finding] = []
         self._out = out
         try:
@@ -109,12 +112,13 @@ class DetectionEngine:
         finally:
             self._out = []
         # Only now: an event whose detectors raised is not a duplicate when it is replayed.
-        self._seen.add(inst_id, eid, t)
+        seen.add_key(key, t)
         self._events += 1
         if t > self._max_event_ns:
             self._max_event_ns = t
-            wm = t - self.config.allowed_lateness_ns
-            if self.config.auto_advance and wm - self._last_check_ns >= MINUTE_NS:
+            cfg = self.config
+            wm = t - cfg.allowed_lateness_ns
+            if cfg.auto_advance and wm - self._last_check_ns >= MINUTE_NS:
                 self._out = out
                 self._advance(wm)
                 self._out = []
