@@ -290,8 +290,9 @@ class AccessScorer(base.AnomalyDetector):
     def _values(self, x: dict[Any, Any]) -> list[tuple[int, float]]:
         return self._vs(self._logs(x))
 
-    def _match(self, vs: list[tuple[int, float]]) -> tuple[float, int, float]:
-        """(surprise of the counts, offset of the best mode, its largest |z|)."""
+    def _match(self, vs: list[tuple[int, float]]) -> tuple[float, int, float, int]:
+        """(surprise of the counts, offset of the best mode, its largest |z|, offset of the
+        main mode: the heaviest, as :meth:`_main_mode`)."""
         # Written with local names and no max()/min() calls: it runs for every data access.
         st = self._st
         floor = self.floor
@@ -302,9 +303,14 @@ class AccessScorer(base.AnomalyDetector):
         best_zmax = 0.0
         log = math.log
         mad = _MAD_TO_SIGMA
+        main = 0
+        heaviest = -math.inf
         if nu is None:
             for j in range(0, self.modes * block, block):
                 u = st[j]
+                if u > heaviest:
+                    heaviest = u
+                    main = j
                 if u > 0.0:
                     # Log of the mode's peak density, up to a constant: narrow and heavy is
                     # likely.
@@ -329,12 +335,15 @@ class AccessScorer(base.AnomalyDetector):
                         best_nll = nll
                         best = j
                         best_zmax = zmax
-            return best_nll - ref, best, best_zmax
+            return best_nll - ref, best, best_zmax, main
         inv_nu = 1.0 / nu
         h = 0.5 * (nu + 1.0)
         log1p = math.log1p
         for j in range(0, self.modes * block, block):
             u = st[j]
+            if u > heaviest:
+                heaviest = u
+                main = j
             if u > 0.0:
                 lw = st[j + 2] - log(u)
                 if lw < ref:
@@ -356,7 +365,7 @@ class AccessScorer(base.AnomalyDetector):
                     best_nll = nll
                     best = j
                     best_zmax = zmax
-        return best_nll - ref, best, best_zmax
+        return best_nll - ref, best, best_zmax, main
 
     def _flag_surprise(self, hits: int) -> float:
         lay = self._lay
@@ -450,7 +459,7 @@ class AccessScorer(base.AnomalyDetector):
     def _log_tail(self, logs: Any, hits: int, key: Any) -> float:
         n = self.n
         vs = self._vs(logs)
-        s, best, zmax = self._match(vs)
+        s, best, zmax, _ = self._match(vs)
         sf = self._flag_surprise(hits) if self._lay.flags else 0.0
         # A learn of this same event right after need not work all this out again.
         self._memo = (key, n, vs, s, best, zmax, sf, hits)
@@ -511,7 +520,7 @@ class AccessScorer(base.AnomalyDetector):
             vs, s, best, zmax, sf = memo[2:7]
         else:
             vs = self._vs(logs)
-            s, best, zmax = self._match(vs)
+            s, best, zmax, _ = self._match(vs)
             sf = self._flag_surprise(hits) if lay.flags else 0.0
         self._update(n, vs, s, best, zmax, sf, hits)
 
@@ -527,12 +536,12 @@ class AccessScorer(base.AnomalyDetector):
             return lp, expected
         self._memo = None
         vs = self._vs(logs)
-        s, best, zmax = self._match(vs)
+        s, best, zmax, main = self._match(vs)
         sf = self._flag_surprise(hits)
         lp = self._log_tail_probability(s + sf)
         if n < self.warmup:
             lp *= n / self.warmup
-        expected = self.baseline_count(0)
+        expected = math.expm1(self._st[main + 3])
         self._update(n, vs, s, best, zmax, sf, hits)
         return lp, expected
 
