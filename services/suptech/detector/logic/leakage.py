@@ -368,7 +368,9 @@ class LeakageFamily:
             warm = vol.n >= cfg.warmup_events
         score = vol.score(lr, lb)
         q = actor.q
-        thr = max(cfg.z_threshold, q)
+        thr = cfg.z_threshold
+        if q > thr:
+            thr = q
         flagged = False
         if warm and score > thr:
             flagged = self._volume(env, vol, t, moving, outbound, lr, lb, score, thr, clock, emit)
