@@ -602,7 +602,8 @@ class AccessScorer(base.AnomalyDetector):
         lsig = (lay.n_cont - len(vs)) * log_floor
         for o, v in vs:
             i = j + o
-            r = v - st[i]
+            m = st[i]
+            r = v - m
             d = st[i + 1]
             if r:
                 lim = d * mad
@@ -611,7 +612,7 @@ class AccessScorer(base.AnomalyDetector):
                     r = lim
                 elif r < -lim:
                     r = -lim
-                st[i] += w * r
+                st[i] = m + w * r
                 d += wd * ((r if r >= 0.0 else -r) - d)
             else:
                 d -= wd * d
