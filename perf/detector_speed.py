@@ -54,7 +54,9 @@ INSTITUTIONS = 20
 # faust's lines put the time in brackets, ours (suptech.common.logging_setup) do not.
 PROGRESS = re.compile(r"\[?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]?.*detector progress (\{.*\})")
 
-CHECKPOINT = re.compile(r"checkpoint written: (?:shard \d+, )?(\d+) bytes")
+CHECKPOINT = re.compile(r"checkpoint written: (?:shard (\d+), )?(\d+) bytes")
+# A worker's graceful stop writes every shard's checkpoint: at 1M actors that takes minutes.
+STOP_WAIT_S = 900.0
 
 Bundle = tuple[str, str, list[telemetry_pb2.TelemetryEnvelope]]
 
@@ -238,10 +240,9 @@ def worker_rate(
             else:
                 raise TimeoutError(f"worker did not finish in {timeout_s}s: {points[-1:]}")
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
+            stop_s = stop_worker(proc)
         # The final checkpoint (local file + Kafka topic) is written during the graceful stop.
-        sizes = CHECKPOINT.findall(log_path.read_text(errors="replace"))
+        sizes = checkpoint_sizes(log_path.read_text(errors="replace"))
     moving = [p for p in points if p[1] > 0]
     (t0, e0), (t1, e1) = moving[0], moving[-1]
     gaps = [b[0] - a[0] for a, b in zip(moving, moving[1:], strict=False)]
@@ -252,9 +253,29 @@ def worker_rate(
         "measured_events": e1 - e0,
         "seconds": round(t1 - t0, 3),
         "events_per_s": round((e1 - e0) / (t1 - t0), 1) if t1 > t0 else None,
-        "final_checkpoint_bytes": int(sizes[-1]) if sizes else None,
+        "final_checkpoint_bytes": sum(sizes.values()) if sizes else None,
+        "stop_s": stop_s,
         "topic_prefix": prefix,
     }
+
+
+def checkpoint_sizes(text: str) -> dict[str, int]:
+    """Each shard's latest checkpoint size in a worker's log (the last ones: the final)."""
+    return {shard: int(size) for shard, size in CHECKPOINT.findall(text)}
+
+
+def stop_worker(proc: subprocess.Popen[bytes], grace_s: float = STOP_WAIT_S) -> float | None:
+    """SIGTERM, then the seconds until the worker has exited (its final checkpoint written):
+    None when it is still writing after ``grace_s`` (then SIGKILLed)."""
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
+    return round(time.monotonic() - started, 1)
 
 
 def vm_hwm_kib(pid: int) -> int:
@@ -278,18 +299,21 @@ def scale(kafka: str, actors: list[int], n_events: int) -> None:
         w = worker_rate(kafka, bundles, count, timeout_s=3600)
         w["actors"] = per_inst * INSTITUTIONS
         runs.append(w)
+        w["load"] = round(os.getloadavg()[0], 2)
         print(
             f"{w['actors']:>9} actors: {w['events_per_s']} events/s, longest pause "
             f"{w['longest_pause_s']} s, peak RSS {w['peak_rss_mib']} MiB, final checkpoint "
-            f"{w['final_checkpoint_bytes']} bytes",
+            f"{w['final_checkpoint_bytes']} bytes, stop (final checkpoint) {w['stop_s']} s, "
+            f"load {w['load']}",
             flush=True,
         )
-    base = runs[0]["events_per_s"] or 0.0
-    for w in runs:
-        w["vs_first"] = round(w["events_per_s"] / base, 3) if base and w["events_per_s"] else None
-    result = {"events_per_run": n_events, "runs": runs, "cpus": os.cpu_count()}
-    SCALE_RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    SCALE_RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        base = runs[0]["events_per_s"] or 0.0
+        for run in runs:
+            rate = run["events_per_s"]
+            run["vs_first"] = round(rate / base, 3) if base and rate else None
+        result = {"events_per_run": n_events, "runs": runs, "cpus": os.cpu_count()}
+        SCALE_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        SCALE_RESULTS.write_text(json.dumps(result, indent=2) + "\n")  # after every run
     print(f"wrote {SCALE_RESULTS.relative_to(REPO)}")
 
 
