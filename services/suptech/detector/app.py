@@ -393,7 +393,11 @@ class Detector:
         return False
 
     async def _rewind(self, tp: tuple[str, int], offset: int) -> None:
-        await self.app.consumer.seek_wait({TP(*tp): offset})
+        try:
+            await self.app.consumer.seek_wait({TP(*tp): offset})
+        except Exception as exc:  # the partition stays stalled: the next stall check retries
+            log.warning("cannot rewind %s:%d to %d (%r)", *tp, offset, exc)
+            return
         self.continuity.rewinding(tp, offset)
 
     async def _read_log_starts(self, partition: int) -> dict[tuple[str, int], int]:
