@@ -89,19 +89,41 @@ def batch(events: Sequence[telemetry_pb2.TelemetryEnvelope], batch_id: str = "b-
     return ingest_pb2.TelemetryBatch(batch_id=batch_id, events=events)
 
 
-async def stream(
-    channel: grpc.aio.Channel, batches: Sequence[Any], token: str | None = TOKEN_A
+def _stream_blocking(
+    target: str, batches: Sequence[Any], token: str | None, creds: grpc.ChannelCredentials | None
 ) -> list[Any]:
-    """Send ``batches`` on one stream; return the acks (raises grpc.aio.AioRpcError)."""
-    stub = ingest_pb2_grpc.IngestServiceStub(channel)
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
-    call = stub.StreamTelemetry(iter(batches), metadata=metadata, timeout=30)
-    return [ack async for ack in call]
+    channel = grpc.secure_channel(target, creds) if creds else grpc.insecure_channel(target)
+    with channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        try:
+            return list(stub.StreamTelemetry(iter(batches), metadata=metadata, timeout=30))
+        except grpc.RpcError as err:
+            raise grpc.aio.AioRpcError(
+                err.code(),
+                grpc.aio.Metadata(*(err.initial_metadata() or ())),
+                grpc.aio.Metadata(*(err.trailing_metadata() or ())),
+                err.details(),
+                err.debug_error_string(),
+            ) from None
+
+
+async def stream(
+    target: str,
+    batches: Sequence[Any],
+    token: str | None = TOKEN_A,
+    creds: grpc.ChannelCredentials | None = None,
+) -> list[Any]:
+    """Send ``batches`` on one stream; return the acks (raises grpc.aio.AioRpcError).
+
+    The blocking client, as the SDK's: grpc.aio's reports INTERNAL instead of the server's status
+    when a write is in flight as the server ends the call, which a refusal before the first read
+    makes likely (grpc/grpc#36066: an expired token once came back INTERNAL here)."""
+    return await asyncio.to_thread(_stream_blocking, target, batches, token, creds)
 
 
 async def send(port: int, batches: Sequence[Any], token: str | None = TOKEN_A) -> list[Any]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        return await stream(channel, batches, token)
+    return await stream(f"127.0.0.1:{port}", batches, token)
 
 
 def read_topics(kafka: str, prefix: str, expected_events: int) -> dict[str, list[Any]]:
@@ -366,17 +388,13 @@ async def test_mtls_identity_comes_from_the_client_certificate(
     # bank-c is registered by its certificate alone: no token in the registry.
     config = mtls_config(kafka_bootstrap, topic_prefix, pki, **{"cert:bank-c": "bank-c"})
     async with Running(config) as port:
-        async with grpc.aio.secure_channel(f"localhost:{port}", client_credentials(pki)) as channel:
-            acks = await stream(
-                channel,
-                [batch([now_event("heartbeat", 0, "bank-c"), now_event("heartbeat", 1, "bank-a")])],
-                token=None,
-            )
+        target = f"localhost:{port}"
+        events = [now_event("heartbeat", 0, "bank-c"), now_event("heartbeat", 1, "bank-a")]
+        acks = await stream(target, [batch(events)], None, client_credentials(pki))
         # Without a client certificate the handshake itself is refused.
         no_cert = grpc.ssl_channel_credentials(root_certificates=pki["ca"])
-        async with grpc.aio.secure_channel(f"localhost:{port}", no_cert) as channel:
-            with pytest.raises(grpc.aio.AioRpcError) as err:
-                await stream(channel, [batch([now_event("heartbeat", 2, "bank-c")])], token=None)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stream(target, [batch([now_event("heartbeat", 2, "bank-c")])], None, no_cert)
     assert acks[0].accepted == 1
     assert [(r.index, R.Name(r.reason)) for r in acks[0].rejections] == [
         (1, "REJECT_REASON_INSTITUTION_MISMATCH")
@@ -395,15 +413,15 @@ async def test_certificate_of_the_ca_that_is_no_institution_is_permission_denied
     refused = []
     async with Running(config) as port:
         target = f"localhost:{port}"
-        async with grpc.aio.secure_channel(target, client_credentials(pki, "supervisor")) as ch:
-            for token in (None, TOKEN_A):
-                events = [now_event("heartbeat", 0, "supervisor-1"), now_event("heartbeat", 1)]
-                with pytest.raises(grpc.aio.AioRpcError) as err:
-                    await stream(ch, [batch(events)], token=token)
-                refused.append((err.value.code(), err.value.details()))
+        supervisor = client_credentials(pki, "supervisor")
+        for token in (None, TOKEN_A):
+            events = [now_event("heartbeat", 0, "supervisor-1"), now_event("heartbeat", 1)]
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stream(target, [batch(events)], token, supervisor)
+            refused.append((err.value.code(), err.value.details()))
         # Afterwards, a registered institution's event: Kafka holds it and nothing before it.
-        async with grpc.aio.secure_channel(target, client_credentials(pki)) as ch:
-            acks = await stream(ch, [batch([now_event("heartbeat", 2, "bank-c")])], token=None)
+        events = [now_event("heartbeat", 2, "bank-c")]
+        acks = await stream(target, [batch(events)], None, client_credentials(pki))
     assert refused == 2 * [
         (
             grpc.StatusCode.PERMISSION_DENIED,
