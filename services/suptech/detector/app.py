@@ -292,7 +292,12 @@ class Detector:
 
     def _log_progress(self) -> None:
         cores = [s.core for s in self.shards.values()]
-        progress = {**_summed(c.counters() for c in cores), **refused_counts()}
+        progress = {
+            **_summed(c.counters() for c in cores),
+            **refused_counts(),
+            "partition_rewinds": self.continuity.rewinds,
+            "retention_gaps": self.continuity.gaps_accepted,
+        }
         if progress != self._last_progress:
             self._last_progress = progress
             log.info("detector progress %s", json.dumps(progress, sort_keys=True))
@@ -375,6 +380,7 @@ class Detector:
             await self._read_log_starts(shard.number)
         ).get(tp, -1):
             self.continuity.accept_gap(tp)
+            self.metrics.retention_gaps.inc()
             log.warning(
                 "records %d-%d of %s:%d are gone from the broker (retention): going on from %d",
                 needed,
@@ -399,6 +405,7 @@ class Detector:
             log.warning("cannot rewind %s:%d to %d (%r)", *tp, offset, exc)
             return
         self.continuity.rewinding(tp, offset)
+        self.metrics.rewinds.inc()
 
     async def _read_log_starts(self, partition: int) -> dict[tuple[str, int], int]:
         """The first offsets the broker still has of ``partition`` of every source topic."""

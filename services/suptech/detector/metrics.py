@@ -58,6 +58,16 @@ class DetectorMetrics:
         self.checkpoint_bytes = gauge(
             r, "detector_checkpoint_bytes", "Size of the last checkpoint written (the state)"
         )
+        self.rewinds = counter(
+            r,
+            "detector_partition_rewinds",
+            "Partitions sought back because the consumer skipped records (see continuity.py)",
+        )
+        self.retention_gaps = counter(
+            r,
+            "detector_retention_gaps",
+            "Gaps accepted because retention deleted the records before they were read",
+        )
         self.watermark_lag = gauge(
             r,
             "detector_watermark_lag_seconds",
