@@ -58,6 +58,7 @@ from suptech.detector.health import HealthPort
 from suptech.detector.logic import EngineConfig
 from suptech.detector.logic.vendor_stage import vendor_fact_key
 from suptech.detector.metrics import DetectorMetrics
+from suptech.detector.pacing import CheckpointPacer
 from suptech.detector.processing import DeadLetter, Outcome, refused_counts
 from suptech.detector.shards import Shard, ShardMaker
 from suptech.detector.side_inputs import SideFollower, SideReader, SideRecord
@@ -98,11 +99,14 @@ class Detector:
     _checkpoints: set[asyncio.Task[None]] = field(default_factory=set)
     _last_progress: dict[str, int] = field(default_factory=dict)
     # What faust delivers, checked against what each shard needs next (see continuity.py).
-    continuity: Continuity = field(default_factory=lambda: Continuity(stall_s=30.0))
+    continuity: Continuity = field(
+        default_factory=lambda: Continuity(stall_s=DetectorConfig.stall_rewind_s)
+    )
     _ends: dict[tuple[str, int], int] = field(default_factory=dict)
     _log_starts: dict[tuple[str, int], int] = field(default_factory=dict)
     _background: set[asyncio.Future[None]] = field(default_factory=set)
     metrics: DetectorMetrics = field(default_factory=DetectorMetrics)
+    pacer: CheckpointPacer = field(default_factory=CheckpointPacer)
 
     @property
     def telemetry_topics(self) -> set[str]:
@@ -180,17 +184,21 @@ class Detector:
             for p in range(self.maker.shards)
         ]
 
-    def checkpoint(self, shard: Shard) -> asyncio.Task[None] | None:
+    def checkpoint(self, shard: Shard, final: bool = False) -> asyncio.Task[None] | None:
         """Start a shard's checkpoint: the snapshot now, between two records (in a forked child
         unless DETECTOR_FORK_SNAPSHOTS is off), then, in a task off the record path, the file,
-        Kafka, and a commit of the offsets the checkpoints cover.
+        Kafka, and a commit of the offsets the checkpoints cover. A routine one (not ``final``)
+        starts only when the pacer lets it (pacing.py); until then the shard stays due.
 
         Offsets are committed only once Kafka has the checkpoint: a worker that loses its disk
         restores from Kafka, and must find there everything its committed offsets skip.
         """
         if self.failed or shard.snapshotting:
             return None
+        if not final and not self.pacer.may_start(time.monotonic()):
+            return None
         shard.snapshotting = True
+        began = time.monotonic()
         try:
             if self.config.fork_snapshots:
                 head, pid = start_snapshot(shard.core, shard.store)
@@ -201,30 +209,45 @@ class Detector:
         except BaseException:
             shard.snapshotting = False
             raise
-        task = asyncio.ensure_future(self._finish_checkpoint(shard, head, written))
+        self.pacer.started()
+        task = asyncio.ensure_future(self._finish_checkpoint(shard, head, written, began))
         self._checkpoints.add(task)
         task.add_done_callback(self._checkpoints.discard)
         return task
 
     async def _finish_checkpoint(
-        self, shard: Shard, head: Checkpoint, written: Awaitable[bytes]
+        self, shard: Shard, head: Checkpoint, written: Awaitable[bytes], began: float
     ) -> None:
         try:
-            data = await written
+            try:
+                data = await written
+            finally:
+                self.pacer.written()
             checkpoint_id = await asyncio.to_thread(shard.remote.save, data, head)
         except Exception as exc:
             self._remote_failed(shard, exc)
             return
         finally:
             shard.snapshotting = False
+            now = time.monotonic()
+            self.pacer.finished(now - began, now)
         self._written(shard, data, head, checkpoint_id)
         await self.commit_covered()
 
     async def checkpoint_all(self) -> None:
-        """Checkpoint every shard held and wait for all of them (rebalance, shutdown)."""
+        """Checkpoint every shard held and wait for all of them (rebalance, shutdown): each
+        snapshot between two records (under the lock, so no record's outputs are in flight),
+        at most ``pacer.final_children`` snapshot children at a time."""
         await asyncio.gather(*list(self._checkpoints), return_exceptions=True)
-        started = [self.checkpoint(shard) for shard in self.shards.values()]
-        await asyncio.gather(*(t for t in started if t is not None), return_exceptions=True)
+        started = []
+        for number in sorted(self.shards):
+            await self.pacer.child_slot()
+            async with self.lock:
+                shard = self.shards.get(number)
+                task = None if shard is None else self.checkpoint(shard, final=True)
+            if task is not None:
+                started.append(task)
+        await asyncio.gather(*started, return_exceptions=True)
 
     async def commit_covered(self) -> None:
         """Commit what the last durable checkpoints cover; a refusal only means the records
@@ -605,6 +628,7 @@ def build_app(config: DetectorConfig, engine_config: EngineConfig | None = None)
         HealthPort(config.health_host, config.health_port),
         setup_telemetry("detector")[0],
         continuity=Continuity(stall_s=config.stall_rewind_s),
+        pacer=CheckpointPacer(budget=config.checkpoint_budget),
     )
     # The telemetry and the vendor facts, all of one partition count: faust assigns partition n
     # of every topic to the same worker (shard n). The register and the verdicts are read

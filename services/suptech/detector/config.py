@@ -26,6 +26,9 @@ class DetectorConfig:
     checkpoint_interval_s: float = 30.0
     # ... or after this many events (DETECTOR_CHECKPOINT_EVENTS), whichever comes first.
     checkpoint_events: int = 200_000
+    # At most this share of the wall clock goes to routine checkpoints (DETECTOR_CHECKPOINT_BUDGET):
+    # one at a time, the next after cost * (1 - budget) / budget (pacing.py).
+    checkpoint_budget: float = 0.2
     # How often the event-time watermark is pushed into the engine (DETECTOR_WATERMARK_INTERVAL_S).
     watermark_interval_s: float = 5.0
     # An institution quiet this long (DETECTOR_PARTITION_IDLE_S), its partition caught up, is
@@ -66,6 +69,7 @@ class DetectorConfig:
                 "DETECTOR_CHECKPOINT_INTERVAL_S", d.checkpoint_interval_s, environ
             ),
             checkpoint_events=env_int("DETECTOR_CHECKPOINT_EVENTS", d.checkpoint_events, environ),
+            checkpoint_budget=env_float("DETECTOR_CHECKPOINT_BUDGET", d.checkpoint_budget, environ),
             watermark_interval_s=env_float(
                 "DETECTOR_WATERMARK_INTERVAL_S", d.watermark_interval_s, environ
             ),
@@ -91,6 +95,8 @@ class DetectorConfig:
             raise ConfigError("DETECTOR_CHECKPOINT_INTERVAL_S must be positive")
         if self.checkpoint_events <= 0:
             raise ConfigError("DETECTOR_CHECKPOINT_EVENTS must be positive")
+        if not 0 < self.checkpoint_budget <= 1:
+            raise ConfigError("DETECTOR_CHECKPOINT_BUDGET must be in (0, 1]")
         if self.watermark_interval_s <= 0:
             raise ConfigError("DETECTOR_WATERMARK_INTERVAL_S must be positive")
         if self.partition_idle_s <= 0:
@@ -127,6 +133,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DETECTOR_STATE_DIR", _D.state_dir, "where the engine checkpoint is kept"),
     Setting("DETECTOR_CHECKPOINT_INTERVAL_S", _D.checkpoint_interval_s, "checkpoint every, s"),
     Setting("DETECTOR_CHECKPOINT_EVENTS", _D.checkpoint_events, "... or after this many events"),
+    Setting(
+        "DETECTOR_CHECKPOINT_BUDGET",
+        _D.checkpoint_budget,
+        "at most this share of the wall clock for routine checkpoints",
+    ),
     Setting(
         "DETECTOR_WATERMARK_INTERVAL_S", _D.watermark_interval_s, "event-time watermark tick, s"
     ),

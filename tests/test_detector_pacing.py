@@ -1,0 +1,41 @@
+"""The checkpoint pacer: routine checkpoints one at a time and within their share of the clock;
+final ones (rebalance, shutdown) limited by the snapshot children alive, not by the clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+from suptech.detector.pacing import CheckpointPacer
+
+
+def test_a_routine_checkpoint_waits_for_the_one_running_and_then_for_its_budget() -> None:
+    pacer = CheckpointPacer(budget=0.2)
+    assert pacer.may_start(100.0)
+    pacer.started()
+    assert not pacer.may_start(100.5)  # one at a time
+    pacer.written()
+    assert not pacer.may_start(101.0)  # written, not yet in Kafka
+    pacer.finished(cost_s=2.0, now=102.0)
+    # 2 s of checkpointing at a 20 % budget: 8 s before the next one may start.
+    assert not pacer.may_start(109.9)
+    assert pacer.may_start(110.0)
+
+
+def test_small_state_is_not_held_back() -> None:
+    pacer = CheckpointPacer(budget=0.2)
+    pacer.started()
+    pacer.written()
+    pacer.finished(cost_s=0.01, now=50.0)
+    assert pacer.may_start(50.05)
+
+
+async def test_final_checkpoints_wait_for_a_snapshot_child_slot_only() -> None:
+    pacer = CheckpointPacer(budget=0.2, final_children=2)
+    pacer.started()
+    pacer.started()
+    waiter = asyncio.ensure_future(pacer.child_slot())
+    await asyncio.sleep(0.05)
+    assert not waiter.done()  # two children alive
+    pacer.written()
+    await asyncio.wait_for(waiter, 1.0)  # one exited: the next may fork, budget or not
+    assert pacer.running == 2 and pacer.children == 1
