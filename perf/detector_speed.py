@@ -225,6 +225,7 @@ def worker_rate(
         log_path = Path(tmp) / "worker.log"
         proc = start_worker(worker_env(bootstrap, prefix, Path(tmp) / "state"), log_path)
         peak_kib = 0
+        text = ""
         try:
             points: list[tuple[float, int]] = []
             deadline = time.monotonic() + timeout_s
@@ -253,6 +254,8 @@ def worker_rate(
         "measured_events": e1 - e0,
         "seconds": round(t1 - t0, 3),
         "events_per_s": round((e1 - e0) / (t1 - t0), 1) if t1 > t0 else None,
+        # Routine checkpoints while it read (paced: fewer as the state grows, see pacing.py).
+        "checkpoints_while_reading": len(CHECKPOINT.findall(text)),
         "final_checkpoint_bytes": sum(sizes.values()) if sizes else None,
         "stop_s": stop_s,
         "topic_prefix": prefix,
@@ -302,7 +305,8 @@ def scale(kafka: str, actors: list[int], n_events: int) -> None:
         w["load"] = round(os.getloadavg()[0], 2)
         print(
             f"{w['actors']:>9} actors: {w['events_per_s']} events/s, longest pause "
-            f"{w['longest_pause_s']} s, peak RSS {w['peak_rss_mib']} MiB, final checkpoint "
+            f"{w['longest_pause_s']} s, peak RSS {w['peak_rss_mib']} MiB, "
+            f"{w['checkpoints_while_reading']} checkpoints while reading, final checkpoint "
             f"{w['final_checkpoint_bytes']} bytes, stop (final checkpoint) {w['stop_s']} s, "
             f"load {w['load']}",
             flush=True,

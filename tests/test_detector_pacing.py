@@ -39,3 +39,22 @@ async def test_final_checkpoints_wait_for_a_snapshot_child_slot_only() -> None:
     pacer.written()
     await asyncio.wait_for(waiter, 1.0)  # one exited: the next may fork, budget or not
     assert pacer.running == 2 and pacer.children == 1
+
+
+def test_the_heap_is_frozen_each_time_the_state_grew_by_a_quarter() -> None:
+    import gc
+
+    from suptech.common.gc_tuning import StateFreezer
+
+    freezer = StateFreezer(growth=1.25, floor=100)
+    try:
+        assert not freezer.held(99)
+        assert freezer.held(100)
+        frozen = gc.get_freeze_count()
+        assert not freezer.held(124)  # not yet a quarter more
+        assert freezer.held(125)
+        assert gc.get_freeze_count() >= frozen
+        # From a hundred to a million entities: about forty freezes in all, not one per tick.
+        assert sum(freezer.held(n) for n in range(126, 1_000_000, 97)) < 45
+    finally:
+        gc.unfreeze()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import gc
 
-__all__ = ["GC_GEN0_THRESHOLD", "tune_gc"]
+__all__ = ["GC_GEN0_THRESHOLD", "StateFreezer", "tune_gc"]
 
 # Container allocations between young collections (CPython's default is 700).
 GC_GEN0_THRESHOLD = 20_000
@@ -26,3 +26,30 @@ def tune_gc() -> None:
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
+class StateFreezer:
+    """Freezes the heap each time the state a service holds has grown by a quarter.
+
+    CPython walks every tracked object in a full collection, which it runs when the objects that
+    survived the young ones have grown by a quarter: the same rule, so those walks grow with the
+    state. In the detector at a million actors (7M tracked objects) each one stopped the event
+    loop for 1.5-2.5 s. Objects that live on (actors, models) are most of what grew; frozen,
+    no collection walks them again, and the heap they join is still freed by reference counting
+    (the detection engine makes no reference cycles: 0 unreachable objects after 300k events of
+    every family). Only a cycle among objects alive at a freeze would wait for ever: freezes are
+    as rare as the state's quarters (about 20 from ten thousand to a million entities), so that
+    stays a bound, not a leak.
+    """
+
+    def __init__(self, growth: float = 1.25, floor: int = 10_000) -> None:
+        self._growth = growth
+        self._next = floor
+
+    def held(self, entities: int) -> bool:
+        """Tell how many entities are held now; whether that froze the heap."""
+        if entities < self._next:
+            return False
+        gc.freeze()
+        self._next = int(entities * self._growth)
+        return True

@@ -35,6 +35,7 @@ import faust
 from faust.types import TP
 from opentelemetry import trace
 
+from suptech.common.gc_tuning import StateFreezer
 from suptech.common.kafka import faust_credentials
 from suptech.common.logging_setup import faust_logging
 from suptech.common.otel import extract_context, inject_headers, setup_telemetry
@@ -50,15 +51,15 @@ from suptech.common.topics import (
     VENDOR_FACTS,
     topic_name,
 )
-from suptech.detector.checkpoint import Checkpoint, KafkaCheckpointStore
+from suptech.detector.checkpoint import Checkpoint, CheckpointStore, KafkaCheckpointStore
 from suptech.detector.commits import CommitGuard
 from suptech.detector.config import DetectorConfig
 from suptech.detector.continuity import DROP, OK, Continuity
 from suptech.detector.health import HealthPort
 from suptech.detector.logic import EngineConfig
 from suptech.detector.logic.vendor_stage import vendor_fact_key
-from suptech.detector.metrics import DetectorMetrics
-from suptech.detector.pacing import CheckpointPacer
+from suptech.detector.metrics import DetectorMetrics, entity_stats
+from suptech.detector.pacing import CheckpointPacer, on_cpu_clock
 from suptech.detector.processing import DeadLetter, Outcome, refused_counts
 from suptech.detector.shards import Shard, ShardMaker
 from suptech.detector.side_inputs import SideFollower, SideReader, SideRecord
@@ -107,6 +108,7 @@ class Detector:
     _background: set[asyncio.Future[None]] = field(default_factory=set)
     metrics: DetectorMetrics = field(default_factory=DetectorMetrics)
     pacer: CheckpointPacer = field(default_factory=CheckpointPacer)
+    freezer: StateFreezer = field(default_factory=StateFreezer)
 
     @property
     def telemetry_topics(self) -> set[str]:
@@ -198,40 +200,42 @@ class Detector:
         if not final and not self.pacer.may_start(time.monotonic()):
             return None
         shard.snapshotting = True
-        began = time.monotonic()
         try:
             if self.config.fork_snapshots:
                 head, pid = start_snapshot(shard.core, shard.store)
                 written = finish_snapshot(pid, shard.store)
             else:
                 head = shard.core.checkpoint()
-                written = asyncio.to_thread(shard.store.save, head)
+                written = asyncio.to_thread(_saved, shard.store, head)
         except BaseException:
             shard.snapshotting = False
             raise
         self.pacer.started()
-        task = asyncio.ensure_future(self._finish_checkpoint(shard, head, written, began))
+        task = asyncio.ensure_future(self._finish_checkpoint(shard, head, written))
         self._checkpoints.add(task)
         task.add_done_callback(self._checkpoints.discard)
         return task
 
     async def _finish_checkpoint(
-        self, shard: Shard, head: Checkpoint, written: Awaitable[bytes], began: float
+        self, shard: Shard, head: Checkpoint, written: Awaitable[tuple[int, float]]
     ) -> None:
+        cpu_s = 0.0
         try:
             try:
-                data = await written
+                size, cpu_s = await written
             finally:
                 self.pacer.written()
-            checkpoint_id = await asyncio.to_thread(shard.remote.save, data, head)
+            checkpoint_id, send_cpu_s = await asyncio.to_thread(
+                on_cpu_clock, shard.remote.save_file, shard.store.path, head
+            )
+            cpu_s += send_cpu_s
         except Exception as exc:
             self._remote_failed(shard, exc)
             return
         finally:
             shard.snapshotting = False
-            now = time.monotonic()
-            self.pacer.finished(now - began, now)
-        self._written(shard, data, head, checkpoint_id)
+            self.pacer.finished(cpu_s, time.monotonic())
+        self._written(shard, size, head, checkpoint_id)
         await self.commit_covered()
 
     async def checkpoint_all(self) -> None:
@@ -257,16 +261,14 @@ class Detector:
         except Exception as exc:
             log.warning("offsets not committed after the checkpoint (%r): re-read later", exc)
 
-    def _written(
-        self, shard: Shard, data: bytes, checkpoint: Checkpoint, checkpoint_id: str
-    ) -> None:
-        shard.checkpoint_bytes = len(data)
+    def _written(self, shard: Shard, size: int, checkpoint: Checkpoint, checkpoint_id: str) -> None:
+        shard.checkpoint_bytes = size
         self.metrics.checkpoint_bytes.set(sum(s.checkpoint_bytes for s in self.shards.values()))
         self.commits.durable(checkpoint.offsets)
         log.info(
             "checkpoint written: %s, %d bytes to %s and Kafka %s as %s, stats=%s",
             shard.core.name,
-            len(data),
+            size,
             shard.store.path,
             shard.remote.topic,
             checkpoint_id,
@@ -325,9 +327,11 @@ class Detector:
             self._last_progress = progress
             log.info("detector progress %s", json.dumps(progress, sort_keys=True))
         watermarks = [c.watermark_ns() for c in cores]
-        self.metrics.refresh(
-            _summed(c.engine.stats() for c in cores), min(watermarks) if watermarks else 0
-        )
+        stats = _summed(c.engine.stats() for c in cores)
+        self.metrics.refresh(stats, min(watermarks) if watermarks else 0)
+        held = sum(entity_stats(stats).values())
+        if self.freezer.held(held):
+            log.info("heap frozen at %d entities held (gc_tuning.StateFreezer)", held)
 
     async def read_side_inputs(self) -> None:
         """Hand what came on the register and the verdicts to every shard held."""
@@ -560,6 +564,12 @@ class Detector:
         self.failed = True
         log.error("cannot publish detector output (%r): stopping the worker", exc)
         await self.app.crash(exc)
+
+
+def _saved(store: CheckpointStore, head: Checkpoint) -> tuple[int, float]:
+    """A checkpoint taken on the loop, written by a thread: its size and the thread's CPU."""
+    data, cpu_s = on_cpu_clock(store.save, head)
+    return len(data), cpu_s
 
 
 def _summed(dicts: Iterable[Mapping[str, int]]) -> dict[str, int]:

@@ -23,6 +23,7 @@ import os
 import pickle
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,17 +222,33 @@ class KafkaCheckpointStore:
         Returns only when the broker has every record (acks=all); raises otherwise.
         """
         with self._lock:
-            return self._save(data, checkpoint)
+            return self._save(_slices(data, self.chunk_bytes), checkpoint)
 
-    def _save(self, data: bytes, checkpoint: Checkpoint) -> str:
+    def save_file(self, path: Path, checkpoint: Checkpoint) -> str:
+        """As :meth:`save`, the encoded checkpoint read from ``path`` a chunk at a time: a shard
+        at a million actors is over 100 MB, which the worker need not hold whole."""
+        with self._lock, open(path, "rb") as f:
+            return self._save(iter(lambda: f.read(self.chunk_bytes), b""), checkpoint)
+
+    def _save(self, chunks: Iterable[bytes], checkpoint: Checkpoint) -> str:
         checkpoint_id = f"{time.time_ns():x}"
-        count = self.send_chunks(checkpoint_id, data)
+        digest = hashlib.sha256()
+        size = 0
+
+        def hashed() -> Iterator[bytes]:
+            nonlocal size
+            for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                yield chunk
+
+        count = self._send_chunks(checkpoint_id, hashed())
         self.send_manifest(
             {
                 "checkpoint_id": checkpoint_id,
                 "chunks": count,
-                "bytes": len(data),
-                "sha256": hashlib.sha256(data).hexdigest(),
+                "bytes": size,
+                "sha256": digest.hexdigest(),
                 "offsets": {f"{t}:{p}": o for (t, p), o in sorted(checkpoint.offsets.items())},
                 "max_event_time_ns": checkpoint.max_event_time_ns,
                 "written_unix_s": checkpoint.written_unix_s,
@@ -249,23 +266,26 @@ class KafkaCheckpointStore:
 
     def send_chunks(self, checkpoint_id: str, data: bytes) -> int:
         """The chunks alone (a write that stops here is torn); return how many were sent."""
+        return self._send_chunks(checkpoint_id, _slices(data, self.chunk_bytes))
+
+    def _send_chunks(self, checkpoint_id: str, chunks: Iterable[bytes]) -> int:
         producer = self._get_producer()
         headers = [(CHECKPOINT_ID_HEADER, checkpoint_id.encode())]
-        count = max(1, -(-len(data) // self.chunk_bytes))
-        futures = [
-            producer.send(
-                self.topic,
-                key=self.chunk_key(i),
-                value=data[i * self.chunk_bytes : (i + 1) * self.chunk_bytes],
-                headers=headers,
-                partition=self.partition,
+        futures = []
+        for i, chunk in enumerate(_one_or_more(chunks)):
+            futures.append(
+                producer.send(
+                    self.topic,
+                    key=self.chunk_key(i),
+                    value=chunk,
+                    headers=headers,
+                    partition=self.partition,
+                )
             )
-            for i in range(count)
-        ]
         producer.flush(timeout=self.timeout_s)
         for future in futures:
             future.get(timeout=self.timeout_s)  # raises if the broker refused a chunk
-        return count
+        return len(futures)
 
     def send_manifest(self, manifest: dict[str, Any]) -> None:
         producer = self._get_producer()
@@ -394,3 +414,17 @@ def _assemble(manifest: dict[str, Any], chunks: dict[int, bytes]) -> tuple[str, 
     if hashlib.sha256(data).hexdigest() != sha256:
         return "sha256 mismatch", None
     return "", data
+
+
+def _slices(data: bytes, size: int) -> Iterator[bytes]:
+    return (data[i : i + size] for i in range(0, len(data), size))
+
+
+def _one_or_more(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """``chunks``, or one empty chunk if there are none: a manifest names at least chunk 0."""
+    empty = True
+    for chunk in chunks:
+        empty = False
+        yield chunk
+    if empty:
+        yield b""

@@ -7,10 +7,12 @@ cores, each also copying the pages the parent touched, and the records waited: a
 actors the worker read a fifth of its ten-thousand-actor rate.
 
 So, as a database bounds its checkpoint I/O: one routine checkpoint at a time, and after each
-one the next waits ``cost * (1 - budget) / budget``, so that checkpointing takes at most
-``budget`` of the wall clock. Small state is not held back (the wait is shorter than the
-checkpoint interval); large state is checkpointed less often, which only means more records are
-read again after a crash (offsets are committed with the checkpoints, never past them).
+one the next waits ``cost * (1 - budget) / budget``, where the cost is the CPU it took (the
+snapshot child's, and the thread's that sent it to Kafka; waiting for the broker costs nothing),
+so that checkpointing takes at most ``budget`` of one core. Small state is not held back (the
+wait is shorter than the checkpoint interval); large state is checkpointed less often, which
+only means more records are read again after a crash (offsets are committed with the
+checkpoints, never past them).
 
 The checkpoints of a rebalance or a shutdown are not routine: they all run at once, but with at
 most ``final_children`` snapshot children alive together (the cores; more only share them and
@@ -20,9 +22,20 @@ copy more memory).
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-__all__ = ["CheckpointPacer"]
+__all__ = ["CheckpointPacer", "on_cpu_clock"]
+
+T = TypeVar("T")
+
+
+def on_cpu_clock(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
+    """``fn(*args)`` and the CPU seconds the calling thread spent in it (for a worker thread)."""
+    start = time.thread_time()
+    return fn(*args), time.thread_time() - start
 
 
 @dataclass
@@ -51,7 +64,7 @@ class CheckpointPacer:
         self._child_done.set()
 
     def finished(self, cost_s: float, now: float) -> None:
-        """A checkpoint that took ``cost_s`` (start to end) ended at ``now``."""
+        """A checkpoint that took ``cost_s`` of CPU ended at ``now``."""
         self.running -= 1
         self.last_cost_s = cost_s
         self._opens_at = max(self._opens_at, now + cost_s * (1 - self.budget) / self.budget)
