@@ -458,7 +458,7 @@ def takeover(
             g.wait(lambda: b.held() == SHARDS, timeout_s, "B took on every shard")
             g.wait(
                 lambda: set(_first_new(trickle, watcher, killed)) == SHARDS,
-                60,
+                timeout_s,  # restoring a million actors' state takes a while: measure it
                 "B processed new records of every shard",
             )
             load_after = load()

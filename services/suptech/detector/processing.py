@@ -481,6 +481,11 @@ class DetectorCore:
         self.findings += len(findings)
         return findings
 
+    @property
+    def checkpointed_at(self) -> float:
+        """When (monotonic) its last checkpoint was taken (or the shard opened)."""
+        return self._checkpoint_at
+
     def checkpoint_due(self) -> bool:
         if self.failed or not (self.records > self._records_at_checkpoint or self._dirty_advance):
             return False
