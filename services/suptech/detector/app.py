@@ -109,6 +109,8 @@ class Detector:
     metrics: DetectorMetrics = field(default_factory=DetectorMetrics)
     pacer: CheckpointPacer = field(default_factory=CheckpointPacer)
     freezer: StateFreezer = field(default_factory=StateFreezer)
+    # checkpoint_all calls running (a rebalance's and a shutdown's may overlap).
+    _finalising: int = 0
 
     @property
     def telemetry_topics(self) -> set[str]:
@@ -190,7 +192,7 @@ class Detector:
         """The routine checkpoint, when the pacer lets one start: of the due shard checkpointed
         longest ago (between two records every shard may be snapshot, not only the one whose
         record came: the first due one in turn would take every turn while others wait)."""
-        if self.failed or not self.pacer.may_start(time.monotonic()):
+        if self.failed or self._finalising or not self.pacer.may_start(time.monotonic()):
             return None
         due = [s for s in self.shards.values() if not s.snapshotting and s.core.checkpoint_due()]
         if not due:
@@ -252,17 +254,22 @@ class Detector:
     async def checkpoint_all(self) -> None:
         """Checkpoint every shard held and wait for all of them (rebalance, shutdown): each
         snapshot between two records (under the lock, so no record's outputs are in flight),
-        at most ``pacer.final_children`` snapshot children at a time."""
-        await asyncio.gather(*list(self._checkpoints), return_exceptions=True)
-        started = []
-        for number in sorted(self.shards):
-            await self.pacer.child_slot()
-            async with self.lock:
-                shard = self.shards.get(number)
-                task = None if shard is None else self.checkpoint(shard, final=True)
-            if task is not None:
-                started.append(task)
-        await asyncio.gather(*started, return_exceptions=True)
+        at most ``pacer.final_children`` snapshot children at a time. No routine checkpoint
+        starts meanwhile: one in flight would make a shard skip its final one."""
+        self._finalising += 1
+        try:
+            await asyncio.gather(*list(self._checkpoints), return_exceptions=True)
+            started = []
+            for number in sorted(self.shards):
+                await self.pacer.child_slot()
+                async with self.lock:
+                    shard = self.shards.get(number)
+                    task = None if shard is None else self.checkpoint(shard, final=True)
+                if task is not None:
+                    started.append(task)
+            await asyncio.gather(*started, return_exceptions=True)
+        finally:
+            self._finalising -= 1
 
     async def commit_covered(self) -> None:
         """Commit what the last durable checkpoints cover; a refusal only means the records
