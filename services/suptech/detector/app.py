@@ -499,15 +499,9 @@ class Detector:
         if not numbers:
             return
         started = time.monotonic()
-        # Two at a time: decoding holds the GIL, so more threads only hold more checkpoints in
-        # memory at once (six shards of 190 MB each, restored together, peaked at 4.8 GB).
-        slots = asyncio.Semaphore(2)
-
-        async def open_shard(number: int) -> Shard:
-            async with slots:
-                return await asyncio.to_thread(self.maker.open, number)
-
-        opened = await asyncio.gather(*(open_shard(n) for n in sorted(numbers)))
+        opened = await asyncio.gather(
+            *(asyncio.to_thread(self.maker.open, n) for n in sorted(numbers))
+        )
         for shard in opened:
             if shard.from_kafka:
                 self.commits.durable(shard.core.offsets)
