@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+import socket
 import subprocess
 import uuid
 import warnings
@@ -14,6 +16,24 @@ from suptech.common.topics import delete_topics_with_prefix, ensure_topics
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_SH = REPO / "scripts" / "kafka.sh"
+
+
+def fixed_port() -> int:
+    """A free port below the kernel's ephemeral range, for a service told its port in advance.
+
+    A port from ``bind(0)`` is ephemeral: released, the kernel may hand it to another service
+    started on port 0 meanwhile (seen: the detector's metrics port given to the alert service's
+    gRPC port, and a scrape read HTTP/2)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(10_000, max(10_001, low))
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def kafka_up(port: int) -> str:

@@ -27,7 +27,8 @@ from suptech.common.topics import FINDINGS, topic_name
 from suptech.v1 import alerts_pb2, alerts_pb2_grpc, findings_pb2, ingest_pb2_grpc
 
 from simulators.run_pipeline import Service
-from tests.test_gateway import TOKEN_A, batch, closed_port, now_event
+from tests.conftest import fixed_port
+from tests.test_gateway import TOKEN_A, batch, now_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -101,7 +102,9 @@ def stack(
         json.dumps({ADMIN_TOKEN: {"name": "sre", "role": "admin", "jurisdictions": ["*"]}})
     )
     hooks = Hooks()
-    ports = {name: closed_port() for name in ("gateway", "detector", "alerts")}
+    ports: dict[str, int] = {}
+    while len(set(ports.values())) < 3:
+        ports = {name: fixed_port() for name in ("gateway", "detector", "alerts")}
     base = dict(
         os.environ,
         KAFKA_ADDR=kafka_bootstrap,
