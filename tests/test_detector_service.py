@@ -246,6 +246,9 @@ def test_config_fails_fast_naming_the_variable() -> None:
         DetectorConfig.from_env({"KAFKA_ADDR": "nohost"})
     with pytest.raises(ConfigError, match="DETECTOR_HEALTH_PORT"):
         DetectorConfig.from_env({"DETECTOR_HEALTH_PORT": "70000"})
+    for budget in ("0", "1.5", "lots"):  # a share of one core's time, in (0, 1]
+        with pytest.raises(ConfigError, match="DETECTOR_CHECKPOINT_BUDGET"):
+            DetectorConfig.from_env({"DETECTOR_CHECKPOINT_BUDGET": budget})
     cfg = DetectorConfig.from_env({"SUPTECH_TOPIC_PREFIX": "x.", "DETECTOR_STATE_DIR": "/s"})
     assert cfg.topic_prefix == "x." and cfg.checkpoint_path.parent == Path("/s")
     assert cfg.health_port == 50071

@@ -199,18 +199,16 @@ class Detector:
             return None
         return self.checkpoint(min(due, key=lambda s: s.core.checkpointed_at))
 
-    def checkpoint(self, shard: Shard, final: bool = False) -> asyncio.Task[None] | None:
+    def checkpoint(self, shard: Shard) -> asyncio.Task[None] | None:
         """Start a shard's checkpoint: the snapshot now, between two records (in a forked child
         unless DETECTOR_FORK_SNAPSHOTS is off), then, in a task off the record path, the file,
-        Kafka, and a commit of the offsets the checkpoints cover. A routine one (not ``final``)
-        starts only when the pacer lets it (pacing.py); until then the shard stays due.
+        Kafka, and a commit of the offsets the checkpoints cover. Routine ones come through
+        :meth:`checkpoint_next` (paced), final ones through :meth:`checkpoint_all`.
 
         Offsets are committed only once Kafka has the checkpoint: a worker that loses its disk
         restores from Kafka, and must find there everything its committed offsets skip.
         """
         if self.failed or shard.snapshotting:
-            return None
-        if not final and not self.pacer.may_start(time.monotonic()):
             return None
         shard.snapshotting = True
         try:
@@ -264,7 +262,7 @@ class Detector:
                 await self.pacer.child_slot()
                 async with self.lock:
                     shard = self.shards.get(number)
-                    task = None if shard is None else self.checkpoint(shard, final=True)
+                    task = None if shard is None else self.checkpoint(shard)
                 if task is not None:
                     started.append(task)
             await asyncio.gather(*started, return_exceptions=True)

@@ -46,7 +46,6 @@ class CheckpointPacer:
     running: int = 0
     # Snapshot children alive (or, without fork, snapshots being written in a thread).
     children: int = 0
-    last_cost_s: float = 0.0
     _opens_at: float = 0.0
     _child_done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -66,7 +65,6 @@ class CheckpointPacer:
     def finished(self, cost_s: float, now: float) -> None:
         """A checkpoint that took ``cost_s`` of CPU ended at ``now``."""
         self.running -= 1
-        self.last_cost_s = cost_s
         self._opens_at = max(self._opens_at, now + cost_s * (1 - self.budget) / self.budget)
 
     async def child_slot(self) -> None:
