@@ -63,3 +63,40 @@ def test_the_heap_is_frozen_each_time_the_state_grew_by_a_quarter() -> None:
         assert sum(freezer.held(n) for n in range(126, 1_000_000, 97)) < 45
     finally:
         gc.unfreeze()
+
+
+def test_state_is_decoded_without_collections_and_frozen_once_the_last_decoder_is_done() -> None:
+    import gc
+    import threading
+
+    from suptech.common.gc_tuning import bulk_load
+
+    gc.unfreeze()
+    try:
+        inside = threading.Event()
+        release = threading.Event()
+
+        def other_shard() -> None:
+            with bulk_load():
+                inside.set()
+                release.wait(5.0)
+
+        t = threading.Thread(target=other_shard)
+        with bulk_load():
+            assert not gc.isenabled()  # a restore's objects are not walked while they pile up
+            t.start()
+            assert inside.wait(5.0)
+        assert not gc.isenabled()  # the other shard is still decoding
+        assert gc.get_freeze_count() == 0
+        release.set()
+        t.join(5.0)
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0  # decoded state is out of every later walk
+
+        gc.disable()
+        with bulk_load():
+            pass
+        assert not gc.isenabled()  # collection stays as the caller had it
+    finally:
+        gc.enable()
+        gc.unfreeze()

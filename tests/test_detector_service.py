@@ -277,7 +277,7 @@ def test_kafka_checkpoint_survives_a_torn_write(
         core.handle("telemetry.data_access.v1", 0, 0, b"k", bundle([routine_access(1, T0_NS)]))
         first = core.checkpoint()
         first.written_unix_s = 1.0
-        first_id = store.save(encode_checkpoint(first, STATE_KEY), first)
+        store.save(encode_checkpoint(first, STATE_KEY), first)
         core.handle(
             "telemetry.data_access.v1",
             0,
@@ -295,11 +295,21 @@ def test_kafka_checkpoint_survives_a_torn_write(
         loaded = store.load()
         assert loaded is not None and loaded[1] == second_id
         assert loaded[0].offsets == {("telemetry.data_access.v1", 0): 2}
+        # The newest checkpoint's chunks are read from its first one, not the partition's start
+        # (every checkpoint of the last hour is there until compaction runs).
+        for _ in range(8):
+            store.save(data, second)
+        newest = store.save(data, second)
+        loaded = store.load()
+        assert loaded is not None and loaded[1] == newest
+        chunks = -(-len(data) // 4096)
+        # The tail looked at for the newest manifest, then its chunks: not ten checkpoints.
+        assert store.records_read <= 16 + chunks + 1 < 10 * chunks
 
         # A worker killed between its chunks and its manifest: the torn write is never used.
         store.send_chunks("torn", b"x" * 10_000)
         loaded = store.load()
-        assert loaded is not None and loaded[1] == second_id
+        assert loaded is not None and loaded[1] == newest
 
         # A chunk that no longer hashes to its manifest: the previous good checkpoint is used.
         producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
@@ -307,17 +317,17 @@ def test_kafka_checkpoint_survives_a_torn_write(
             topic,
             key=b"det-a/1",
             value=b"garbage",
-            headers=[("x-suptech-checkpoint-id", second_id.encode())],
+            headers=[("x-suptech-checkpoint-id", newest.encode())],
             partition=store.partition,
         )
         producer.flush()
         producer.close()
         with caplog.at_level(logging.WARNING, logger="suptech.detector.checkpoint"):
             loaded = store.load()
-        assert loaded is not None and loaded[1] == first_id
-        assert loaded[0].offsets == {("telemetry.data_access.v1", 0): 1}
-        assert f"Kafka checkpoint {second_id} of det-a is torn (sha256 mismatch)" in caplog.text
-        assert f"using the previous good Kafka checkpoint {first_id}" in caplog.text
+        assert loaded is not None and loaded[1] != newest
+        assert loaded[0].offsets == {("telemetry.data_access.v1", 0): 2}
+        assert f"Kafka checkpoint {newest} of det-a is torn (sha256 mismatch)" in caplog.text
+        assert f"using the previous good Kafka checkpoint {loaded[1]}" in caplog.text
     finally:
         store.close()
         other.close()

@@ -142,6 +142,8 @@ CHUNK_BYTES = 1024 * 1024
 CHECKPOINT_ID_HEADER = "x-suptech-checkpoint-id"
 # Chunks of this many recent manifests are kept while reading, so a torn latest one can fall back.
 _KEEP_MANIFESTS = 2
+# Records read back from the end of the partition at first when looking for the newest manifest.
+_TAIL_WINDOW = 16
 
 
 class KafkaCheckpointStore:
@@ -173,6 +175,8 @@ class KafkaCheckpointStore:
         self._lock = threading.Lock()
         # Chunks beyond the latest count are tombstoned, so compaction can drop them.
         self._last_chunk_count = 0
+        # Records the last :meth:`load` read from the partition.
+        self.records_read = 0
 
     def for_shard(self, shard: int, partitions: int) -> KafkaCheckpointStore:
         """The store of one state shard: ids ``<app id>/shard-<n>``, on partition ``n`` of a
@@ -242,11 +246,12 @@ class KafkaCheckpointStore:
                 size += len(chunk)
                 yield chunk
 
-        count = self._send_chunks(checkpoint_id, hashed())
+        count, first_offset = self._send_chunks(checkpoint_id, hashed())
         self.send_manifest(
             {
                 "checkpoint_id": checkpoint_id,
                 "chunks": count,
+                "first_offset": first_offset,
                 "bytes": size,
                 "sha256": digest.hexdigest(),
                 "offsets": {f"{t}:{p}": o for (t, p), o in sorted(checkpoint.offsets.items())},
@@ -266,9 +271,10 @@ class KafkaCheckpointStore:
 
     def send_chunks(self, checkpoint_id: str, data: bytes) -> int:
         """The chunks alone (a write that stops here is torn); return how many were sent."""
-        return self._send_chunks(checkpoint_id, _slices(data, self.chunk_bytes))
+        return self._send_chunks(checkpoint_id, _slices(data, self.chunk_bytes))[0]
 
-    def _send_chunks(self, checkpoint_id: str, chunks: Iterable[bytes]) -> int:
+    def _send_chunks(self, checkpoint_id: str, chunks: Iterable[bytes]) -> tuple[int, int]:
+        """Send the chunks; how many, and the offset of the first in the partition."""
         producer = self._get_producer()
         headers = [(CHECKPOINT_ID_HEADER, checkpoint_id.encode())]
         futures = []
@@ -283,9 +289,8 @@ class KafkaCheckpointStore:
                 )
             )
         producer.flush(timeout=self.timeout_s)
-        for future in futures:
-            future.get(timeout=self.timeout_s)  # raises if the broker refused a chunk
-        return len(futures)
+        offsets = [future.get(timeout=self.timeout_s).offset for future in futures]
+        return len(futures), offsets[0]  # get() raises if the broker refused a chunk
 
     def send_manifest(self, manifest: dict[str, Any]) -> None:
         producer = self._get_producer()
@@ -304,14 +309,46 @@ class KafkaCheckpointStore:
             self._producer = None
 
     def load(self) -> tuple[Checkpoint, str] | None:
-        """The newest checkpoint whose chunks match its manifest, with its id; None if none."""
-        manifests, chunks = self._read()
+        """The newest checkpoint whose chunks match its manifest, with its id; None if none.
+
+        The partition holds every checkpoint written since compaction last ran (hourly segments:
+        a worker that checkpointed a dozen times in the hour leaves a dozen shards' worth), and
+        reading them all was most of a takeover. So the newest manifest is looked for at the end
+        of the partition, and its chunks read from the offset of its first one; only when they
+        do not match it (torn, or a manifest from before ``first_offset``) is the partition read
+        from its beginning, for the previous good checkpoint.
+        """
+        self.records_read = 0
+        consumer = self._consumer()
+        try:
+            newest = self._newest_manifest(consumer)
+            if newest is not None and isinstance(newest.get("first_offset"), int):
+                wanted = str(newest.get("checkpoint_id", ""))
+                _, chunks = self._read(consumer, newest["first_offset"], wanted)
+                found = self._choose([newest], chunks, fallback=False)
+                if found is not None:
+                    return found
+            manifests, chunks = self._read(consumer, 0)
+        finally:
+            consumer.close()
         if not manifests:
             log.info("no checkpoint of %s on %s", self.app_id, self.topic)
             return None
+        found = self._choose(manifests, chunks, fallback=True)
+        if found is None:
+            log.error("no usable Kafka checkpoint of %s on %s", self.app_id, self.topic)
+        return found
+
+    def _choose(
+        self,
+        manifests: list[dict[str, Any]],
+        chunks: dict[str, dict[int, bytes]],
+        fallback: bool,
+    ) -> tuple[Checkpoint, str] | None:
+        """The newest of ``manifests`` whose chunks are whole and decode; problems logged."""
         for depth, manifest in enumerate(reversed(manifests)):
             checkpoint_id = str(manifest.get("checkpoint_id", ""))
-            problem, data = _assemble(manifest, chunks.get(checkpoint_id, {}))
+            problem, data = _assemble(manifest, chunks.pop(checkpoint_id, {}))
             checkpoint = None
             if data is not None:
                 checkpoint = decode_checkpoint(data, f"{self.topic} {checkpoint_id}", self.key)
@@ -326,16 +363,15 @@ class KafkaCheckpointStore:
                     )
                 return checkpoint, checkpoint_id
             log.error(
-                "Kafka checkpoint %s of %s is torn (%s): trying an older one",
+                "Kafka checkpoint %s of %s is torn (%s): %s",
                 checkpoint_id,
                 self.app_id,
                 problem,
+                "trying an older one" if fallback else "reading the partition for an older one",
             )
-        log.error("no usable Kafka checkpoint of %s on %s", self.app_id, self.topic)
         return None
 
-    def _read(self) -> tuple[list[dict[str, Any]], dict[str, dict[int, bytes]]]:
-        """Manifests in log order, and the chunks of the latest few, from the store's partition."""
+    def _consumer(self) -> Any:
         from kafka import KafkaConsumer, TopicPartition
 
         consumer = open_client(
@@ -344,51 +380,83 @@ class KafkaCheckpointStore:
             enable_auto_commit=False,
             group_id=None,
             max_partition_fetch_bytes=4 * CHUNK_BYTES,
+            # An offset before the log's start (never expected) reads from there: more, not less.
+            auto_offset_reset="earliest",
         )
+        consumer.assign([TopicPartition(self.topic, self.partition)])
+        return consumer
+
+    def _newest_manifest(self, consumer: Any) -> dict[str, Any] | None:
+        """This store's last manifest, read back from the end of the partition in growing
+        windows (it is normally among the last records: only the tombstones of a larger
+        previous checkpoint's chunks, and other app ids' records, follow it)."""
+        from kafka import TopicPartition
+
+        tp = TopicPartition(self.topic, self.partition)
+        end = consumer.end_offsets([tp])[tp]
+        begin = consumer.beginning_offsets([tp])[tp]
+        stop = end
+        window = _TAIL_WINDOW
+        while stop > begin:
+            start = max(begin, stop - window)
+            manifests, _ = self._read(consumer, start, until=stop)
+            if manifests:
+                return manifests[-1]
+            stop = start
+            window *= 4
+        return None
+
+    def _read(
+        self,
+        consumer: Any,
+        start: int,
+        wanted: str | None = None,
+        until: int | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, dict[int, bytes]]]:
+        """Manifests in log order, and chunks of the latest few (of ``wanted`` alone, if
+        given), from ``start`` to ``until`` (the end of the partition if None)."""
+        from kafka import TopicPartition
+
+        tp = TopicPartition(self.topic, self.partition)
+        end = consumer.end_offsets([tp])[tp] if until is None else until
+        consumer.seek(tp, start)
         prefix = f"{self.app_id}/".encode()
         manifests: list[dict[str, Any]] = []
         chunks: dict[str, dict[int, bytes]] = {}
-        try:
-            tps = [TopicPartition(self.topic, self.partition)]
-            consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
-            end = {tp: o for tp, o in consumer.end_offsets(tps).items() if o > 0}
-            # A deadline on progress, not on the whole read: a shard of a million actors is
-            # hundreds of MB, more than any fixed time on a busy machine (a timeout there meant a
-            # cold start, the state lost); a broker that delivers nothing for timeout_s is down.
-            deadline = time.monotonic() + self.timeout_s
-            while any(consumer.position(tp) < o for tp, o in end.items()):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"nothing read from {self.topic} for {self.timeout_s}s before its end"
-                    )
-                polled = consumer.poll(timeout_ms=500)
-                if polled:
-                    deadline = time.monotonic() + self.timeout_s
-                for records in polled.values():
-                    for r in records:
-                        if r.key is None or r.value is None or not r.key.startswith(prefix):
-                            continue
-                        name = r.key[len(prefix) :].decode(errors="replace")
-                        if name == "manifest":
-                            manifest = _parse_manifest(r.value)
-                            if manifest is None:
-                                continue
-                            manifests.append(manifest)
-                            keep = {
-                                str(m.get("checkpoint_id")) for m in manifests[-_KEEP_MANIFESTS:]
-                            }
-                            # Chunks without a manifest by now belong to a torn write.
-                            chunks = {k: v for k, v in chunks.items() if k in keep}
-                        elif name.isdigit():
-                            ids = [v for k, v in (r.headers or []) if k == CHECKPOINT_ID_HEADER]
-                            if ids:
-                                chunks.setdefault(ids[0].decode(errors="replace"), {})[
-                                    int(name)
-                                ] = r.value
-            return manifests, chunks
-        finally:
-            consumer.close()
+        # A deadline on progress, not on the whole read: a shard of a million actors is hundreds
+        # of MB, more than any fixed time on a busy machine (a timeout there meant a cold start,
+        # the state lost); a broker that delivers nothing for timeout_s is down.
+        deadline = time.monotonic() + self.timeout_s
+        while consumer.position(tp) < end:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"nothing read from {self.topic} for {self.timeout_s}s before its end"
+                )
+            polled = consumer.poll(timeout_ms=500)
+            if polled:
+                deadline = time.monotonic() + self.timeout_s
+            for r in polled.get(tp, []):
+                if r.offset >= end:
+                    break
+                self.records_read += 1
+                if r.key is None or r.value is None or not r.key.startswith(prefix):
+                    continue
+                name = r.key[len(prefix) :].decode(errors="replace")
+                if name == "manifest":
+                    manifest = _parse_manifest(r.value)
+                    if manifest is None:
+                        continue
+                    manifests.append(manifest)
+                    if wanted is None:
+                        keep = {str(m.get("checkpoint_id")) for m in manifests[-_KEEP_MANIFESTS:]}
+                        # Chunks without a manifest by now belong to a torn write.
+                        chunks = {k: v for k, v in chunks.items() if k in keep}
+                elif name.isdigit():
+                    ids = [v for k, v in (r.headers or []) if k == CHECKPOINT_ID_HEADER]
+                    cid = ids[0].decode(errors="replace") if ids else None
+                    if cid is not None and wanted in (None, cid):
+                        chunks.setdefault(cid, {})[int(name)] = r.value
+        return manifests, chunks
 
 
 def _parse_manifest(value: bytes) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import DecodeError
 
 from suptech.common.bundles import decode_bundle
+from suptech.common.gc_tuning import bulk_load
 from suptech.common.topics import partition_of
 from suptech.detector.checkpoint import REFUSED, Checkpoint, CheckpointStore, Offsets
 from suptech.detector.logic import DetectionEngine, EngineConfig
@@ -551,7 +552,8 @@ def _restored_engine(
     if checkpoint is None:
         return None
     try:
-        return DetectionEngine.restore(checkpoint.engine_blob, engine_config)
+        with bulk_load():
+            return DetectionEngine.restore(checkpoint.engine_blob, engine_config)
     except Exception as exc:
         REFUSED["engine_state"] = REFUSED.get("engine_state", 0) + 1
         log.error(

@@ -53,16 +53,24 @@ def load_state_key(path: Path, create: bool) -> bytes:
     return key
 
 
+def _mac(payload: bytes | memoryview, key: bytes) -> bytes:
+    # Incremental, so that no copy of a payload of hundreds of MB is made to prefix it.
+    mac = hmac.new(key, MAGIC, "sha256")
+    mac.update(payload)
+    return mac.digest()
+
+
 def seal(payload: bytes, key: bytes) -> bytes:
-    return MAGIC + hmac.digest(key, MAGIC + payload, "sha256") + payload
+    return b"".join((MAGIC, _mac(payload, key), payload))
 
 
-def unseal(data: bytes, key: bytes) -> bytes:
-    """The payload of ``data``; raises :class:`StateKeyError` unless ``key`` sealed it."""
+def unseal(data: bytes, key: bytes) -> memoryview:
+    """The payload of ``data`` (a view of it, not a copy); raises :class:`StateKeyError`
+    unless ``key`` sealed it."""
     if not data.startswith(MAGIC):
         raise StateKeyError("not a sealed checkpoint (unknown format or an older version)")
     mac = data[len(MAGIC) : len(MAGIC) + _MAC_BYTES]
-    payload = data[len(MAGIC) + _MAC_BYTES :]
-    if not hmac.compare_digest(mac, hmac.digest(key, MAGIC + payload, "sha256")):
+    payload = memoryview(data)[len(MAGIC) + _MAC_BYTES :]
+    if not hmac.compare_digest(mac, _mac(payload, key)):
         raise StateKeyError("checkpoint MAC does not verify: written without this detector's key")
     return payload
