@@ -111,6 +111,8 @@ class Detector:
     freezer: StateFreezer = field(default_factory=StateFreezer)
     # checkpoint_all calls running (a rebalance's and a shutdown's may overlap).
     _finalising: int = 0
+    # The latest assignment's restore, run after faust's callback has returned (assign_later).
+    _assigning: asyncio.Future[None] | None = None
 
     @property
     def telemetry_topics(self) -> set[str]:
@@ -483,6 +485,36 @@ class Detector:
             self.metrics.events.inc(outcome.events)
             self.checkpoint_next()
 
+    def assign_later(self, partitions: set[int]) -> asyncio.Future[None]:
+        """:meth:`assigned`, after the previous assignment's and outside the rebalance callback.
+
+        aiokafka sends no heartbeat while its assignment callback runs, so a restore longer
+        than the session timeout (a million actors take tens of seconds) had the coordinator
+        drop the worker: right after taking its shards on, it rejoined, checkpointed every one
+        of them at the revocation (30 s more) and got them back. Off the callback, the group
+        moves on while the shards are restored; their records wait for them on the lock, as
+        the partitions did paused (a record of a shard not yet there restores it itself).
+        """
+        previous = self._assigning
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            try:
+                await self.assigned(partitions)
+            except Exception as exc:  # a shard that cannot be restored must not be run cold
+                log.error("cannot take on shards %s (%r): stopping the worker", partitions, exc)
+                self.failed = True
+                await self.app.crash(exc)
+
+        self._assigning = task = asyncio.ensure_future(run())
+        return task
+
+    async def restored(self) -> None:
+        """Wait until the latest assignment's shards are restored (or failed to be)."""
+        if self._assigning is not None:
+            await asyncio.gather(self._assigning, return_exceptions=True)
+
     async def assigned(self, partitions: set[int]) -> None:
         """The shards of a new assignment: drop the others (checkpointed at the revocation),
         keep those held already (no one else ran them meanwhile), restore the new ones."""
@@ -569,7 +601,8 @@ class Detector:
     async def revoked(self) -> None:
         """Partitions may move to another worker: hand over every shard's state. faust has
         committed already, clamped to the previous checkpoints; each checkpoint commits up to
-        its own."""
+        its own. A restore still running is finished first (its shards are handed over too)."""
+        await self.restored()
         await self.checkpoint_all()
 
     async def _fail(self, exc: BaseException) -> None:
@@ -699,14 +732,19 @@ def _connect_lifecycle(detector: Detector) -> None:
         assigned = args[0] if args else set()
         # Before faust's first commit at a revocation or a shutdown.
         detector.commits.install(detector.app.consumer)
-        # Partitions are paused until this returns: shards are restored before their records.
-        await detector.assigned(
+        # Restored after this returns (see assign_later), before their records are processed.
+        restoring = detector.assign_later(
             {tp.partition for tp in assigned if tp.topic in detector.source_topics}
         )
         if assigned and not ready.is_set():
             ready.set()
+            detector._in_background(_ready_once_restored(restoring, len(assigned)))
+
+    async def _ready_once_restored(restoring: asyncio.Future[None], partitions: int) -> None:
+        await asyncio.gather(restoring, return_exceptions=True)
+        if not detector.failed:
             await detector.health.mark_ready()
-            log.info("detector ready: %d partitions assigned", len(assigned))
+            log.info("detector ready: %d partitions assigned", partitions)
 
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         if args and args[0]:
