@@ -176,3 +176,35 @@ def test_offsets_are_never_committed_past_the_checkpoint_kafka_has(
     finally:
         assert w.kill(signal.SIGTERM) == 0
     assert sum(_committed(kafka_bootstrap, group, source).values()) == 21
+
+
+def test_restored_actors_take_no_more_memory_than_fresh_ones() -> None:
+    """Unpickled, every setting of every actor's detectors was a number of its own: a
+    restored worker held a quarter more per actor than the one that made the state."""
+    import tracemalloc
+
+    from suptech.detector.logic import DetectionEngine, EngineConfig
+
+    from perf.detector_speed import make_bundles
+
+    n = 2000
+    bundles = make_bundles(n, actors_per_institution=n, institutions=1, cycle_actors=True)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        engine = DetectionEngine(EngineConfig(dedup_capacity=1))
+        for _, _, events in bundles:
+            for env in events:
+                engine.process(env)
+                engine.scores.take()
+        fresh = tracemalloc.get_traced_memory()[0] - before
+        blob = engine.snapshot()
+        before = tracemalloc.get_traced_memory()[0]
+        restored = DetectionEngine.restore(blob)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert restored.stats()["actors"] == n
+    a, b = list(restored.leakage.actors.values())[:2]
+    assert a.access.alpha is b.access.alpha and a.rate.ratio is b.rate.ratio
+    assert grown < 1.1 * fresh, (grown / n, fresh / n)

@@ -8,6 +8,8 @@ from typing import Any
 
 from river import base
 
+from suptech.detector.logic.slot_state import set_slots
+
 __all__ = ["AccessScorer", "FEATURES", "BINARY_FEATURES", "COUNT_FEATURES"]
 
 #: Features read from ``x`` by default; a missing feature counts as 0, other keys are ignored.
@@ -63,6 +65,24 @@ def _layout(features: tuple[str, ...], binary: tuple[str, ...], modes: int) -> _
 
 
 _DEFAULT_LAYOUT = _layout(FEATURES, BINARY_FEATURES, 3)
+# Constructor settings: shared between restored instances (slot_state.py).
+_SETTINGS = frozenset(
+    (
+        "modes",
+        "alpha",
+        "clip",
+        "spawn",
+        "floor",
+        "prior_scale",
+        "nu",
+        "mode_alpha",
+        "tail",
+        "cal_alpha",
+        "min_tail_scale",
+        "trusted_tail",
+        "warmup",
+    )
+)
 
 
 class AccessScorer(base.AnomalyDetector):
@@ -247,8 +267,7 @@ class AccessScorer(base.AnomalyDetector):
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Snapshots from before trusted_tail extrapolated exponentially all the way.
         object.__setattr__(self, "trusted_tail", 1e-8)
-        for k, v in state.items():
-            object.__setattr__(self, k, v)
+        set_slots(self, state, _SETTINGS)
         self._lay = _layout(self.features, self.binary, self.modes)
         self._memo = None
 

@@ -6,9 +6,15 @@ from typing import Any
 
 from river import base
 
+from suptech.detector.logic.slot_state import set_slots
+
 __all__ = ["CategoryNovelty"]
 
 _WEEK_NS = 7 * 24 * 3600 * 1_000_000_000
+
+
+# Constructor settings: shared between restored instances (slot_state.py).
+_SETTINGS = frozenset(("warmup_ns",))
 
 
 class CategoryNovelty(base.AnomalyDetector):
@@ -51,8 +57,7 @@ class CategoryNovelty(base.AnomalyDetector):
         return {k: getattr(self, k) for k in self.__slots__}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            object.__setattr__(self, k, v)
+        set_slots(self, state, _SETTINGS)
 
     def warm(self, t_ns: int) -> bool:
         """Watched long enough at ``t_ns`` for a category to be new."""

@@ -7,11 +7,17 @@ from typing import Any
 
 from river import base
 
+from suptech.detector.logic.slot_state import set_slots
+
 __all__ = ["LogVolume"]
 
 # Scales a mean absolute deviation to a standard deviation for normal data.
 _MAD_TO_SIGMA = 1.2533
 _FEATURES = ("records", "bytes")
+
+
+# Constructor settings: shared between restored instances (slot_state.py).
+_SETTINGS = frozenset(("alpha", "clip", "floor"))
 
 
 class LogVolume(base.AnomalyDetector):
@@ -63,8 +69,7 @@ class LogVolume(base.AnomalyDetector):
         return {k: getattr(self, k) for k in self.__slots__}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            object.__setattr__(self, k, v)
+        set_slots(self, state, _SETTINGS)
 
     def learn(self, records: float, bytes_: float) -> None:
         """:meth:`learn_one` without the dict: the family calls it for every data access."""

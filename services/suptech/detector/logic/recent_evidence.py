@@ -7,6 +7,8 @@ from typing import Any
 
 from river import base
 
+from suptech.detector.logic.slot_state import set_slots
+
 __all__ = ["RecentEvidence"]
 
 # ln K per decay (K = 1 / (1 - exp(-decay))): worked out once, not held by each of 1M actors.
@@ -18,6 +20,10 @@ def _ln_k(decay: float) -> float:
     if lnk is None:
         lnk = _LN_K[decay] = -math.log(-math.expm1(-decay))
     return lnk
+
+
+# Constructor settings: shared between restored instances (slot_state.py).
+_SETTINGS = frozenset(("decay", "cap"))
 
 
 class RecentEvidence(base.AnomalyDetector):
@@ -76,8 +82,7 @@ class RecentEvidence(base.AnomalyDetector):
         return {k: getattr(self, k) for k in self.__slots__}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            object.__setattr__(self, k, v)
+        set_slots(self, state, _SETTINGS)
 
     def _evidence(self, x: dict[Any, Any]) -> float:
         e = -x.get("log_tail", 0.0)

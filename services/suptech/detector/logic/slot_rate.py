@@ -9,6 +9,8 @@ from typing import Any
 
 from river import base
 
+from suptech.detector.logic.slot_state import set_slots
+
 __all__ = ["SlotRate", "SLOTS"]
 
 #: Calendar slots: local hour on a working day (0-23), local hour on a rest day (24-47).
@@ -20,6 +22,10 @@ _MAX_GAP = 168
 # never observed.
 _SCALE = 4096.0
 _UNSEEN = 0xFFFF
+
+
+# Constructor settings: shared between restored instances (slot_state.py).
+_SETTINGS = frozenset(("ratio", "min_events", "alpha", "warmup_hours"))
 
 
 class SlotRate(base.AnomalyDetector):
@@ -119,8 +125,7 @@ class SlotRate(base.AnomalyDetector):
         return {k: getattr(self, k) for k in self.__slots__}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            object.__setattr__(self, k, v)
+        set_slots(self, state, _SETTINGS)
 
     def _observe(self, slot: int, value: float) -> None:
         m = self._mean

@@ -6,9 +6,15 @@ from typing import Any
 
 from river import base
 
+from suptech.detector.logic.slot_state import set_slots
+
 __all__ = ["SystemSpread"]
 
 _HOUR_NS = 3600 * 1_000_000_000
+
+
+# Constructor settings: shared between restored instances (slot_state.py).
+_SETTINGS = frozenset(("warmup_ns", "window_ns", "min_new"))
 
 
 class SystemSpread(base.AnomalyDetector):
@@ -61,8 +67,7 @@ class SystemSpread(base.AnomalyDetector):
         return {k: getattr(self, k) for k in self.__slots__}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            object.__setattr__(self, k, v)
+        set_slots(self, state, _SETTINGS)
 
     def known(self, system: int) -> bool:
         return bool(self.mask >> system & 1)
