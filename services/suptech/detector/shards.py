@@ -17,7 +17,7 @@ from suptech.detector.config import DetectorConfig
 from suptech.detector.logic import EngineConfig
 from suptech.detector.processing import DetectorCore
 
-__all__ = ["Shard", "ShardMaker", "restore_point"]
+__all__ = ["Fetched", "Shard", "ShardMaker", "restore_point"]
 
 log = logging.getLogger("suptech.detector")
 
@@ -34,6 +34,17 @@ class Shard:
     checkpoint_bytes: int = 0
     # A checkpoint of it is between its snapshot and Kafka.
     snapshotting: bool = False
+
+
+@dataclass
+class Fetched:
+    """A shard's checkpoint, read and verified, not yet decoded into an engine."""
+
+    number: int
+    store: CheckpointStore
+    remote: KafkaCheckpointStore
+    checkpoint: Checkpoint | None
+    source: str
 
 
 @dataclass
@@ -54,10 +65,21 @@ class ShardMaker:
 
     def open(self, number: int) -> Shard:
         """Blocking (reads the checkpoint topic's partition): call it off the event loop."""
+        return self.build(self.fetch(number))
+
+    def fetch(self, number: int) -> Fetched:
+        """The shard's stores and the checkpoint it restores from (blocking: reads Kafka)."""
         c = self.config
         store = CheckpointStore(c.state_dir / f"{c.app_id}.shard-{number}.checkpoint", self.key)
         remote = self.remote.for_shard(number, self.checkpoint_partitions)
-        restored, source = restore_point(store, remote)
+        return Fetched(number, store, remote, *restore_point(store, remote))
+
+    def build(self, fetched: Fetched) -> Shard:
+        """The shard, its engine decoded from the fetched checkpoint (blocking: CPU)."""
+        c = self.config
+        number, store, remote = fetched.number, fetched.store, fetched.remote
+        restored, source = fetched.checkpoint, fetched.source
+        fetched.checkpoint = None  # its bytes go once the engine is made
         core = DetectorCore.resume(
             restored,
             source,
