@@ -60,7 +60,7 @@ from suptech.detector.logic import EngineConfig
 from suptech.detector.logic.vendor_stage import vendor_fact_key
 from suptech.detector.metrics import DetectorMetrics, entity_stats
 from suptech.detector.pacing import CheckpointPacer, on_cpu_clock
-from suptech.detector.processing import DeadLetter, Outcome, refused_counts
+from suptech.detector.processing import COUNTERS, DeadLetter, Outcome, refused_counts
 from suptech.detector.shards import Shard, ShardMaker
 from suptech.detector.side_inputs import SideFollower, SideReader, SideRecord
 from suptech.detector.snapshot import finish_snapshot, start_snapshot
@@ -335,6 +335,8 @@ class Detector:
     def _log_progress(self) -> None:
         cores = [s.core for s in self.shards.values()]
         progress = {
+            # Zeros while no shard is held yet (restoring) or any more.
+            **dict.fromkeys(COUNTERS, 0),
             **_summed(c.counters() for c in cores),
             **refused_counts(),
             "partition_rewinds": self.continuity.rewinds,

@@ -24,7 +24,7 @@ from suptech.detector.logic.candidate import SYSTEMIC_INSTITUTION
 from suptech.detector.logic.scores import to_batches
 from suptech.v1 import alerts_pb2, findings_pb2, sandbox_pb2, vendor_facts_pb2
 
-__all__ = ["DeadLetter", "Outcome", "DetectorCore", "REASON_HEADER", "refused_counts"]
+__all__ = ["COUNTERS", "DeadLetter", "Outcome", "DetectorCore", "REASON_HEADER", "refused_counts"]
 
 log = logging.getLogger(__name__)
 
@@ -516,13 +516,7 @@ class DetectorCore:
         )
 
     def counters(self) -> dict[str, int]:
-        return {
-            "records": self.records,
-            "events": self.events,
-            "findings": self.findings,
-            "dead_letters": self.dead_letters,
-            "skipped_records": self.skipped_records,
-        }
+        return {name: getattr(self, name) for name in COUNTERS}
 
     def progress(self) -> dict[str, int]:
         return {**self.counters(), **refused_counts()}
@@ -531,6 +525,10 @@ class DetectorCore:
 def refused_counts() -> dict[str, int]:
     """Checkpoints this process refused, by reason (one count for all its shards)."""
     return {f"checkpoints_refused_{reason}": n for reason, n in sorted(REFUSED.items())}
+
+
+# What DetectorCore.counters reports (a worker's progress line sums them over its shards).
+COUNTERS = ("records", "events", "findings", "dead_letters", "skipped_records")
 
 
 def _name(shard: int | None) -> str:
