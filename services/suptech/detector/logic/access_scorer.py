@@ -8,7 +8,7 @@ from typing import Any
 
 from river import base
 
-from suptech.detector.logic.slot_state import set_slots
+from suptech.detector.logic.slot_state import constructor_settings, set_slots
 
 __all__ = ["AccessScorer", "FEATURES", "BINARY_FEATURES", "COUNT_FEATURES"]
 
@@ -65,24 +65,6 @@ def _layout(features: tuple[str, ...], binary: tuple[str, ...], modes: int) -> _
 
 
 _DEFAULT_LAYOUT = _layout(FEATURES, BINARY_FEATURES, 3)
-# Constructor settings: shared between restored instances (slot_state.py).
-_SETTINGS = frozenset(
-    (
-        "modes",
-        "alpha",
-        "clip",
-        "spawn",
-        "floor",
-        "prior_scale",
-        "nu",
-        "mode_alpha",
-        "tail",
-        "cal_alpha",
-        "min_tail_scale",
-        "trusted_tail",
-        "warmup",
-    )
-)
 
 
 class AccessScorer(base.AnomalyDetector):
@@ -730,3 +712,7 @@ class AccessScorer(base.AnomalyDetector):
             out[k] = max(0.0, math.log(max(p, 1.0 - p) / pv))
             j += 1
         return out
+
+
+# Constructor settings: shared between restored instances (slot_state.py).
+_SETTINGS = constructor_settings(AccessScorer)

@@ -6,15 +6,11 @@ from typing import Any
 
 from river import base
 
-from suptech.detector.logic.slot_state import set_slots
+from suptech.detector.logic.slot_state import constructor_settings, set_slots
 
 __all__ = ["CategoryNovelty"]
 
 _WEEK_NS = 7 * 24 * 3600 * 1_000_000_000
-
-
-# Constructor settings: shared between restored instances (slot_state.py).
-_SETTINGS = frozenset(("warmup_ns",))
 
 
 class CategoryNovelty(base.AnomalyDetector):
@@ -81,3 +77,7 @@ class CategoryNovelty(base.AnomalyDetector):
 
     def score_one(self, x: dict[Any, Any]) -> float:
         return 1.0 if self.is_new(int(x["t"]), int(x["category"])) else 0.0
+
+
+# Constructor settings: shared between restored instances (slot_state.py).
+_SETTINGS = constructor_settings(CategoryNovelty)

@@ -7,17 +7,13 @@ from typing import Any
 
 from river import base
 
-from suptech.detector.logic.slot_state import set_slots
+from suptech.detector.logic.slot_state import constructor_settings, set_slots
 
 __all__ = ["LogVolume"]
 
 # Scales a mean absolute deviation to a standard deviation for normal data.
 _MAD_TO_SIGMA = 1.2533
 _FEATURES = ("records", "bytes")
-
-
-# Constructor settings: shared between restored instances (slot_state.py).
-_SETTINGS = frozenset(("alpha", "clip", "floor"))
 
 
 class LogVolume(base.AnomalyDetector):
@@ -132,3 +128,7 @@ class LogVolume(base.AnomalyDetector):
                 sd = max(st[2 * i + 1] * _MAD_TO_SIGMA, self.floor)
                 out[k] = max(0.0, (float(x[k]) - st[2 * i]) / sd)
         return out
+
+
+# Constructor settings: shared between restored instances (slot_state.py).
+_SETTINGS = constructor_settings(LogVolume)

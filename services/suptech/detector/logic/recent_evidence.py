@@ -7,7 +7,7 @@ from typing import Any
 
 from river import base
 
-from suptech.detector.logic.slot_state import set_slots
+from suptech.detector.logic.slot_state import constructor_settings, set_slots
 
 __all__ = ["RecentEvidence"]
 
@@ -20,10 +20,6 @@ def _ln_k(decay: float) -> float:
     if lnk is None:
         lnk = _LN_K[decay] = -math.log(-math.expm1(-decay))
     return lnk
-
-
-# Constructor settings: shared between restored instances (slot_state.py).
-_SETTINGS = frozenset(("decay", "cap"))
 
 
 class RecentEvidence(base.AnomalyDetector):
@@ -115,3 +111,7 @@ class RecentEvidence(base.AnomalyDetector):
 
     def learn_one(self, x: dict[Any, Any]) -> None:
         self.carry = self._evidence(x)
+
+
+# Constructor settings: shared between restored instances (slot_state.py).
+_SETTINGS = constructor_settings(RecentEvidence)

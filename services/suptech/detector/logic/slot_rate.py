@@ -9,7 +9,7 @@ from typing import Any
 
 from river import base
 
-from suptech.detector.logic.slot_state import set_slots
+from suptech.detector.logic.slot_state import constructor_settings, set_slots
 
 __all__ = ["SlotRate", "SLOTS"]
 
@@ -22,10 +22,6 @@ _MAX_GAP = 168
 # never observed.
 _SCALE = 4096.0
 _UNSEEN = 0xFFFF
-
-
-# Constructor settings: shared between restored instances (slot_state.py).
-_SETTINGS = frozenset(("ratio", "min_events", "alpha", "warmup_hours"))
 
 
 class SlotRate(base.AnomalyDetector):
@@ -212,3 +208,7 @@ class SlotRate(base.AnomalyDetector):
         events = int(x.get("events", 1))
         count = self.count + events if hour == self.hour else events
         return self.ratio_of(count, int(x["slot"]))
+
+
+# Constructor settings: shared between restored instances (slot_state.py).
+_SETTINGS = constructor_settings(SlotRate)

@@ -9,13 +9,19 @@ actors: 2,195 B fresh, 2,748 B restored). :func:`set_slots` gives them back one 
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
-__all__ = ["set_slots"]
+__all__ = ["constructor_settings", "set_slots"]
 
 # (type, value) -> the one object of that value. Settings take few distinct values, so this
 # stays small; state is never put here.
 _SHARED: dict[tuple[type, Any], Any] = {}
+
+
+def constructor_settings(cls: type) -> frozenset[str]:
+    """The names of ``cls``'s constructor parameters: the slots that hold its settings."""
+    return frozenset(inspect.signature(cls).parameters)
 
 
 def set_slots(obj: object, state: dict[str, Any], settings: frozenset[str]) -> None:

@@ -6,15 +6,11 @@ from typing import Any
 
 from river import base
 
-from suptech.detector.logic.slot_state import set_slots
+from suptech.detector.logic.slot_state import constructor_settings, set_slots
 
 __all__ = ["SystemSpread"]
 
 _HOUR_NS = 3600 * 1_000_000_000
-
-
-# Constructor settings: shared between restored instances (slot_state.py).
-_SETTINGS = frozenset(("warmup_ns", "window_ns", "min_new"))
 
 
 class SystemSpread(base.AnomalyDetector):
@@ -95,3 +91,7 @@ class SystemSpread(base.AnomalyDetector):
 
     def score_one(self, x: dict[Any, Any]) -> float:
         return self.score(int(x["t"]), int(x["system"]))
+
+
+# Constructor settings: shared between restored instances (slot_state.py).
+_SETTINGS = constructor_settings(SystemSpread)
