@@ -243,3 +243,25 @@ def test_seasonal_baseline_rebaselines_after_a_stable_shift() -> None:
         det.learn_one(x)
     assert det.rebaselines >= 1
     assert det.score_one({"t": t + (start + 41) * 900.0, "lat": 170.0}) < 5.0
+
+
+def test_seasonal_score_learn_one_is_score_then_learn() -> None:
+    """The health baseline's one-pass score-and-learn (every posture report takes it) scores and
+    learns exactly as scoring and then learning do, through warm-up, features that come and go,
+    shifted runs and a re-baseline."""
+    rng = random.Random(5)
+    fused, apart = SeasonalBaseline(rebaseline_after=8), SeasonalBaseline(rebaseline_after=8)
+    t = 1_780_000_000.0
+    for i in range(24 * 7 * 3):
+        x = {"t": t + i * 1800.0, "lat": 100.0 + rng.gauss(0, 3)}
+        if i % 5:
+            x["err"] = 1.0 + rng.random()
+        if i > 24 * 7 * 2:
+            x["lat"] += 80.0  # a lasting shift: a run of unlearned reports, then a re-baseline
+        if i > 24 * 7 * 2 + 3:
+            x["inc"] = float(rng.random() < 0.1)  # a feature first seen in the shifted run
+        z = fused.score_learn_one(x)
+        assert z == apart._residuals(x)[1]
+        apart.learn_one(x)
+    assert fused.rebaselines == apart.rebaselines >= 1
+    assert pickle.dumps(fused) == pickle.dumps(apart)
