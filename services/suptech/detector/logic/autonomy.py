@@ -85,7 +85,20 @@ _HEALTH_FLOORS = {
     "error_pct": 0.5,
     "incidents": 1.0,
 }
-_SERVICE_FEATURES = ("unavailability_pct", "error_pct", "incidents")
+
+
+def _service_z(z: dict[str, float]) -> float:
+    """The largest z-score of the service features, unavailability, errors and incidents (0 if
+    none is scored yet): what the service's users feel, latency apart."""
+    get = z.get
+    a = get("unavailability_pct", 0.0)
+    b = get("error_pct", 0.0)
+    c = get("incidents", 0.0)
+    if b > a:
+        a = b
+    return c if c > a else a
+
+
 # Oldest unpatched critical vulnerability, in days, that makes a core system's backlog major.
 _VULN_OVERDUE_DAYS = 30
 # A backlog that has not changed is judged again this often (enough to keep its condition open).
@@ -229,8 +242,11 @@ class AutonomyFamily:
             for mine, c in zip(s.components, comps, strict=True):
                 mine.CopyFrom(c)
             self._inventory(s, list(comps), inst_id, sys_id, core, tier_grade, t, eid, emit, facts)
-        declared = self._declared(inst_id, sys_id, t)
-        held = declared or self._declared(inst_id, sys_id, t, any_kind=True)
+        if self.context is not None and self.context.windows.get(inst_id):
+            declared = self._declared(inst_id, sys_id, t)
+            held = declared or self._declared(inst_id, sys_id, t, any_kind=True)
+        else:
+            declared = held = False  # the common case, without two calls
         seen = s.vulns_seen
         if (
             rep.unpatched_critical_vulns != seen[0]
@@ -242,17 +258,20 @@ class AutonomyFamily:
 
         # Health against the system's own hour-of-day/weekday rhythm; larger is worse for all.
         availability = rep.availability
+        p95 = rep.latency_ms_p95
         x = {
             "t": t / 1e9,
             "unavailability_pct": (1.0 - availability) * 100.0,
-            "log_latency_x5": 5.0 * math.log1p(max(rep.latency_ms_p95, 0.0)),
+            "log_latency_x5": 5.0 * math.log1p(p95) if p95 > 0.0 else 0.0,
             "error_pct": rep.error_rate * 100.0,
             "incidents": float(rep.incidents),
         }
         z = s.health.score_learn_one(x)
         score = max(z.values(), default=0.0)
-        service = max((z.get(k, 0.0) for k in _SERVICE_FEATURES), default=0.0)
-        thr = max(cfg.z_threshold, s.q)
+        service = _service_z(z)
+        thr = cfg.z_threshold
+        if s.q > thr:
+            thr = s.q
         hit = False
         outage = availability < cfg.outage_availability and rep.interval_seconds > 0
         s.n += 1
