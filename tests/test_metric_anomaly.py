@@ -196,3 +196,22 @@ def test_multiplicative_noise_of_busy_hours_is_no_finding_a_regression_is() -> N
     _, alarms, flagged = run(busy_hours(seed=3), lambda i, v: v * 1.8 if i >= onset else v)
     assert alarms and onset <= alarms[0] <= onset + 3 and alarms[0] == min(alarms)
     assert all(flagged[alarms[0] : alarms[0] + 30])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_deeper_second_dip_is_found_after_an_alarmed_first_one(seed: int) -> None:
+    # A dip of 12 samples, alarmed, then five days later one 20 % deeper. The first dip's
+    # samples count as one extreme (its peak), so the second is judged as a new record of
+    # the stream, not as a tie of a dozen kept extremes (before, it was not found).
+    first, second = 5 * 288 + 100, 10 * 288 + 100
+
+    def change(i: int, v: float) -> float:
+        if first <= i < first + 12:
+            return v - 30.0
+        if second <= i < second + 12:
+            return v - 36.0
+        return v
+
+    _, alarms, _ = run(daily(seed=seed), change)
+    assert any(first <= a < first + 12 for a in alarms)
+    assert any(second <= a < second + 12 for a in alarms)
