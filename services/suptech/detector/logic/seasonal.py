@@ -121,7 +121,9 @@ class SeasonalBaseline(base.AnomalyDetector):
     def score_learn_one(self, x: dict[Any, Any]) -> dict[str, float]:
         """Signed z-score per feature before learning ``x``, then learn it: :meth:`_residuals`
         and :meth:`_learn` in one pass over the features (this runs for every health report of
-        every system: a fifth of the engine's time on the simulator's mix before)."""
+        every system: a fifth of the engine's time on the simulator's mix before). Its scoring
+        loop is :meth:`_residuals` inlined, and its learning :meth:`_learn`'s: keep them in step
+        (``test_seasonal_score_learn_one_is_score_then_learn`` compares the two paths)."""
         tk = self.time_key
         slot = _slot(x[tk], self.utc_offset_hours)
         stats = self._stats
