@@ -8,7 +8,7 @@ from typing import Any
 
 from river import base
 
-from suptech.detector.logic.slot_state import constructor_settings, set_slots
+from suptech.detector.logic.slot_state import PackedSlots, constructor_settings, set_slots
 
 __all__ = ["AccessScorer", "FEATURES", "BINARY_FEATURES", "COUNT_FEATURES"]
 
@@ -67,7 +67,7 @@ def _layout(features: tuple[str, ...], binary: tuple[str, ...], modes: int) -> _
 _DEFAULT_LAYOUT = _layout(FEATURES, BINARY_FEATURES, 3)
 
 
-class AccessScorer(base.AnomalyDetector):
+class AccessScorer(PackedSlots, base.AnomalyDetector):
     """How unusual one data access is for this actor, as a calibrated probability in [0, 1].
 
     One instance models one actor. Count features are scaled by ``log1p`` (volumes are
@@ -241,15 +241,21 @@ class AccessScorer(base.AnomalyDetector):
         # (the event's counts, n, values, surprise of the counts, best mode, its |z|, flags').
         self._memo: tuple[Any, ...] | None = None
 
-    # Pickle the slots (river's Base has no __getstate__ for them); the layout is rebuilt and
-    # the memo of the last event scored is not state.
+    # Pickled as tuples (PackedSlots); the layout is rebuilt and the memo of the last event
+    # scored is not state. The dict of the slots is the state of snapshots before version 9 (and
+    # what tests compare).
+    _TRANSIENT = frozenset({"_lay", "_memo"})
+
     def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__ if k not in ("_lay", "_memo")}
+        return {k: getattr(self, k) for k in self.__slots__ if k not in self._TRANSIENT}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Snapshots from before trusted_tail extrapolated exponentially all the way.
         object.__setattr__(self, "trusted_tail", 1e-8)
         set_slots(self, state, _SETTINGS)
+        self._restored()
+
+    def _restored(self) -> None:
         self._lay = _layout(self.features, self.binary, self.modes)
         self._memo = None
 

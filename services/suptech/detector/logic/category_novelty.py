@@ -6,14 +6,14 @@ from typing import Any
 
 from river import base
 
-from suptech.detector.logic.slot_state import constructor_settings, set_slots
+from suptech.detector.logic.slot_state import PackedSlots, constructor_settings, set_slots
 
 __all__ = ["CategoryNovelty"]
 
 _WEEK_NS = 7 * 24 * 3600 * 1_000_000_000
 
 
-class CategoryNovelty(base.AnomalyDetector):
+class CategoryNovelty(PackedSlots, base.AnomalyDetector):
     """1 for a category the entity never showed, once it has been watched for ``warmup_ns``.
 
     Categories are small non-negative integers (a combination of channel, data class and

@@ -9,10 +9,12 @@ from typing import Any
 
 from river import base
 
+from suptech.detector.logic.slot_state import PackedSlots
+
 __all__ = ["DailyDrift"]
 
 
-class DailyDrift(base.AnomalyDetector):
+class DailyDrift(PackedSlots, base.AnomalyDetector):
     """Poisson CUSUM of daily event counts (exports out of the institution, say) against the
     entity's own rate, working days and rest days apart.
 

@@ -22,12 +22,13 @@ from suptech.v1 import alerts_pb2, findings_pb2, sandbox_pb2, telemetry_pb2, ven
 __all__ = ["DetectionEngine"]
 
 # Raised whenever per-entity state changes shape: an older snapshot is refused, not half-loaded.
-_SNAPSHOT_VERSION = 8
+_SNAPSHOT_VERSION = 9
 # Version 2 lacked the feedback memory, 3 the metric streams, conditions and declared context:
 # they load with those empty. Version 4 held the data-leakage state of before the calendar.
 # Version 5 remembered bare event ids: it loads with an empty memory of processed events.
 # Version 6 did not know when entities were last seen: they load as seen at its last event.
 # Up to version 7 the IT-autonomy family held the vendor state: it moves to the vendor stage.
+# Version 8 pickled per-actor detectors as dicts of their slots (9: slot_state.PackedSlots).
 _UPGRADABLE = {2, 3}
 _NEW_DEDUP = {2, 3, 5}
 # Findings of a system being down, which a maintenance or change window on it explains away.
@@ -356,7 +357,7 @@ class DetectionEngine:
             state["metrics"] = MetricsFamily(cfg, state["scores"])
             state["context"] = InstitutionContext(cfg.default_time_zone)
             state["conditions"] = Conditions(cfg.condition_clear_ns)
-        elif version not in (_SNAPSHOT_VERSION, 5, 6, 7):
+        elif version not in (_SNAPSHOT_VERSION, 5, 6, 7, 8):
             raise ValueError(f"snapshot version {version} is not {_SNAPSHOT_VERSION}")
         if version in _NEW_DEDUP:
             cfg = config or state["config"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from river import base
 
-from suptech.detector.logic.slot_state import constructor_settings, set_slots
+from suptech.detector.logic.slot_state import PackedSlots, constructor_settings, set_slots
 
 __all__ = ["LogVolume"]
 
@@ -16,7 +16,7 @@ _MAD_TO_SIGMA = 1.2533
 _FEATURES = ("records", "bytes")
 
 
-class LogVolume(base.AnomalyDetector):
+class LogVolume(PackedSlots, base.AnomalyDetector):
     """Largest upward z-score of ``log1p`` records and bytes against an exponentially weighted
     baseline: :class:`~suptech.detector.logic.robust_zscore.RobustZScore` for the two volume
     features of a data access, its state in one array of four doubles (a million actors hold

@@ -7,7 +7,7 @@ from typing import Any
 
 from river import base
 
-from suptech.detector.logic.slot_state import constructor_settings, set_slots
+from suptech.detector.logic.slot_state import PackedSlots, constructor_settings, set_slots
 
 __all__ = ["RecentEvidence"]
 
@@ -22,7 +22,7 @@ def _ln_k(decay: float) -> float:
     return lnk
 
 
-class RecentEvidence(base.AnomalyDetector):
+class RecentEvidence(PackedSlots, base.AnomalyDetector):
     """How unusual an entity's recent events were, as a calibrated tail probability per event.
 
     Fed the log tail probability ``log_tail`` (``ln p``, at most 0) that a per-event model gave

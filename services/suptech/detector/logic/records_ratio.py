@@ -8,10 +8,12 @@ from typing import Any
 
 from river import base
 
+from suptech.detector.logic.slot_state import PackedSlots
+
 __all__ = ["RecordsPerQuery"]
 
 
-class RecordsPerQuery(base.AnomalyDetector):
+class RecordsPerQuery(PackedSlots, base.AnomalyDetector):
     """z-score of this hour's mean ``log1p(records)`` per query against the entity's reference.
 
     A partner interface that suddenly returns many times more records per query at its usual

@@ -9,7 +9,7 @@ from typing import Any
 
 from river import base
 
-from suptech.detector.logic.slot_state import constructor_settings, set_slots
+from suptech.detector.logic.slot_state import PackedSlots, constructor_settings, set_slots
 
 __all__ = ["SlotRate", "SLOTS"]
 
@@ -24,7 +24,7 @@ _SCALE = 4096.0
 _UNSEEN = 0xFFFF
 
 
-class SlotRate(base.AnomalyDetector):
+class SlotRate(PackedSlots, base.AnomalyDetector):
     """How many times this entity's normal rate for the slot the current hour has reached.
 
     The expected count of a slot (``BusinessCalendar.slot``: the local hour, plus 24 on a rest

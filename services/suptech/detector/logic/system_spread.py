@@ -6,14 +6,14 @@ from typing import Any
 
 from river import base
 
-from suptech.detector.logic.slot_state import constructor_settings, set_slots
+from suptech.detector.logic.slot_state import PackedSlots, constructor_settings, set_slots
 
 __all__ = ["SystemSpread"]
 
 _HOUR_NS = 3600 * 1_000_000_000
 
 
-class SystemSpread(base.AnomalyDetector):
+class SystemSpread(PackedSlots, base.AnomalyDetector):
     """Distinct systems new to the entity within ``window_ns``, as a share of ``min_new``.
 
     Systems are small non-negative integers (their index in the institution), kept as the bits
