@@ -36,8 +36,9 @@ AlarmFn = Callable[[Sequence[float], Sequence[float]], Sequence[bool]]
 
 # The detector's second operating point: per-sample calibration, alarms at about every new
 # extreme of a stream's history (also alarms on pure noise every few days). Without the burst
-# test and with the former tail floor, so that it stays the operating point measured before the
-# defaults gained them.
+# test, the routine test and with the former tail floor, so that it stays the operating point
+# measured before the defaults gained them (with the routine test it scores 71.5: 80 windows,
+# 108 alarms outside; the records it then holds as routine were finding windows too).
 SENSITIVE: dict[str, Any] = {
     "span": 1,
     "threshold": 0.997,
@@ -45,6 +46,7 @@ SENSITIVE: dict[str, Any] = {
     "freeze_while_flagged": False,
     "burst_window": 0,
     "excess_floor": 0.25,
+    "routine_days": 0,
 }
 
 

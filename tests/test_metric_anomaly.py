@@ -229,3 +229,40 @@ def test_a_dip_repeated_every_day_becomes_the_stream_s_normal(seed: int) -> None
     _, alarms, _ = run(daily(seed=seed), routine)
     assert alarms and min(alarms) >= 5 * 288
     assert not [a for a in alarms if a >= 12 * 288]
+
+
+def _daily_job(seed: int, other: float = 0.0, **kw: float) -> tuple[list[int], set[int]]:
+    """Twelve days of a flat noisy metric (10 +- 1) with a daily job at about 03:30 (+-15 min),
+    one sample of +30 that grows by 0.6 a day (so each day's is a new record of the stream),
+    and ``other`` added at 15:00 on day 10: (alarms, the job's samples)."""
+    rng = random.Random(seed)
+    days = 12
+    job = {d * 288 + 42 + rng.randrange(-3, 4) for d in range(days)}
+    det = MetricAnomaly(**kw)
+    alarms = []
+    for i in range(days * 288):
+        v = 10.0 + rng.gauss(0.0, 1.0)
+        if i in job:
+            v += 30.0 + 0.6 * (i // 288)
+        if i == 10 * 288 + 180:
+            v += other
+        if det.process_one({"t": i * STEP, "value": v})[1]:
+            alarms.append(i)
+    return alarms, job
+
+
+def test_a_daily_job_is_routine_the_same_spike_at_another_hour_is_not() -> None:
+    # Each day's job sample is a new record of the stream's history (NAB's EC2 CPU streams,
+    # ec2_cpu_utilization_24ae8d and c6585a, have one at about 03:30): past its first two days
+    # it went nearly as far within an hour of that time of day on each of the last two days,
+    # so it is routine and raises nothing. Without the routine test it alarms again on later
+    # days. A larger spike at an hour with no routine of its own is still a finding.
+    late = []
+    for seed in range(5):
+        alarms, job = _daily_job(seed)
+        assert not [a for a in alarms if a >= 2 * 288]
+        alarms, job = _daily_job(seed, routine_days=0)
+        late += [a for a in alarms if a >= 2 * 288 and a in job]
+    assert late
+    alarms, _ = _daily_job(0, other=55.0)
+    assert alarms == [10 * 288 + 180]
