@@ -936,7 +936,8 @@ class AlertStore:
         kind: int = alerts_pb2.ALERT_EVENT_KIND_UPDATED,
     ) -> alerts_pb2.Alert:
         attempts = 1 if expected_version else 3
-        for attempt in range(attempts):
+        attempt = locks = 0
+        while True:
             try:
                 with self._sessions() as s, s.begin():
                     now = self._clock()
@@ -966,11 +967,22 @@ class AlertStore:
                     return alert_to_proto(row)
             except StaleDataError:
                 # Someone else changed the alert between our read and our write.
-                if attempt == attempts - 1:
+                attempt += 1
+                if attempt == attempts:
                     raise VersionConflictError(
                         f"alert {alert_id} was changed concurrently: reload it and retry"
                     ) from None
-        raise AssertionError("unreachable")
+            except DBAPIError as exc:
+                # A database busy past its timeout (SQLite's "database is locked") or a
+                # PostgreSQL deadlock: nothing was written, so it is tried again, as an ingest
+                # is. Seen in CI: an assignment racing two other writers and a polling reader
+                # failed with "database is locked" (its cause not established: the busy
+                # timeout is 10 s).
+                locks += 1
+                if isinstance(exc, IntegrityError) or not _retryable(exc) or locks >= _RETRIES:
+                    raise
+                log.info("%s retry %d after %s", action, locks, type(exc).__name__)
+                time.sleep(0.01 * locks)
 
     # --- silences ------------------------------------------------------------------------
 
