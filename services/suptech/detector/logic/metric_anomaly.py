@@ -610,7 +610,7 @@ class MetricAnomaly(base.AnomalyDetector):
             p2 = self._tail_p(1, (self._sum_l - self._ring_l[i] + r_l) / w) if self.n >= w else 1.0
             p3 = (
                 self._tail_p(2, self._drift(self._cu_l, r_l, self._err_level, False))
-                if self._covered >= self.seasonal_days * _DAY
+                if self.drift_k > 0.0 and self._covered >= self.seasonal_days * _DAY
                 else 1.0
             )
         self._p1 = p1
@@ -925,7 +925,7 @@ class MetricAnomaly(base.AnomalyDetector):
         self._ring_s[i] = rs
         self._ring_i = (i + 1) % w
         drift = self.drift_k > 0.0
-        d_l = self._drift(self._cu_l, r_l, self._err_level, True)
+        d_l = self._drift(self._cu_l, r_l, self._err_level, True) if drift else 0.0
         if not (self.freeze_while_flagged and self.flagged):
             n = self.n
             learn = self._learn_feature
